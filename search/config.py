@@ -1,0 +1,73 @@
+"""The run-level configuration of one search: flat, typed, unknown keys rejected, saved with the results."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from trainables.config import ConfigError, from_mapping
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    name: str = "demo"
+    app: str = "colonoscopy-frames"
+    backbone: str = "tiny-alexnet"
+    source: str = "fractal"
+    depths: tuple[str, ...] = ()  # empty = every depth of the backbone, plus scratch
+    budgets: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0)
+    lr_min: float = 1e-4
+    lr_max: float = 3e-3
+    samples: int = 1  # learning rates sampled per depth x budget x seed cell
+    seeds: tuple[int, ...] = (0,)
+    schedule: str = "paper"
+    epochs: int = 8  # max epochs per trial (ASHA's max_t)
+    grace_period: int = 1
+    reduction_factor: int = 3
+    scheduler: str = "asha"  # "asha" (stratified by budget) or "none"
+    batch_size: int = 32
+    cpus_per_trial: float = 1.0
+    max_concurrent: int = 0  # 0 = as many as the cluster's CPUs allow
+    data_samples: int = 0  # 0 = the app's default size (smaller with smoke)
+    data_seed: int = 0
+    smoke: bool = False
+    results_dir: str = "results"
+
+    def __post_init__(self) -> None:
+        if not self.budgets:
+            raise ConfigError("budgets is empty; give at least one fraction in (0, 1], e.g. --budgets 0.1,1.0")
+        bad = [b for b in self.budgets if not 0.0 < b <= 1.0]
+        if bad:
+            raise ConfigError(f"budgets must be fractions in (0, 1] of the training split, got {bad}")
+        if not 0 < self.lr_min <= self.lr_max:
+            raise ConfigError(f"need 0 < lr_min <= lr_max, got {self.lr_min}, {self.lr_max}")
+        if self.scheduler not in ("asha", "none"):
+            raise ConfigError(f"scheduler must be 'asha' or 'none', got {self.scheduler!r}")
+        if self.samples < 1 or self.epochs < 1 or not self.seeds:
+            raise ConfigError("samples and epochs must be >= 1 and seeds non-empty")
+        if self.grace_period > self.epochs:
+            raise ConfigError(f"grace_period ({self.grace_period}) exceeds epochs ({self.epochs}); lower it")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "SearchConfig":
+        values = dict(values)
+        for key in ("depths", "budgets", "seeds"):
+            if key in values and not isinstance(values[key], tuple):
+                values[key] = tuple(values[key])
+        values["budgets"] = tuple(float(b) for b in values.get("budgets", cls.budgets))
+        values["seeds"] = tuple(int(s) for s in values.get("seeds", cls.seeds))
+        return from_mapping(cls, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    def replace(self, **changes: Any) -> "SearchConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def smoke_config(base: SearchConfig) -> SearchConfig:
+    """The smoke size of a search: two budgets, four depths (set by the runner), two epochs, tiny data."""
+    return base.replace(smoke=True, budgets=(0.25, 1.0), epochs=2, grace_period=1, samples=1, seeds=base.seeds[:1])
+
+

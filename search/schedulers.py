@@ -1,0 +1,99 @@
+"""ASHA that compares a trial only with trials of the same data budget.
+
+A trial trained on 10% of the data would lose every rung against trials on 100%; that says nothing
+about which *depth* is best at 10%. ``BudgetStratifiedASHA`` keeps one independent
+``AsyncHyperBandScheduler`` (its own rungs and cut-offs) per value of ``config[stratify_by]``.
+
+Fidelity unit: ``training_iteration`` = one epoch over the trial's own budget subset, so rung r of
+every stratum means "r passes over the data this trial is allowed to see".
+"""
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+
+
+class BudgetStratifiedASHA(FIFOScheduler):
+    def __init__(
+        self,
+        *,
+        stratify_by: str = "budget",
+        time_attr: str = "training_iteration",
+        metric: str | None = None,
+        mode: str | None = None,
+        max_t: int = 8,
+        grace_period: int = 1,
+        reduction_factor: float = 3,
+        brackets: int = 1,
+    ):
+        super().__init__()
+        self._stratify_by = stratify_by
+        self._asha_kwargs = dict(time_attr=time_attr, max_t=max_t, grace_period=grace_period,
+                                 reduction_factor=reduction_factor, brackets=brackets)
+        AsyncHyperBandScheduler(**self._asha_kwargs)  # validate arguments now, not at the first trial
+        self._metric, self._mode = metric, mode
+        self._strata: dict[Any, AsyncHyperBandScheduler] = {}
+        self._stratum_of: dict[str, Any] = {}
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
+        if (self._metric and metric) or (self._mode and mode):
+            return False
+        self._metric = metric or self._metric
+        self._mode = mode or self._mode
+        for asha in self._strata.values():
+            asha.set_search_properties(metric, mode, **spec)
+        return True
+
+    def stratum(self, trial: Trial) -> Any:
+        try:
+            return trial.config[self._stratify_by]
+        except KeyError:
+            raise ValueError(
+                f"BudgetStratifiedASHA stratifies by config[{self._stratify_by!r}], which trial {trial} lacks; "
+                f"put {self._stratify_by!r} in the search space"
+            ) from None
+
+    def _asha(self, stratum: Any) -> AsyncHyperBandScheduler:
+        if stratum not in self._strata:
+            self._strata[stratum] = AsyncHyperBandScheduler(metric=self._metric, mode=self._mode, **self._asha_kwargs)
+        return self._strata[stratum]
+
+    def on_trial_add(self, tune_controller, trial: Trial) -> None:
+        s = self.stratum(trial)
+        self._stratum_of[trial.trial_id] = s
+        self._asha(s).on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
+        return self._asha(self._stratum_of[trial.trial_id]).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial: Trial, result: dict) -> None:
+        self._asha(self._stratum_of.pop(trial.trial_id)).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller, trial: Trial) -> None:
+        self._asha(self._stratum_of.pop(trial.trial_id)).on_trial_remove(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller, trial: Trial) -> None:
+        s = self._stratum_of.pop(trial.trial_id, None)
+        if s is not None:
+            self._asha(s)._trial_info.pop(trial.trial_id, None)
+
+    def num_stopped(self) -> dict[Any, int]:
+        return {s: a._num_stopped for s, a in self._strata.items()}
+
+    def debug_string(self) -> str:
+        parts = [f"{self._stratify_by}={s}: stopped {a._num_stopped}" for s, a in sorted(self._strata.items())]
+        return "Using budget-stratified ASHA: " + "; ".join(parts)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+
+__all__ = ["BudgetStratifiedASHA", "TrialScheduler"]

@@ -1,0 +1,109 @@
+"""End to end on a real local Ray: a smoke search, resuming a trial from its checkpoint, the CLI."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import ray
+import yaml
+from ray import tune
+
+from search.config import SearchConfig, smoke_config
+from search.runner import run_search
+from trainables.apps import get_app
+from trainables.config import ConfigError
+from trainables.trainable import train_depth
+
+# the crash-injecting trainable below lives in this test module, which Ray workers cannot import: ship it by value
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+REQUIRED = {"trial_id", "app", "backbone", "source", "depth", "depth_index", "budget", "lr", "schedule", "seed",
+            "epoch", "val_metric", "train_loss", "time_s"}
+
+
+@pytest.mark.slow
+def test_smoke_search_end_to_end(ray_local, tmp_path, capsys):
+    cfg = smoke_config(SearchConfig(name="e2e", results_dir=str(tmp_path)))
+    out = run_search(cfg)
+    run_dir = tmp_path / "e2e"
+    assert out.run_dir == run_dir and not out.errors
+
+    table = pq.read_table(run_dir / "trials.parquet").to_pandas()  # plain pyarrow, no tunedepth needed
+    assert REQUIRED <= set(table.columns)
+    depths = ["fc8", "conv4-fc8", "conv1-fc8", "scratch"]
+    assert table.groupby("budget")["trial_id"].nunique().to_dict() == {0.25: 4, 1.0: 4}
+    assert sorted(table["depth"].unique()) == sorted(depths)
+    assert table["epoch"].between(1, 2).all() and table["val_metric"].between(0, 1).all()
+    assert set(table.loc[table.depth == "scratch", "source"]) == {"scratch"}
+    assert set(table.loc[table.depth != "scratch", "source"]) == {"fractal"}
+    n_train = table.groupby("budget")["n_train"].first()
+    assert n_train[0.25] < n_train[1.0]
+    # every budget has at least one trial that ran to max_t (ASHA never stops the first one at a rung)
+    assert (table.groupby(["budget", "trial_id"])["epoch"].max().groupby("budget").max() == 2).all()
+
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["depths"] == depths and saved["budgets"] == [0.25, 1.0] and saved["metric"] == "auc"
+    assert set(out.table["budget"]) == {0.25, 1.0} and set(out.table["best_depth"]) <= set(depths)
+    best = out.table.set_index("budget")["best_val"]
+    per_trial = table.groupby(["budget", "trial_id"])["val_metric"].max()
+    assert best[1.0] == pytest.approx(per_trial[1.0].max())
+    assert "budget 0.25" in capsys.readouterr().out  # live progress was printed
+
+
+def test_impossible_budget_fails_before_any_trial(tmp_path):
+    cfg = smoke_config(SearchConfig(name="bad", results_dir=str(tmp_path))).replace(budgets=(0.001, 1.0))
+    with pytest.raises(ConfigError, match="use a budget >="):
+        run_search(cfg, log=lambda s: None)
+    assert not (tmp_path / "bad").exists()
+
+
+def _report_once_then_fail(config, data, weights):
+    """The real trainable, with a crash injected right after its first checkpointed report."""
+    if tune.get_checkpoint() is not None:
+        return train_depth(config, data, weights)
+    original = ray.tune.report
+
+    def report_then_crash(metrics, checkpoint=None):
+        original(metrics, checkpoint=checkpoint)
+        raise RuntimeError("injected crash after the first epoch")
+
+    ray.tune.report = report_then_crash
+    try:
+        train_depth(config, data, weights)
+    finally:
+        ray.tune.report = original
+
+
+@pytest.mark.slow
+def test_trial_resumes_from_its_checkpoint_after_a_crash(ray_local, tmp_path):
+    data = get_app("colonoscopy-frames").build_data(200, 64, 0)
+    config = {"depth": "scratch", "budget": 1.0, "epochs": 3, "batch_size": 16}
+    tuner = tune.Tuner(
+        tune.with_parameters(_report_once_then_fail, data=data, weights={}),
+        param_space=config,
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="resume", verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=1)),
+    )
+    result = tuner.fit()[0]
+    assert result.error is None
+    epochs = result.metrics_dataframe["epoch"].tolist()
+    assert epochs == [1, 2, 3]  # epoch 1 was not trained again after the crash
+    assert result.checkpoint is not None
+
+
+@pytest.mark.slow
+def test_cli_demo_smoke_and_listing(tmp_path):
+    env = {**os.environ, "TUNEDEPTH_CACHE": str(tmp_path / "cache")}
+    exe = str(Path(sys.executable).with_name("tunedepth"))
+    depths = subprocess.run([exe, "depths", "tiny-alexnet"], capture_output=True, text=True, check=True, env=env)
+    assert depths.stdout.split() == ["fc8", "fc7-fc8", "fc6-fc8", "conv5-fc8", "conv4-fc8", "conv3-fc8",
+                                     "conv2-fc8", "conv1-fc8", "scratch"]
+    bad = subprocess.run([exe, "depths", "vgg99"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "choose one of" in bad.stderr
+    demo = subprocess.run([exe, "demo", "--smoke", "--results-dir", str(tmp_path / "results")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert demo.returncode == 0, demo.stderr[-2000:]
+    assert "best tuning depth per data budget" in demo.stdout
+    assert (tmp_path / "results" / "demo-smoke" / "trials.parquet").exists()

@@ -1,0 +1,101 @@
+"""The Ray-free core: a trial steps, checkpoints and resumes exactly; bad input fails clearly."""
+import pytest
+import torch
+
+from trainables.apps import get_app
+from trainables.config import ConfigError, TrialConfig
+from trainables.engine import DivergedError
+from trainables.models import get_backbone
+from trainables.models.sources import get_source_weights
+from trainables.trial import TrialRun
+
+
+@pytest.fixture(scope="module")
+def data():
+    return get_app("colonoscopy-frames").build_data(240, 64, 0)
+
+
+@pytest.fixture(scope="module")
+def weights():
+    state = {k: v.clone() for k, v in get_backbone("tiny-alexnet").build(16).state_dict().items()}
+    return {"fractal": state}
+
+
+def _cfg(**kw):
+    base = dict(depth="fc7-fc8", budget=0.5, lr=1e-3, epochs=3, batch_size=16)
+    return TrialConfig.from_dict({**base, **kw})
+
+
+def test_resume_from_state_continues_exactly(data, weights):
+    straight = TrialRun(_cfg(), data, weights)
+    full = [straight.step() for _ in range(3)]
+
+    first = TrialRun(_cfg(), data, weights)
+    first.step()
+    state = first.state_dict()
+    torch.manual_seed(12345)  # the resumed process starts with another global RNG state
+    resumed = TrialRun(_cfg(), data, weights)
+    resumed.load_state_dict(state)
+    rest = [resumed.step() for _ in range(2)]
+    for a, b in zip(full[1:], rest):
+        assert a["epoch"] == b["epoch"]
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+        assert a["val_metric"] == pytest.approx(b["val_metric"], rel=1e-6)
+
+
+def test_frozen_layers_do_not_move(data, weights):
+    run = TrialRun(_cfg(depth="fc8"), data, weights)
+    conv1 = run.model.conv1[0].weight.detach().clone()
+    fc8 = run.model.fc8.weight.detach().clone()
+    metrics = run.step()
+    assert torch.equal(conv1, run.model.conv1[0].weight)
+    assert not torch.equal(fc8, run.model.fc8.weight)
+    assert metrics["n_train"] == len(data.budget_indices(0.5))
+    assert 0.0 <= metrics["val_metric"] <= 1.0
+
+
+def test_pretrained_weights_are_loaded_below_the_head(data, weights):
+    run = TrialRun(_cfg(depth="fc8"), data, weights)
+    assert torch.equal(run.model.conv3[0].weight, weights["fractal"]["conv3.0.weight"])
+    scratch = TrialRun(_cfg(depth="scratch"), data, {})
+    assert not torch.equal(scratch.model.conv3[0].weight, weights["fractal"]["conv3.0.weight"])
+
+
+def test_nan_loss_is_a_clear_error(data, weights):
+    run = TrialRun(_cfg(depth="scratch", lr=1e6), data, {})
+    with pytest.raises(DivergedError, match="lower the learning rate"):
+        for _ in range(3):
+            run.step()
+
+
+def test_missing_weights_and_wrong_sizes_are_clear_errors(data, weights):
+    with pytest.raises(ConfigError, match="no pretrained weights for source 'fractal'"):
+        TrialRun(_cfg(), data, {})
+    bad = {"fractal": {k: v[..., :1] if v.ndim > 1 else v for k, v in weights["fractal"].items()}}
+    with pytest.raises(ConfigError, match="do not fit backbone 'tiny-alexnet'.*wrong shape"):
+        TrialRun(_cfg(), data, bad)
+
+
+def test_checkpoint_of_another_config_is_refused(data, weights):
+    state = TrialRun(_cfg(), data, weights).state_dict()
+    with pytest.raises(ConfigError, match="different config"):
+        TrialRun(_cfg(lr=2e-3), data, weights).load_state_dict(state)
+
+
+def test_fractal_source_is_cached_and_deterministic(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNEDEPTH_CACHE", str(tmp_path))
+    spec = get_backbone("tiny-alexnet")
+    logs = []
+    a = get_source_weights("fractal", spec, smoke=True, log=logs.append)
+    assert any("pretraining once" in m for m in logs)
+    files = list((tmp_path / "sources").glob("*.pt"))
+    assert len(files) == 1
+    logs.clear()
+    b = get_source_weights("fractal", spec, smoke=True, log=logs.append)
+    assert any("cached" in m for m in logs) and not any("pretraining once" in m for m in logs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    files[0].write_bytes(b"not a checkpoint")  # a corrupt cache is recomputed, identically
+    c = get_source_weights("fractal", spec, smoke=True, log=logs.append)
+    assert all(torch.equal(a[k], c[k]) for k in a)
+    with pytest.raises(ConfigError, match="unknown source 'imagenet-22k'"):
+        get_source_weights("imagenet-22k", spec)

@@ -1,0 +1,21 @@
+"""Backbones with declared layer groups, tuning depth, and pretrained-weight sources."""
+from trainables.models.backbones import BACKBONES, BackboneSpec, get_backbone, list_backbones
+from trainables.models.depth import (
+    SCRATCH,
+    configure_depth,
+    depth_index,
+    depth_names,
+    trainable_groups,
+)
+
+__all__ = [
+    "BACKBONES",
+    "BackboneSpec",
+    "SCRATCH",
+    "configure_depth",
+    "depth_index",
+    "depth_names",
+    "get_backbone",
+    "list_backbones",
+    "trainable_groups",
+]

@@ -1,0 +1,115 @@
+"""Backbones declare their ordered layer groups once; everything depth-related is derived from that.
+
+A group is a name plus the module-name prefixes of its parameters (like timm's ``group_matcher``).
+Groups run bottom -> top; the last group is the classification head, rebuilt for C classes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from trainables.config import ConfigError
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    groups: tuple[tuple[str, tuple[str, ...]], ...]  # (group name, parameter-name prefixes), bottom -> top
+    input_size: int
+    build: Callable[[int], nn.Module]  # num_classes -> model with a freshly initialised head
+    description: str = ""
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        return tuple(g for g, _ in self.groups)
+
+    @property
+    def head(self) -> str:
+        return self.groups[-1][0]
+
+    def find_group(self, name: str) -> str | None:
+        """The group a parameter or module name belongs to (longest matching prefix), or None."""
+        best, best_len = None, -1
+        for group, prefixes in self.groups:
+            for p in prefixes:
+                if (name == p or name.startswith(p + ".")) and len(p) > best_len:
+                    best, best_len = group, len(p)
+        return best
+
+    def group_of(self, param_name: str) -> str:
+        group = self.find_group(param_name)
+        if group is None:
+            raise KeyError(f"parameter {param_name!r} of backbone {self.name!r} belongs to no declared layer group")
+        return group
+
+
+class TinyAlexNet(nn.Module):
+    """A narrow AlexNet for 64x64 inputs: the paper's eight layer groups conv1..conv5, fc6, fc7, fc8.
+
+    Same layout as AlexNet (5 conv layers with max-pooling after conv1, conv2 and conv5, two dropout+ReLU
+    fully connected layers and a linear classifier), with ~1/4 the channels and no LRN, so that a whole
+    depth x budget search runs in minutes on two CPU cores.
+    """
+
+    group_names = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+
+    def __init__(self, num_classes: int, width: int = 24, hidden: int = 256, dropout: float = 0.5):
+        super().__init__()
+        c1, c2, c3, c4, c5 = width, 2 * width, 3 * width, 3 * width, 2 * width
+        self.conv1 = nn.Sequential(nn.Conv2d(3, c1, 5, stride=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2))
+        self.conv2 = nn.Sequential(nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2))
+        self.conv3 = nn.Sequential(nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(inplace=True))
+        self.conv4 = nn.Sequential(nn.Conv2d(c3, c4, 3, padding=1), nn.ReLU(inplace=True))
+        self.conv5 = nn.Sequential(nn.Conv2d(c4, c5, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2))
+        self.fc6 = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(c5 * 2 * 2, hidden), nn.ReLU(inplace=True))
+        self.fc7 = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(inplace=True))
+        self.fc8 = nn.Linear(hidden, num_classes)
+        for m in self.modules():  # He initialisation (as torchvision's VGG/ResNet): trains without BN or LRN
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.fc8.weight, std=0.01)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for name in self.group_names:
+            x = getattr(self, name)(x)
+        return x
+
+
+def _one_to_one(names: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple((n, (n,)) for n in names)
+
+
+BACKBONES: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    if spec.name in BACKBONES:
+        raise ValueError(f"backbone {spec.name!r} registered twice")
+    BACKBONES[spec.name] = spec
+    return spec
+
+
+register_backbone(
+    BackboneSpec(
+        name="tiny-alexnet",
+        groups=_one_to_one(TinyAlexNet.group_names),
+        input_size=64,
+        build=TinyAlexNet,
+        description="narrow AlexNet at 64x64 with the paper's groups conv1..fc8 (demo backbone, CPU-friendly)",
+    )
+)
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise ConfigError(f"unknown backbone {name!r}; choose one of: {', '.join(sorted(BACKBONES))}") from None
+
+
+def list_backbones() -> list[str]:
+    return sorted(BACKBONES)

@@ -1,0 +1,46 @@
+"""The only module of ``trainables`` that talks to Ray Tune: a function trainable around ``TrialRun``.
+
+It reads ``config`` (a flat ``TrialConfig``), resumes from ``tune.get_checkpoint()`` if there is one, and
+after every epoch calls ``tune.report(metrics, checkpoint=...)``. Data and pretrained weights arrive
+through ``tune.with_parameters`` (Ray's object store), built once by the driver, not per trial.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import ray
+import torch
+from ray import tune
+
+from trainables.config import TrialConfig
+from trainables.data import SplitData
+from trainables.trial import TrialRun, effective_source
+
+CHECKPOINT_FILE = "trial.pt"
+
+
+def _threads_for_trial() -> int:
+    try:
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    except Exception:
+        cpus = 1
+    return max(1, int(cpus))
+
+
+def train_depth(config: dict, data: SplitData, weights: dict[str, dict | None]) -> None:
+    cfg = TrialConfig.from_dict(config)
+    torch.set_num_threads(_threads_for_trial())
+    run = TrialRun(cfg, data, weights)
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            run.load_state_dict(torch.load(os.path.join(d, CHECKPOINT_FILE), weights_only=True))
+
+    while run.epoch < cfg.epochs:
+        metrics = run.step()
+        metrics["source"] = effective_source(cfg)
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(run.state_dict(), os.path.join(d, CHECKPOINT_FILE))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))

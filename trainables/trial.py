@@ -1,0 +1,108 @@
+"""One trial of the depth x budget study, as a plain object: build, step an epoch, save/restore state.
+
+``TrialRun`` knows nothing about Ray: the Tune adapter (``trainables.trainable``) drives it, and so can
+a script or a test. One ``step()`` = one epoch over the trial's data budget, then validation.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from trainables.apps import get_app
+from trainables.config import ConfigError, TrialConfig
+from trainables.data import SplitData
+from trainables.engine import evaluate, train_one_epoch
+from trainables.models import SCRATCH, configure_depth, depth_index, get_backbone
+from trainables.models.depth import set_train_mode
+from trainables.models.sources import load_pretrained
+from trainables.schedules import check_schedule, lr_factor
+
+
+def effective_source(cfg: TrialConfig) -> str:
+    """The weights a trial actually starts from: ``scratch`` at depth scratch, else the configured source."""
+    return "scratch" if cfg.depth == SCRATCH else cfg.source
+
+
+class TrialRun:
+    def __init__(self, cfg: TrialConfig, data: SplitData, weights: dict[str, dict | None]):
+        self.cfg = cfg
+        self.app = get_app(cfg.app)
+        self.spec = get_backbone(cfg.backbone)
+        self.depth_index = depth_index(self.spec, cfg.depth)
+        check_schedule(cfg.schedule)
+        self.source = effective_source(cfg)
+        if self.source != "scratch" and weights.get(self.source) is None:
+            raise ConfigError(f"no pretrained weights for source {self.source!r} were prepared for this run")
+        if data.train_x.shape[-1] != self.spec.input_size:
+            raise ConfigError(
+                f"images are {data.train_x.shape[-1]}px but backbone {self.spec.name!r} takes {self.spec.input_size}px"
+            )
+
+        self.idx = data.budget_indices(cfg.budget)
+        self.train_x, self.train_y = data.train_x[self.idx], data.train_y[self.idx]
+        self.val_x, self.val_y = data.val_x, data.val_y
+
+        torch.manual_seed(cfg.seed)
+        self.model = self.spec.build(self.app.num_classes)
+        if self.source != "scratch":
+            load_pretrained(self.model, self.spec, weights[self.source])
+        groups = configure_depth(self.model, self.spec, cfg.depth, cfg.lr, cfg.weight_decay)
+        self.optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+        self.steps_per_epoch = math.ceil(self.idx.numel() / cfg.batch_size)
+        total = self.steps_per_epoch * cfg.epochs
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(cfg.schedule, step, self.steps_per_epoch, total)
+        )
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.epoch = 0
+        self.elapsed = 0.0
+
+    @property
+    def n_trainable(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    def step(self) -> dict[str, float]:
+        """Train one epoch on the budget's subset, validate, and return the epoch's metrics."""
+        t0 = time.perf_counter()
+        train_loss = train_one_epoch(
+            self.model, self.train_x, self.train_y, self.optimizer, self.app.loss, self.cfg.batch_size,
+            self.generator, self.lr_scheduler, set_mode=lambda: set_train_mode(self.model, self.spec, self.cfg.depth),
+        )
+        val = evaluate(self.model, self.val_x, self.val_y, self.app.loss, self.app.compute_metric)
+        self.epoch += 1
+        self.elapsed += time.perf_counter() - t0
+        return {
+            "epoch": self.epoch,
+            "val_metric": val["metric"],
+            "val_loss": val["loss"],
+            "train_loss": train_loss,
+            "time_s": self.elapsed,
+            "n_train": int(self.idx.numel()),
+            "depth_index": self.depth_index,
+            "trainable_params": self.n_trainable,
+        }
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "epoch": self.epoch,
+            "elapsed": self.elapsed,
+            "config": self.cfg.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["config"] != self.cfg.to_dict():
+            raise ConfigError("checkpoint was written by a trial with a different config; start a new run")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch = int(state["epoch"])
+        self.elapsed = float(state["elapsed"])
