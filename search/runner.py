@@ -160,7 +160,7 @@ def run_search(cfg: SearchConfig, log: Log = print) -> Outcome:
     return Outcome(run_dir, trials, table, errors, time.time() - t0)
 
 
-def answer_text(outcome: Outcome, metric: str) -> str:
+def answer_text(outcome: Outcome) -> str:
     if outcome.table.empty:
         return "no trial reported a result"
-    return format_table(outcome.table, metric)
+    return format_table(outcome.table, str(outcome.trials["metric"].iloc[0]))

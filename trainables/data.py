@@ -7,7 +7,7 @@ Smaller budgets are therefore subsets of larger ones, and validation/test are th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,7 +19,11 @@ MIN_PER_CLASS = 2
 
 @dataclass(frozen=True)
 class SplitData:
-    """Images as uint8 tensors (N, C, H, W) and integer labels, for the three splits of one run."""
+    """Images as uint8 tensors (N, C, H, W) and integer labels, for the three splits of one run.
+
+    ``*_meta`` hold optional per-sample arrays an app's metric needs (e.g. ``group``: the frame, candidate,
+    volume or patient a sample belongs to, for per-group scores and group-resampled bootstraps).
+    """
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -28,6 +32,9 @@ class SplitData:
     val_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
+    train_meta: dict[str, torch.Tensor] = field(default_factory=dict)
+    val_meta: dict[str, torch.Tensor] = field(default_factory=dict)
+    test_meta: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def budget_indices(self, budget: float) -> torch.Tensor:
         return budget_indices(self.train_y, self.train_rank, budget)

@@ -65,12 +65,14 @@ def evaluate(
     x: torch.Tensor,
     y: torch.Tensor,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    metric_fn: Callable[[np.ndarray, np.ndarray], float],
+    metric_fn: Callable[[np.ndarray, np.ndarray, dict], float],
+    meta: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, float]:
-    """One forward pass over a split: ``{"metric": metric_fn(labels, probs), "loss": mean loss}``."""
+    """One forward pass over a split: ``{"metric": metric_fn(labels, probs, meta), "loss": mean loss}``."""
     logits = predict_logits(model, x)
     loss = float(loss_fn(logits, y))
     if not np.isfinite(loss):
         raise DivergedError(f"evaluation loss is {loss}: the model diverged; lower the learning rate")
     probs = torch.softmax(logits, dim=1).numpy()
-    return {"metric": metric_fn(y.numpy(), probs), "loss": loss}
+    meta_np = {k: v.numpy() for k, v in (meta or {}).items()}
+    return {"metric": metric_fn(y.numpy(), probs, meta_np), "loss": loss}

@@ -42,7 +42,7 @@ class TrialRun:
 
         self.idx = data.budget_indices(cfg.budget)
         self.train_x, self.train_y = data.train_x[self.idx], data.train_y[self.idx]
-        self.val_x, self.val_y = data.val_x, data.val_y
+        self.val_x, self.val_y, self.val_meta = data.val_x, data.val_y, data.val_meta
 
         torch.manual_seed(cfg.seed)
         self.model = self.spec.build(self.app.num_classes)
@@ -70,7 +70,7 @@ class TrialRun:
             self.model, self.train_x, self.train_y, self.optimizer, self.app.loss, self.cfg.batch_size,
             self.generator, self.lr_scheduler, set_mode=lambda: set_train_mode(self.model, self.spec, self.cfg.depth),
         )
-        val = evaluate(self.model, self.val_x, self.val_y, self.app.loss, self.app.compute_metric)
+        val = evaluate(self.model, self.val_x, self.val_y, self.app.loss, self.app.compute_metric, self.val_meta)
         self.epoch += 1
         self.elapsed += time.perf_counter() - t0
         return {

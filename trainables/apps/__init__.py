@@ -5,7 +5,7 @@ Tests parametrize over ``list_apps()``; the trainable and the search never branc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -31,9 +31,17 @@ class App:
     metric: str  # name of the validation metric reported to Tune, e.g. "auc"
     mode: str  # "max" or "min"
     build_data: Callable[[int, int, int], SplitData]  # (n_samples, image_size, seed) -> splits
-    compute_metric: Callable[[np.ndarray, np.ndarray], float]  # (labels, class probabilities (N, C)) -> metric
+    # (labels (N,), class probabilities (N, C), per-sample meta arrays) -> the validation metric
+    compute_metric: Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], float]
     sizes: DataSize
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = field(default=F.cross_entropy)
+    # every metric reported for a split (the validation metric among them); None = just ``metric``
+    compute_metrics: Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], dict[str, float]] | None = None
+
+    def all_metrics(self, labels: np.ndarray, probs: np.ndarray, meta: Mapping[str, np.ndarray]) -> dict[str, float]:
+        if self.compute_metrics is None:
+            return {self.metric: self.compute_metric(labels, probs, meta)}
+        return self.compute_metrics(labels, probs, meta)
 
 
 APPS: dict[str, App] = {}

@@ -14,7 +14,7 @@ def _colonoscopy_data(n: int, size: int, seed: int) -> SplitData:
     return make_splits(images, labels, seed)
 
 
-def _positive_auc(labels: np.ndarray, probs: np.ndarray) -> float:
+def _positive_auc(labels: np.ndarray, probs: np.ndarray, meta) -> float:
     return compute_roc_auc(labels, probs[:, 1])
 
 

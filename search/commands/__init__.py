@@ -1,0 +1,1 @@
+"""One module per ``tunedepth`` subcommand; each exposes ``register(subparsers)`` that sets ``func``."""
