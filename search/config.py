@@ -8,6 +8,10 @@ from typing import Any, Mapping
 from trainables.config import ConfigError, from_mapping
 
 
+# keys config.yaml adds beside the SearchConfig fields (resolved at run time, ignored when read back)
+DERIVED_KEYS = frozenset({"n_train", "n_val", "n_test", "metric", "mode", "experiment_path"})
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     name: str = "demo"
@@ -25,9 +29,16 @@ class SearchConfig:
     grace_period: int = 1
     reduction_factor: int = 3
     scheduler: str = "asha"  # "asha" (stratified by budget) or "none"
+    searcher: str = "grid"  # grid | random | optuna | guideline (see search/searchers)
+    guideline_min_delta: float = 0.01  # guideline: a deeper level must beat the best by more than this
+    guideline_patience: int = 1  # guideline: stop after this many deeper levels without such a gain
     batch_size: int = 32
     cpus_per_trial: float = 1.0
-    max_concurrent: int = 0  # 0 = as many as the cluster's CPUs allow
+    gpus_per_trial: float = 0.0  # fractions allowed, e.g. 0.25 = four trials share a GPU
+    max_concurrent: int = 0  # 0 = as many as the cluster's resources allow
+    address: str = ""  # "" = start a local Ray; "auto" or "ray://HOST:10001" = attach to a cluster
+    storage: str = ""  # "" = results/<name>/tune; else a shared path or a pyarrow URI (s3://, gs://)
+    dashboard: bool = False  # local Ray only: start the dashboard on 127.0.0.1:8265
     data_samples: int = 0  # 0 = the app's default size (smaller with smoke)
     data_seed: int = 0
     smoke: bool = False
@@ -45,12 +56,14 @@ class SearchConfig:
             raise ConfigError(f"scheduler must be 'asha' or 'none', got {self.scheduler!r}")
         if self.samples < 1 or self.epochs < 1 or not self.seeds:
             raise ConfigError("samples and epochs must be >= 1 and seeds non-empty")
+        if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
+            raise ConfigError("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
         if self.grace_period > self.epochs:
             raise ConfigError(f"grace_period ({self.grace_period}) exceeds epochs ({self.epochs}); lower it")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "SearchConfig":
-        values = dict(values)
+        values = {k: v for k, v in values.items() if k not in DERIVED_KEYS}
         for key in ("depths", "budgets", "seeds"):
             if key in values and not isinstance(values[key], tuple):
                 values[key] = tuple(values[key])

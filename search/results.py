@@ -23,6 +23,8 @@ def trials_frame(result_grid, metric_name: str) -> pd.DataFrame:
         df = result.metrics_dataframe
         if df is None or df.empty:
             continue
+        # a trial resumed from an older checkpoint re-reports some epochs: keep the latest report of each
+        df = df.drop_duplicates(subset="epoch", keep="last")
         cfg = result.config
         rows = pd.DataFrame({
             "trial_id": df["trial_id"].astype(str),

@@ -1,6 +1,7 @@
 """A depth x budget search, in named steps: resolve, prepare (data + weights, once), tune, collect, answer."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -17,7 +18,7 @@ from search.config import SearchConfig
 from search.progress import BudgetProgress
 from search.results import best_depth_table, format_table, trials_frame, write_parquet
 from search.schedulers import BudgetStratifiedASHA
-from spaces import depth_budget_space
+from search.searchers import SearchPlan, make_plan
 from trainables.apps import App, get_app
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import SplitData
@@ -28,6 +29,7 @@ from trainables.schedules import check_schedule
 from trainables.trainable import train_depth
 
 Log = Callable[[str], None]
+DASHBOARD_HOST, DASHBOARD_PORT = "127.0.0.1", 8265
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Outcome:
     wall_s: float
 
 
+# -- 1. resolve and prepare ----------------------------------------------------------------------------
 def resolve_depths(cfg: SearchConfig, spec: BackboneSpec) -> list[str]:
     names = depth_names(spec)
     if cfg.depths:
@@ -66,8 +69,7 @@ def prepare(cfg: SearchConfig, log: Log) -> Prepared:
     app, spec = get_app(cfg.app), get_backbone(cfg.backbone)
     check_schedule(cfg.schedule)
     depths = resolve_depths(cfg, spec)
-    TrialConfig(app=cfg.app, backbone=cfg.backbone, source=cfg.source, depth=depths[0], budget=min(cfg.budgets),
-                lr=cfg.lr_min, schedule=cfg.schedule, epochs=cfg.epochs, batch_size=cfg.batch_size)
+    TrialConfig.from_dict({**fixed_trial_keys(cfg), "depth": depths[0], "budget": min(cfg.budgets), "lr": cfg.lr_min})
     n = cfg.data_samples or (app.sizes.smoke if cfg.smoke else app.sizes.full)
     t0 = time.time()
     data = app.build_data(n, spec.input_size, cfg.data_seed)
@@ -81,9 +83,19 @@ def prepare(cfg: SearchConfig, log: Log) -> Prepared:
     return Prepared(app, spec, depths, data, weights)
 
 
+def fixed_trial_keys(cfg: SearchConfig) -> dict:
+    """The trial-config keys every trial of the search shares."""
+    return dict(app=cfg.app, backbone=cfg.backbone, source=cfg.source, schedule=cfg.schedule, epochs=cfg.epochs,
+                batch_size=cfg.batch_size, data_seed=cfg.data_seed)
+
+
+def run_dir_of(cfg: SearchConfig) -> Path:
+    return Path(cfg.results_dir).resolve() / cfg.name
+
+
 def fresh_run_dir(cfg: SearchConfig, log: Log) -> Path:
     """``results/<name>``; an earlier run of the same name is moved aside, never overwritten."""
-    run_dir = Path(cfg.results_dir).resolve() / cfg.name
+    run_dir = run_dir_of(cfg)
     if run_dir.exists() and any(run_dir.iterdir()):
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(run_dir.stat().st_mtime))
         old = run_dir.with_name(f"{cfg.name}.{stamp}")
@@ -93,12 +105,55 @@ def fresh_run_dir(cfg: SearchConfig, log: Log) -> Path:
     return run_dir
 
 
-def param_space(cfg: SearchConfig, prep: Prepared) -> dict:
-    return depth_budget_space(
-        depths=prep.depths, budgets=cfg.budgets, lr_range=(cfg.lr_min, cfg.lr_max), seeds=cfg.seeds,
-        app=cfg.app, backbone=cfg.backbone, source=cfg.source, schedule=cfg.schedule, epochs=cfg.epochs,
-        batch_size=cfg.batch_size, data_seed=cfg.data_seed,
-    )
+def storage_of(cfg: SearchConfig, run_dir: Path) -> tuple[str, str]:
+    """(storage_path, experiment name) for Tune: results/<name>/tune by default, else <storage>/<name>."""
+    if cfg.storage:
+        return (cfg.storage if "://" in cfg.storage else str(Path(cfg.storage).resolve())), cfg.name
+    return str(run_dir), "tune"
+
+
+def experiment_path(cfg: SearchConfig, run_dir: Path) -> str:
+    storage, name = storage_of(cfg, run_dir)
+    return f"{storage.rstrip('/')}/{name}"
+
+
+def save_config(cfg: SearchConfig, prep: Prepared, run_dir: Path) -> None:
+    resolved = {**cfg.to_dict(), "depths": prep.depths, "n_train": len(prep.data.train_y),
+                "n_val": len(prep.data.val_y), "n_test": len(prep.data.test_y), "metric": prep.app.metric,
+                "mode": prep.app.mode, "experiment_path": experiment_path(cfg, run_dir)}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+
+
+def load_config(run: str, results_dir: str = "results") -> SearchConfig:
+    """The SearchConfig saved with run ``run`` (a name under results_dir, or a run folder path)."""
+    path = Path(run) if Path(run).is_dir() else Path(results_dir) / run
+    cfg_file = path / "config.yaml"
+    if not cfg_file.exists():
+        raise ConfigError(f"no run at {path} (missing {cfg_file}); `ls {results_dir}` shows the runs")
+    cfg = SearchConfig.from_dict(yaml.safe_load(cfg_file.read_text()))
+    return cfg.replace(results_dir=str(path.resolve().parent), name=path.name)
+
+
+# -- 2. connect and tune ---------------------------------------------------------------------------------
+def connect_ray(cfg: SearchConfig, log: Log) -> None:
+    """Attach to ``cfg.address`` (or $RAY_ADDRESS, as under `ray job submit`), else start a local Ray."""
+    if ray.is_initialized():
+        return
+    # Each checkpoint forces a small experiment-state snapshot (num_to_keep is set); that is intended here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    common = dict(logging_level=logging.WARNING, log_to_driver=False)
+    if cfg.address or os.environ.get("RAY_ADDRESS"):
+        if cfg.dashboard:
+            log("--dashboard applies to a local Ray only; the cluster's own dashboard is on its head node (:8265)")
+        ray.init(address=cfg.address or None, **common)
+        log(f"ray: attached to {cfg.address or os.environ['RAY_ADDRESS']}, "
+            f"{int(ray.cluster_resources().get('CPU', 0))} CPUs, {len(ray.nodes())} node(s)")
+        return
+    ray.init(include_dashboard=cfg.dashboard, dashboard_host=DASHBOARD_HOST, dashboard_port=DASHBOARD_PORT, **common)
+    log(f"ray: local, {int(ray.cluster_resources().get('CPU', 0))} CPUs")
+    if cfg.dashboard:
+        log(f"ray dashboard: http://{DASHBOARD_HOST}:{DASHBOARD_PORT}  (token auth: `ray get-auth-token` prints "
+            "the token the page asks for)")
 
 
 def make_scheduler(cfg: SearchConfig):
@@ -108,56 +163,81 @@ def make_scheduler(cfg: SearchConfig):
                                 reduction_factor=cfg.reduction_factor)
 
 
-def make_tuner(cfg: SearchConfig, prep: Prepared, run_dir: Path, callbacks: list) -> tune.Tuner:
-    trainable = tune.with_resources(
-        tune.with_parameters(train_depth, data=prep.data, weights=prep.weights), {"cpu": cfg.cpus_per_trial}
+def make_trainable(cfg: SearchConfig, prep: Prepared):
+    resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
+    return tune.with_resources(tune.with_parameters(train_depth, data=prep.data, weights=prep.weights), resources)
+
+
+def make_run_config(cfg: SearchConfig, prep: Prepared, run_dir: Path, callbacks: list) -> tune.RunConfig:
+    storage, name = storage_of(cfg, run_dir)
+    return tune.RunConfig(
+        name=name, storage_path=storage, callbacks=callbacks, verbose=0,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_metric",
+                                                checkpoint_score_order=prep.app.mode),
+        failure_config=tune.FailureConfig(max_failures=0),
     )
+
+
+def _dirname(trial) -> str:
+    return f"{trial.config['depth']}_b{trial.config['budget']}_{trial.trial_id}"
+
+
+def make_tuner(cfg: SearchConfig, prep: Prepared, run_dir: Path, plan: SearchPlan, callbacks: list) -> tune.Tuner:
     return tune.Tuner(
-        trainable,
-        param_space=param_space(cfg, prep),
+        make_trainable(cfg, prep),
+        param_space=plan.param_space,
         tune_config=tune.TuneConfig(
-            metric="val_metric", mode=prep.app.mode, scheduler=make_scheduler(cfg), num_samples=cfg.samples,
-            max_concurrent_trials=cfg.max_concurrent or None, reuse_actors=True,
-            trial_dirname_creator=lambda t: f"{t.config['depth']}_b{t.config['budget']}_{t.trial_id}",
+            metric="val_metric", mode=prep.app.mode, scheduler=make_scheduler(cfg), search_alg=plan.search_alg,
+            num_samples=plan.num_samples, max_concurrent_trials=cfg.max_concurrent or None, reuse_actors=True,
+            trial_dirname_creator=_dirname,
         ),
-        run_config=tune.RunConfig(
-            name="tune", storage_path=str(run_dir), callbacks=callbacks, verbose=0,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_metric",
-                                                    checkpoint_score_order=prep.app.mode),
-            failure_config=tune.FailureConfig(max_failures=0),
-        ),
+        run_config=make_run_config(cfg, prep, run_dir, callbacks),
     )
 
 
-def ensure_ray(log: Log) -> None:
-    if not ray.is_initialized():
-        # Each checkpoint forces a small experiment-state snapshot (num_to_keep is set); that is intended here.
-        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-        ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-        log(f"ray: local, {int(ray.cluster_resources().get('CPU', 0))} CPUs")
+def progress_callback(cfg: SearchConfig, prep: Prepared) -> BudgetProgress:
+    return BudgetProgress(prep.app.mode, cfg.epochs, prep.app.metric, every_s=5 if cfg.smoke else 10)
+
+
+# -- 3. collect ------------------------------------------------------------------------------------------
+def collect(results, prep: Prepared, run_dir: Path, t0: float, plan: SearchPlan | None = None) -> Outcome:
+    errors = [f"trial {r.config.get('depth')} @ budget {r.config.get('budget')}: "
+              f"{str(r.error).strip().splitlines()[-1]}" for r in results if r.error]
+    trials = trials_frame(results, prep.app.metric)
+    write_parquet(trials, run_dir / "trials.parquet")
+    if plan is not None and plan.guideline is not None:
+        summary = {str(b): v for b, v in plan.guideline.summary().items()}
+        (run_dir / "guideline.json").write_text(json.dumps(summary, indent=2))
+    table = best_depth_table(trials, prep.app.mode) if len(trials) else pd.DataFrame()
+    return Outcome(run_dir, trials, table, errors, time.time() - t0)
 
 
 def run_search(cfg: SearchConfig, log: Log = print) -> Outcome:
     t0 = time.time()
     prep = prepare(cfg, log)
     run_dir = fresh_run_dir(cfg, log)
-    resolved = {**cfg.to_dict(), "depths": prep.depths, "n_train": len(prep.data.train_y),
-                "n_val": len(prep.data.val_y), "n_test": len(prep.data.test_y), "metric": prep.app.metric,
-                "mode": prep.app.mode}
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-    n_trials = len(prep.depths) * len(cfg.budgets) * len(cfg.seeds) * cfg.samples
-    log(f"search: {len(prep.depths)} depths x {len(cfg.budgets)} budgets x {len(cfg.seeds)} seeds x "
-        f"{cfg.samples} lr samples = {n_trials} trials, up to {cfg.epochs} epochs, scheduler {cfg.scheduler}")
-    ensure_ray(log)
-    progress = BudgetProgress(prep.app.mode, cfg.epochs, prep.app.metric, every_s=5 if cfg.smoke else 10)
-    results = make_tuner(cfg, prep, run_dir, [progress]).fit()
+    save_config(cfg, prep, run_dir)
+    connect_ray(cfg, log)
+    plan = make_plan(cfg, prep.depths, fixed_trial_keys(cfg), "val_metric", prep.app.mode)
+    log(f"search: {cfg.searcher} over {len(prep.depths)} depths x {len(cfg.budgets)} budgets "
+        f"(up to {plan.num_samples} trial(s) per grid pass), up to {cfg.epochs} epochs, scheduler {cfg.scheduler}")
+    results = make_tuner(cfg, prep, run_dir, plan, [progress_callback(cfg, prep)]).fit()
+    return collect(results, prep, run_dir, t0, plan)
 
-    errors = [f"trial {r.config.get('depth')} @ budget {r.config.get('budget')}: "
-              f"{str(r.error).strip().splitlines()[-1]}" for r in results if r.error]
-    trials = trials_frame(results, prep.app.metric)
-    write_parquet(trials, run_dir / "trials.parquet")
-    table = best_depth_table(trials, prep.app.mode) if len(trials) else pd.DataFrame()
-    return Outcome(run_dir, trials, table, errors, time.time() - t0)
+
+def resume_search(run: str, results_dir: str = "results", log: Log = print) -> Outcome:
+    """Continue an interrupted run: unfinished and errored trials resume from their last checkpoint."""
+    t0 = time.time()
+    cfg = load_config(run, results_dir)
+    run_dir = run_dir_of(cfg)
+    prep = prepare(cfg, log)
+    connect_ray(cfg, log)
+    path = experiment_path(cfg, run_dir)
+    if not tune.Tuner.can_restore(path):
+        raise ConfigError(f"nothing to resume at {path}: the run never started tuning; start it again with `run`")
+    tuner = tune.Tuner.restore(path, trainable=make_trainable(cfg, prep), resume_unfinished=True, resume_errored=True)
+    log(f"resuming {cfg.name} from {path}")
+    return collect(tuner.fit(), prep, run_dir, t0)
 
 
 def answer_text(outcome: Outcome) -> str:

@@ -40,6 +40,10 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
             return int(value)
         if kind == "str" and value is not None:
             return str(value)
+        if kind == "bool" and not isinstance(value, bool):
+            if str(value).lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return str(value).lower() in ("true", "1", "yes")
     except (TypeError, ValueError):
         raise ConfigError(f"config key {f.name!r} must be {kind}, got {value!r}") from None
     return value

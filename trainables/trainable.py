@@ -31,6 +31,7 @@ def _threads_for_trial() -> int:
 def train_depth(config: dict, data: SplitData, weights: dict[str, dict | None]) -> None:
     cfg = TrialConfig.from_dict(config)
     torch.set_num_threads(_threads_for_trial())
+    node_id = ray.get_runtime_context().get_node_id()
     run = TrialRun(cfg, data, weights)
 
     checkpoint = tune.get_checkpoint()
@@ -41,6 +42,7 @@ def train_depth(config: dict, data: SplitData, weights: dict[str, dict | None]) 
     while run.epoch < cfg.epochs:
         metrics = run.step()
         metrics["source"] = effective_source(cfg)
+        metrics["node_id"] = node_id  # which Ray node ran the trial (the cluster test checks trials spread)
         with tempfile.TemporaryDirectory() as d:
             torch.save(run.state_dict(), os.path.join(d, CHECKPOINT_FILE))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))

@@ -1,0 +1,108 @@
+"""``tunedepth run`` (a search from flags and/or a YAML file), ``resume NAME`` and ``status NAME``."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import yaml
+
+from trainables.config import ConfigError
+
+# flag -> (SearchConfig field, parser); list-valued flags take comma-separated values
+FLAGS = {
+    "--app": ("app", str), "--backbone": ("backbone", str), "--source": ("source", str),
+    "--budgets": ("budgets", "floats"), "--depths": ("depths", "strs"), "--schedule": ("schedule", str),
+    "--searcher": ("searcher", str), "--scheduler": ("scheduler", str), "--samples": ("samples", int),
+    "--seeds": ("seeds", "ints"), "--epochs": ("epochs", int), "--grace-period": ("grace_period", int),
+    "--reduction-factor": ("reduction_factor", int), "--lr-min": ("lr_min", float), "--lr-max": ("lr_max", float),
+    "--batch-size": ("batch_size", int), "--cpus-per-trial": ("cpus_per_trial", float),
+    "--gpus-per-trial": ("gpus_per_trial", float), "--max-concurrent": ("max_concurrent", int),
+    "--address": ("address", str), "--storage": ("storage", str), "--name": ("name", str),
+    "--results-dir": ("results_dir", str), "--data-samples": ("data_samples", int),
+    "--guideline-min-delta": ("guideline_min_delta", float), "--guideline-patience": ("guideline_patience", int),
+}
+_LISTS = {"floats": float, "ints": int, "strs": str}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run a depth x budget search (flags override --config YAML keys)")
+    p.add_argument("--config", help="YAML file of SearchConfig keys (unknown keys are rejected)")
+    for flag, (field, kind) in FLAGS.items():
+        p.add_argument(flag, dest=field, default=None, metavar=field.upper() if kind in _LISTS else None,
+                       help="comma-separated" if kind in _LISTS else None)
+    p.add_argument("--smoke", action="store_true", default=None, help="tiny data, 2 budgets, 4 depths, 2 epochs")
+    p.add_argument("--dashboard", action="store_true", default=None,
+                   help=f"local Ray with its dashboard on 127.0.0.1:8265")
+    p.set_defaults(func=run)
+
+    r = sub.add_parser("resume", help="continue an interrupted run (Tuner.restore)")
+    r.add_argument("run", help="run name under --results-dir, or a run folder")
+    r.add_argument("--results-dir", default="results")
+    r.set_defaults(func=resume)
+
+    s = sub.add_parser("status", help="progress of a run, read from disk")
+    s.add_argument("run", help="run name under --results-dir, or a run folder")
+    s.add_argument("--results-dir", default="results")
+    s.set_defaults(func=status)
+
+
+def config_from_args(args: argparse.Namespace):
+    from search.config import SearchConfig, smoke_config
+
+    values: dict = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.exists():
+            raise ConfigError(f"config file {path} not found; pass an existing YAML file to --config")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of SearchConfig keys")
+        values.update(loaded)
+    for flag, (field, kind) in FLAGS.items():
+        raw = getattr(args, field)
+        if raw is None:
+            continue
+        try:
+            values[field] = [_LISTS[kind](v) for v in raw.split(",") if v] if kind in _LISTS else kind(raw)
+        except ValueError:
+            raise ConfigError(f"{flag} {raw!r}: expected {kind}") from None
+    for flag in ("smoke", "dashboard"):
+        if getattr(args, flag):
+            values[flag] = True
+    cfg = SearchConfig.from_dict(values)
+    if cfg.smoke:
+        overrides = {k: v for k, v in dataclasses.asdict(cfg).items() if k in values}
+        cfg = SearchConfig.from_dict({**smoke_config(cfg).to_dict(), **overrides})
+    return cfg
+
+
+def _print_outcome(outcome) -> int:
+    from search.runner import answer_text
+
+    print()
+    print("best tuning depth per data budget (by validation):")
+    print(answer_text(outcome))
+    for e in outcome.errors:
+        print(f"failed: {e}")
+    print(f"\nresults: {outcome.run_dir}   wall {outcome.wall_s:.0f}s")
+    return 1 if outcome.table.empty else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from search.runner import run_search
+
+    return _print_outcome(run_search(config_from_args(args)))
+
+
+def resume(args: argparse.Namespace) -> int:
+    from search.runner import resume_search
+
+    return _print_outcome(resume_search(args.run, args.results_dir))
+
+
+def status(args: argparse.Namespace) -> int:
+    from search.status import run_status
+
+    print(run_status(args.run, args.results_dir))
+    return 0

@@ -1,0 +1,86 @@
+"""Search strategies: how trials are proposed. ``make_plan`` turns a ``SearchConfig`` into what Tune needs.
+
+- ``grid``: every depth x budget x seed, ``samples`` learning rates each (log-uniform, or fixed when
+  lr_min == lr_max): the paper's protocol extended over data budgets.
+- ``random``: per budget and seed, ``samples`` trials with depth and lr drawn at random.
+- ``optuna``: per budget, an independent Optuna TPE study over depth x lr (``PerBudgetSearcher``), behind a
+  ``ConcurrencyLimiter``; trials stopped early by ASHA are told to Optuna as pruned.
+- ``guideline``: the paper's rule, per budget: head only, then one group deeper at a time until no gain.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter, Searcher
+
+from search.config import SearchConfig
+from search.searchers.guideline import GuidelineSearcher
+from search.searchers.per_budget import PerBudgetSearcher
+from spaces import depth_budget_space
+from trainables.config import ConfigError
+
+SEARCHERS = ("grid", "random", "optuna", "guideline")
+
+
+@dataclass
+class SearchPlan:
+    param_space: dict[str, Any]
+    num_samples: int
+    search_alg: Searcher | None = None
+    guideline: GuidelineSearcher | None = None
+
+
+def _lr_space(cfg: SearchConfig):
+    return tune.loguniform(cfg.lr_min, cfg.lr_max) if cfg.lr_min < cfg.lr_max else cfg.lr_min
+
+
+def fixed_lrs(cfg: SearchConfig) -> list[float]:
+    """``samples`` learning rates spread log-evenly over [lr_min, lr_max] (one if they are equal)."""
+    if cfg.lr_min == cfg.lr_max:
+        return [cfg.lr_min]
+    if cfg.samples == 1:
+        return [float(math.sqrt(cfg.lr_min * cfg.lr_max))]
+    return [float(x) for x in np.geomspace(cfg.lr_min, cfg.lr_max, cfg.samples)]
+
+
+def make_plan(cfg: SearchConfig, depths: list[str], fixed: dict[str, Any], metric: str, mode: str) -> SearchPlan:
+    """``fixed``: the trial-config keys every trial shares (app, backbone, source, schedule, epochs, ...)."""
+    if cfg.searcher not in SEARCHERS:
+        raise ConfigError(f"unknown searcher {cfg.searcher!r}; choose one of: {', '.join(SEARCHERS)}")
+    if cfg.searcher in ("optuna", "guideline") and len(cfg.seeds) > 1:
+        raise ConfigError(f"searcher {cfg.searcher!r} runs one seed; use --seeds with grid or random")
+    seed = {"seed": int(cfg.seeds[0])}
+    if cfg.searcher == "grid":
+        space = depth_budget_space(depths=depths, budgets=cfg.budgets, lr_range=(cfg.lr_min, cfg.lr_max),
+                                   seeds=cfg.seeds, **fixed)
+        return SearchPlan(space, cfg.samples)
+    if cfg.searcher == "random":
+        space = {**fixed, "budget": tune.grid_search(list(cfg.budgets)), "depth": tune.choice(depths),
+                 "lr": _lr_space(cfg),
+                 "seed": tune.grid_search(list(cfg.seeds)) if len(cfg.seeds) > 1 else cfg.seeds[0]}
+        return SearchPlan(space, cfg.samples)
+    if cfg.searcher == "optuna":
+        import optuna
+        from search.searchers.optuna_pruned import PrunedAwareOptunaSearch
+
+        def make(budget: float) -> Searcher:
+            dists = {"depth": optuna.distributions.CategoricalDistribution(depths)}
+            if cfg.lr_min < cfg.lr_max:
+                dists["lr"] = optuna.distributions.FloatDistribution(cfg.lr_min, cfg.lr_max, log=True)
+            sampler = optuna.samplers.TPESampler(seed=cfg.data_seed * 1000 + int(budget * 1000),
+                                                 n_startup_trials=min(5, cfg.samples))
+            return PrunedAwareOptunaSearch(space=dists, metric=metric, mode=mode, sampler=sampler, max_t=cfg.epochs)
+
+        inner = PerBudgetSearcher(make, list(cfg.budgets), cfg.samples, metric=metric, mode=mode)
+        limit = cfg.max_concurrent or 2
+        lr = {} if cfg.lr_min < cfg.lr_max else {"lr": cfg.lr_min}
+        return SearchPlan({**fixed, **seed, **lr}, cfg.samples * len(cfg.budgets), ConcurrencyLimiter(inner, limit))
+    guideline = GuidelineSearcher(depths, list(cfg.budgets), fixed_lrs(cfg), min_delta=cfg.guideline_min_delta,
+                                  patience=cfg.guideline_patience, include_scratch="scratch" in depths,
+                                  metric=metric, mode=mode)
+    upper = len(depths) * len(cfg.budgets) * len(fixed_lrs(cfg))
+    return SearchPlan({**fixed, **seed}, upper, guideline, guideline)

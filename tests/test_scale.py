@@ -1,0 +1,109 @@
+"""Scale-out behaviour on real Ray: resume after the driver is SIGKILLed, a two-node cluster, the dashboard."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+EXE = str(Path(sys.executable).with_name("tunedepth"))
+
+
+def _env(tmp_path):
+    env = {**os.environ, "TUNEDEPTH_CACHE": str(tmp_path / "cache")}
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def _wait_for(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _reported(exp: Path) -> int:
+    return sum(1 for f in exp.glob("*/result.json") if f.stat().st_size > 0)
+
+
+@pytest.mark.slow
+def test_resume_after_the_driver_is_killed_finishes_every_trial_once(tmp_path):
+    run = [EXE, "run", "--smoke", "--name", "r", "--results-dir", str(tmp_path), "--epochs", "4",
+           "--scheduler", "none"]
+    driver = subprocess.Popen(run, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    exp = tmp_path / "r" / "tune"
+    _wait_for(lambda: _reported(exp) >= 2, 240, "the first epochs to be reported")
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    assert not (tmp_path / "r" / "trials.parquet").exists()  # it really died mid-run
+
+    status = subprocess.run([EXE, "status", "r", "--results-dir", str(tmp_path)], capture_output=True, text=True,
+                            env=_env(tmp_path), check=True)
+    assert "not finished" in status.stdout and "budget 0.25" in status.stdout
+
+    resumed = subprocess.run([EXE, "resume", "r", "--results-dir", str(tmp_path)], capture_output=True, text=True,
+                             env=_env(tmp_path), timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trials = pd.read_parquet(tmp_path / "r" / "trials.parquet")
+    assert trials["trial_id"].nunique() == 8  # 4 smoke depths x 2 budgets, none duplicated or lost
+    for _, group in trials.groupby("trial_id"):
+        assert group["epoch"].tolist() == [1, 2, 3, 4]
+    assert (trials.groupby(["depth", "budget"])["trial_id"].nunique() == 1).all()
+
+
+@pytest.mark.slow
+def test_search_on_a_two_node_cluster_uses_both_nodes(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        run = subprocess.run(
+            [EXE, "run", "--smoke", "--name", "c", "--results-dir", str(tmp_path), "--address", cluster.address,
+             "--scheduler", "none", "--epochs", "2"],
+            capture_output=True, text=True, env=_env(tmp_path), timeout=400)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert "2 node(s)" in run.stdout
+        nodes = set()
+        for f in (tmp_path / "c" / "tune").glob("*/result.json"):
+            nodes |= {json.loads(line)["node_id"] for line in f.read_text().splitlines() if line.strip()}
+        assert len(nodes) == 2
+        assert pd.read_parquet(tmp_path / "c" / "trials.parquet")["trial_id"].nunique() == 8
+    finally:
+        cluster.shutdown()
+
+
+@pytest.mark.slow
+def test_dashboard_starts_on_localhost_and_requires_the_token(tmp_path):
+    script = ("from search.config import SearchConfig\nfrom search.runner import connect_ray\nimport time\n"
+              "connect_ray(SearchConfig(dashboard=True), print)\ntime.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], env=_env(tmp_path), stdout=subprocess.PIPE, text=True)
+    try:
+        url = "http://127.0.0.1:8265/api/version"
+
+        def status(headers=None):
+            try:
+                return urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2).status
+            except urllib.error.HTTPError as e:
+                return e.code
+            except OSError:
+                return None
+
+        _wait_for(lambda: status() is not None, 90, "the dashboard to answer")
+        token_file = Path.home() / ".ray" / "auth_token"
+        if status() == 200:
+            pytest.skip("token authentication is disabled on this Ray (RAY_AUTH_MODE); nothing to check")
+        assert status() == 401
+        token = token_file.read_text().strip()
+        assert status({"Authorization": f"Bearer {token}"}) == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

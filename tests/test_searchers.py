@@ -1,0 +1,103 @@
+"""Search strategies: the guideline searcher on a synthetic objective (no training), Optuna end to end."""
+import sys
+
+import numpy as np
+import pytest
+import ray
+from ray import tune
+from ray.tune.search import Searcher
+
+from search.config import SearchConfig, smoke_config
+from search.runner import run_search
+from search.searchers import make_plan
+from search.searchers.guideline import GuidelineSearcher
+from trainables.models import depth_names, get_backbone
+
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+DEPTHS = depth_names(get_backbone("tiny-alexnet"))  # fc8 ... conv1-fc8, scratch
+BEST = {0.1: "fc6-fc8", 1.0: "conv4-fc8"}  # known best depth per budget of the synthetic objective
+
+
+def synthetic_metric(depth: str, budget: float) -> float:
+    """Rises by 0.03 per group up to the budget's best depth, then falls by 0.02 per group; scratch is low."""
+    if depth == "scratch":
+        return 0.6
+    i, best = DEPTHS.index(depth), DEPTHS.index(BEST[budget])
+    return 0.7 + 0.03 * min(i, best) - 0.02 * max(0, i - best)
+
+
+def synthetic_trainable(config):
+    for epoch in range(1, 3):
+        tune.report({"val_metric": synthetic_metric(config["depth"], config["budget"]) - 0.01 * (2 - epoch)})
+
+
+def test_guideline_searcher_protocol_without_ray():
+    """Drive the Searcher API by hand: it waits for each depth before deepening, then stops."""
+    s = GuidelineSearcher(DEPTHS, [1.0], lrs=[1e-3], min_delta=0.005, patience=1, metric="val_metric", mode="max")
+    seen = []
+    for step in range(20):
+        cfg = s.suggest(f"t{step}")
+        if cfg == Searcher.FINISHED:
+            break
+        assert cfg is not None, "a depth is always launchable right after the previous one completed"
+        seen.append(cfg["depth"])
+        value = synthetic_metric(cfg["depth"], 1.0)
+        s.on_trial_result(f"t{step}", {"val_metric": value})
+        s.on_trial_complete(f"t{step}", {"val_metric": value})
+    # head first, one group deeper each time, one level past the best, plus scratch as the control
+    assert seen[:5] == ["fc8", "fc7-fc8", "fc6-fc8", "conv5-fc8", "conv4-fc8"]
+    assert "scratch" in seen and "conv3-fc8" in seen and "conv2-fc8" not in seen
+    summary = s.summary()[1.0]
+    assert summary["best_depth"] == "conv4-fc8" and "did not improve" in summary["stop_reason"]
+
+
+def test_guideline_waits_for_the_current_depth():
+    s = GuidelineSearcher(DEPTHS, [0.5], lrs=[1e-3, 1e-2], include_scratch=False, metric="val_metric", mode="max")
+    a, b = s.suggest("a"), s.suggest("b")
+    assert {a["lr"], b["lr"]} == {1e-3, 1e-2} and a["depth"] == b["depth"] == "fc8"
+    assert s.suggest("c") is None  # both lrs of fc8 are running: nothing to do until they finish
+    s.on_trial_result("a", {"val_metric": 0.7})
+    s.on_trial_complete("a", {"val_metric": 0.7})
+    assert s.suggest("c") is None  # fc8 is decided only when all of its trials are done
+    s.on_trial_result("b", {"val_metric": 0.8})
+    s.on_trial_complete("b", {"val_metric": 0.8})
+    assert s.suggest("c")["depth"] == "fc7-fc8"
+    assert s.summary()[0.5]["evaluated"] == {"fc8": 0.8}
+
+
+@pytest.mark.slow
+def test_guideline_finds_the_known_best_depth_with_fewer_trials_than_grid(ray_local, tmp_path):
+    cfg = SearchConfig(searcher="guideline", budgets=(0.1, 1.0), lr_min=1e-3, lr_max=1e-3, epochs=2,
+                       guideline_min_delta=0.005)
+    plan = make_plan(cfg, DEPTHS, {}, "val_metric", "max")
+    results = tune.Tuner(
+        synthetic_trainable, param_space=plan.param_space,
+        tune_config=tune.TuneConfig(metric="val_metric", mode="max", search_alg=plan.search_alg,
+                                    num_samples=plan.num_samples),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="guideline", verbose=0),
+    ).fit()
+    grid_trials = len(DEPTHS) * 2
+    assert len(results) < grid_trials
+    for budget, best in BEST.items():
+        rows = [r for r in results if r.config["budget"] == budget]
+        assert plan.guideline.summary()[budget]["best_depth"] == best
+        top = max((r for r in rows if r.config["depth"] != "scratch"), key=lambda r: r.metrics["val_metric"])
+        assert top.config["depth"] == best
+        assert len(rows) < len(DEPTHS)
+    summary = plan.guideline.summary()
+    assert sum(v["trials"] for v in summary.values()) == len(results)
+    assert sum(v["epochs"] for v in summary.values()) == 2 * len(results)
+
+
+@pytest.mark.slow
+def test_optuna_search_end_to_end(ray_local, tmp_path):
+    cfg = smoke_config(SearchConfig(name="optuna", results_dir=str(tmp_path))).replace(
+        searcher="optuna", samples=3, epochs=3, grace_period=1)
+    out = run_search(cfg, log=lambda s: None)
+    assert not out.errors
+    per_budget = out.trials.groupby("budget")["trial_id"].nunique().to_dict()
+    assert per_budget == {0.25: 3, 1.0: 3}
+    assert out.trials["lr"].between(cfg.lr_min, cfg.lr_max).all()
+    assert set(out.trials["depth"]) <= {"fc8", "conv4-fc8", "conv1-fc8", "scratch"}
+    assert np.isfinite(out.table["best_val"]).all()
