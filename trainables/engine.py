@@ -73,6 +73,6 @@ def evaluate(
     loss = float(loss_fn(logits, y))
     if not np.isfinite(loss):
         raise DivergedError(f"evaluation loss is {loss}: the model diverged; lower the learning rate")
-    probs = torch.softmax(logits, dim=1).numpy()
-    meta_np = {k: v.numpy() for k, v in (meta or {}).items()}
-    return {"metric": metric_fn(y.numpy(), probs, meta_np), "loss": loss}
+    probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+    meta_np = {k: v.cpu().numpy() for k, v in (meta or {}).items()}
+    return {"metric": metric_fn(y.cpu().numpy(), probs, meta_np), "loss": loss}

@@ -28,16 +28,22 @@ def _threads_for_trial() -> int:
     return max(1, int(cpus))
 
 
+def _device_for_trial() -> str:
+    """The GPU Ray assigned to this trial (Ray sets CUDA_VISIBLE_DEVICES accordingly), else the CPU."""
+    return "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+
+
 def train_depth(config: dict, data: SplitData, weights: dict[str, dict | None]) -> None:
     cfg = TrialConfig.from_dict(config)
     torch.set_num_threads(_threads_for_trial())
     node_id = ray.get_runtime_context().get_node_id()
-    run = TrialRun(cfg, data, weights)
+    device = _device_for_trial()
+    run = TrialRun(cfg, data, weights, device=device)
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            run.load_state_dict(torch.load(os.path.join(d, CHECKPOINT_FILE), weights_only=True))
+            run.load_state_dict(torch.load(os.path.join(d, CHECKPOINT_FILE), map_location=device, weights_only=True))
 
     while run.epoch < cfg.epochs:
         metrics = run.step()

@@ -26,8 +26,10 @@ def effective_source(cfg: TrialConfig) -> str:
 
 
 class TrialRun:
-    def __init__(self, cfg: TrialConfig, data: SplitData, weights: dict[str, dict | None]):
+    def __init__(self, cfg: TrialConfig, data: SplitData, weights: dict[str, dict | None],
+                 device: str | torch.device = "cpu"):
         self.cfg = cfg
+        self.device = torch.device(device)
         self.app = get_app(cfg.app)
         self.spec = get_backbone(cfg.backbone)
         self.depth_index = depth_index(self.spec, cfg.depth)
@@ -41,13 +43,15 @@ class TrialRun:
             )
 
         self.idx = data.budget_indices(cfg.budget)
-        self.train_x, self.train_y = data.train_x[self.idx], data.train_y[self.idx]
-        self.val_x, self.val_y, self.val_meta = data.val_x, data.val_y, data.val_meta
+        # the trial's data lives on its device once (uint8: a few MB), not copied per batch
+        self.train_x, self.train_y = data.train_x[self.idx].to(self.device), data.train_y[self.idx].to(self.device)
+        self.val_x, self.val_y, self.val_meta = data.val_x.to(self.device), data.val_y.to(self.device), data.val_meta
 
         torch.manual_seed(cfg.seed)
         self.model = self.spec.build(self.app.num_classes)
         if self.source != "scratch":
             load_pretrained(self.model, self.spec, weights[self.source])
+        self.model.to(self.device)
         groups = configure_depth(self.model, self.spec, cfg.depth, cfg.lr, cfg.weight_decay)
         self.optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
         self.steps_per_epoch = math.ceil(self.idx.numel() / cfg.batch_size)
@@ -102,7 +106,7 @@ class TrialRun:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        self.generator.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
         self.epoch = int(state["epoch"])
         self.elapsed = float(state["elapsed"])
