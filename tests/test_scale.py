@@ -107,3 +107,32 @@ def test_dashboard_starts_on_localhost_and_requires_the_token(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_yaml_config_with_an_unknown_key_is_one_clear_line(tmp_path):
+    (tmp_path / "bad.yaml").write_text("searcher: grid\nlearning_rate: 0.1\n")
+    out = subprocess.run([EXE, "run", "--config", str(tmp_path / "bad.yaml")], capture_output=True, text=True,
+                         env=_env(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "unknown config key(s) learning_rate" in out.stderr
+
+
+@pytest.mark.slow
+def test_yaml_config_flags_override_and_storage_elsewhere(tmp_path):
+    (tmp_path / "run.yaml").write_text("searcher: random\nsamples: 2\nepochs: 3\nbudgets: [0.5, 1.0]\n")
+    shared = tmp_path / "shared-storage"
+    out = subprocess.run([EXE, "run", "--config", str(tmp_path / "run.yaml"), "--smoke", "--epochs", "2",
+                          "--name", "y", "--results-dir", str(tmp_path / "res"), "--storage", str(shared)],
+                         capture_output=True, text=True, env=_env(tmp_path), timeout=400)
+    assert out.returncode == 0, out.stderr[-3000:]
+    import yaml
+
+    saved = yaml.safe_load((tmp_path / "res" / "y" / "config.yaml").read_text())
+    assert saved["searcher"] == "random" and saved["epochs"] == 2 and saved["budgets"] == [0.5, 1.0]
+    assert saved["experiment_path"] == str(shared / "y")
+    assert any((shared / "y").glob("*/result.json"))  # Tune's experiment went to the storage path
+    trials = pd.read_parquet(tmp_path / "res" / "y" / "trials.parquet")
+    assert trials.groupby("budget")["trial_id"].nunique().to_dict() == {0.5: 2, 1.0: 2}
+    status = subprocess.run([EXE, "status", "y", "--results-dir", str(tmp_path / "res")], capture_output=True,
+                            text=True, env=_env(tmp_path), check=True)
+    assert "y: finished (random search, 4 trials known" in status.stdout
