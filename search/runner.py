@@ -149,7 +149,9 @@ def connect_ray(cfg: SearchConfig, log: Log) -> None:
         log(f"ray: attached to {cfg.address or os.environ['RAY_ADDRESS']}, "
             f"{int(ray.cluster_resources().get('CPU', 0))} CPUs, {len(ray.nodes())} node(s)")
         return
-    ray.init(include_dashboard=cfg.dashboard, dashboard_host=DASHBOARD_HOST, dashboard_port=DASHBOARD_PORT, **common)
+    # address="local": always a fresh local Ray, even if a stale /tmp/ray/ray_current_cluster names another
+    ray.init(address="local", include_dashboard=cfg.dashboard, dashboard_host=DASHBOARD_HOST,
+             dashboard_port=DASHBOARD_PORT, **common)
     log(f"ray: local, {int(ray.cluster_resources().get('CPU', 0))} CPUs")
     if cfg.dashboard:
         log(f"ray dashboard: http://{DASHBOARD_HOST}:{DASHBOARD_PORT}  (token auth: `ray get-auth-token` prints "
