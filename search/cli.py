@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from search.commands import demo, listing
+from search.commands import compare, demo, listing, report
 from trainables.config import ConfigError
 from trainables.metrics import MetricError
 
-COMMANDS = [demo, listing]  # each module's register(subparsers) adds its subcommand(s)
+COMMANDS = [demo, listing, report, compare]  # each module's register(subparsers) adds its subcommand(s)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ from ray import tune
 
 from search.config import SearchConfig
 from search.progress import BudgetProgress
+from search.report import Analysis, report_after_run
 from search.results import best_depth_table, format_table, trials_frame, write_parquet
 from search.schedulers import BudgetStratifiedASHA
 from spaces import depth_budget_space
@@ -46,6 +47,7 @@ class Outcome:
     table: pd.DataFrame
     errors: list[str]
     wall_s: float
+    report: "Analysis | None" = None  # test-set answer (search.report), None if no trial reported
 
 
 def resolve_depths(cfg: SearchConfig, spec: BackboneSpec) -> list[str]:
@@ -157,7 +159,8 @@ def run_search(cfg: SearchConfig, log: Log = print) -> Outcome:
     trials = trials_frame(results, prep.app.metric)
     write_parquet(trials, run_dir / "trials.parquet")
     table = best_depth_table(trials, prep.app.mode) if len(trials) else pd.DataFrame()
-    return Outcome(run_dir, trials, table, errors, time.time() - t0)
+    report = report_after_run(run_dir, trials, results, prep.data, prep.weights, prep.app.mode, log)
+    return Outcome(run_dir, trials, table, errors, time.time() - t0, report)
 
 
 def answer_text(outcome: Outcome) -> str:

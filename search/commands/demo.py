@@ -21,9 +21,19 @@ def run(args: argparse.Namespace) -> int:
         cfg = smoke_config(cfg)
     outcome = run_search(cfg)
     print()
-    print(f"best tuning depth per data budget ({cfg.app}, {cfg.backbone}, source {cfg.source}; by validation):")
-    print(answer_text(outcome))
+    if outcome.report is None:
+        print(f"best tuning depth per data budget ({cfg.app}, {cfg.backbone}, source {cfg.source}; by validation):")
+        print(answer_text(outcome))
+    else:
+        from search.report import format_answer
+
+        print(f"best tuning depth per data budget ({cfg.app}, {cfg.backbone}, source {cfg.source}; "
+              f"selected by validation, scored on the test split):")
+        print(format_answer(outcome.report))
+        for note in outcome.report.notes:
+            print(f"note: {note}")
     for e in outcome.errors:
         print(f"failed: {e}")
-    print(f"\nresults: {outcome.run_dir}  (trials.parquet, config.yaml)   wall {outcome.wall_s:.0f}s")
+    print(f"\nresults: {outcome.run_dir}  (report.md, summary.parquet, predictions.parquet, plots/, trials.parquet, "
+          f"config.yaml)   wall {outcome.wall_s:.0f}s")
     return 1 if outcome.table.empty else 0
