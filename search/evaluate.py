@@ -10,6 +10,7 @@ computed offline from files by ``search.report``.
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -41,7 +42,7 @@ PROB_PREFIX = "prob_"
 class KeptCheckpoint:
     epoch: int
     val_metric: float
-    path: str
+    checkpoint: object  # a ``tune.Checkpoint`` (or anything with ``as_directory()``)
 
 
 def kept_checkpoints(result_grid: Iterable) -> dict[str, list[KeptCheckpoint]]:
@@ -56,7 +57,7 @@ def kept_checkpoints(result_grid: Iterable) -> dict[str, list[KeptCheckpoint]]:
         for checkpoint, metrics in result.best_checkpoints or []:
             if "epoch" not in metrics or "val_metric" not in metrics:
                 continue
-            kept.append(KeptCheckpoint(int(metrics["epoch"]), float(metrics["val_metric"]), checkpoint.path))
+            kept.append(KeptCheckpoint(int(metrics["epoch"]), float(metrics["val_metric"]), checkpoint))
         out[trial_id] = kept
     return out
 
@@ -82,11 +83,12 @@ def choose_checkpoint(kept: list[KeptCheckpoint], epoch: int, mode: str) -> Kept
     return max(kept, key=lambda k: (sign * k.val_metric, k.epoch))
 
 
-def predict_test(config: dict, checkpoint_dir: str, data: SplitData, weights: dict) -> tuple[np.ndarray, int]:
+def predict_test(config: dict, checkpoint, data: SplitData, weights: dict) -> tuple[np.ndarray, int]:
     """Class probabilities (N, C) of the test split from a trial's checkpoint, and the checkpoint's epoch."""
     with torch.random.fork_rng(devices=[]):  # building a TrialRun reseeds torch; keep the driver's RNG as it was
         run = TrialRun(TrialConfig.from_dict(config), data, weights)
-        state = torch.load(os.path.join(checkpoint_dir, CHECKPOINT_FILE), weights_only=True)
+        with checkpoint.as_directory() as d:
+            state = torch.load(os.path.join(d, CHECKPOINT_FILE), weights_only=True)
         run.load_state_dict(state)
     logits = predict_logits(run.model, data.test_x)
     return torch.softmax(logits.double(), dim=1).numpy(), int(state["epoch"])
@@ -128,9 +130,11 @@ def evaluate_selected(trials: pd.DataFrame, result_grid, data: SplitData, weight
             notes.append(f"{cell}: trial {row.trial_id} kept no checkpoint; not evaluated on test")
             continue
         try:
-            probs, epoch = predict_test(configs[row.trial_id], chosen.path, data, weights)
-        except (OSError, RuntimeError, KeyError, ValueError) as e:
-            notes.append(f"{cell}: checkpoint {chosen.path} could not be evaluated ({type(e).__name__}: {e})")
+            probs, epoch = predict_test(configs[row.trial_id], chosen.checkpoint, data, weights)
+        except (OSError, RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as e:
+            first = (str(e).strip().splitlines() or [""])[0][:120]
+            notes.append(f"{cell}: the checkpoint of epoch {chosen.epoch} could not be evaluated, is it corrupt? "
+                         f"({type(e).__name__}: {first})")
             continue
         if epoch != int(row.epoch):
             notes.append(f"{cell}: best validation epoch {int(row.epoch)} had no checkpoint left; "

@@ -192,6 +192,10 @@ def summarise(files: RunFiles, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0, l
         key = (float(sel.budget), str(sel.depth))
         where = f"{sel.depth} @ budget {sel.budget:g}"
         cell = preds.get(key)
+        if cell is not None and str(cell["info"]["trial_id"]) != sel.trial_id:
+            notes.append(f"{where}: predictions.parquet holds trial {cell['info']['trial_id']} but validation "
+                         f"selects {sel.trial_id}; its test metric is left out (rerun the search to re-evaluate)")
+            cell = None
         row = {
             "app": sel.app, "backbone": sel.backbone, "source": sel.source, "metric": app.metric, "mode": app.mode,
             "budget": float(sel.budget), "n_train": int(sel.n_train), "depth": sel.depth,
@@ -201,13 +205,10 @@ def summarise(files: RunFiles, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0, l
             "n_test": 0, "test_metric": np.nan, "test_metric_low": np.nan, "test_metric_high": np.nan,
         }
         if cell is None:
-            if files.predictions is not None:
+            if files.predictions is not None and key not in preds:
                 notes.append(f"{where}: no test predictions (no checkpoint could be evaluated)")
         else:
             info = cell["info"]
-            if str(info["trial_id"]) != sel.trial_id:
-                notes.append(f"{where}: predictions come from trial {info['trial_id']} but validation selects "
-                             f"{sel.trial_id}; rerun the search to re-evaluate")
             row["evaluated_epoch"] = int(info["evaluated_epoch"])
             if row["evaluated_epoch"] != row["selected_epoch"]:
                 notes.append(f"{where}: best validation epoch {row['selected_epoch']} had no checkpoint left; "

@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
 
 from search.cli import main
 from search.compare import compare_runs
-from search.evaluate import prediction_rows
+from search.evaluate import KeptCheckpoint, choose_checkpoint, evaluate_selected, prediction_rows
 from search.report import analyse, build_report, depth_phrase, format_answer
 from search.results import SUMMARY_COLUMNS, TRIAL_COLUMNS, write_parquet
 from trainables.config import ConfigError
@@ -195,12 +196,72 @@ def test_cli_report_and_compare_and_their_errors(tmp_path, capsys):
     assert main(["report", str(run), "--bootstrap", "0"]) == 2
 
 
+def test_compare_pairs_only_runs_on_the_same_test_split(tmp_path):
+    a = analyse(write_run(tmp_path / "a", known_cells()), n_boot=300)
+    same = compare_runs(a, analyse(write_run(tmp_path / "b", known_cells()), n_boot=300))
+    assert same.paired and (same.table["delta"] == 0).all() and (same.table["delta_high"] == 0).all()
+    other = write_run(tmp_path / "c", known_cells())
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    (other / "config.yaml").write_text(yaml.safe_dump({**config, "data_seed": 1}))
+    indep = compare_runs(a, analyse(other, n_boot=300))
+    assert not indep.paired and (indep.table["delta"] == 0).all()
+    assert (indep.table["delta_low"] < -0.01).all() and (indep.table["delta_high"] > 0.01).all()
+    assert not indep.table["significant"].any()
+
+
 def test_compare_refuses_two_applications(tmp_path):
     a = analyse(write_run(tmp_path / "a", known_cells()), n_boot=50)
     b = analyse(write_run(tmp_path / "b", known_cells()), n_boot=50)
     b.config["app"] = "another-app"
     with pytest.raises(ConfigError, match="different applications"):
         compare_runs(a, b)
+
+
+def test_choose_checkpoint_prefers_the_selected_epoch_then_the_best_kept():
+    kept = [KeptCheckpoint(1, 0.70, None), KeptCheckpoint(3, 0.80, None), KeptCheckpoint(4, 0.80, None)]
+    assert choose_checkpoint(kept, 3, "max").epoch == 3
+    assert choose_checkpoint(kept, 2, "max").epoch == 4  # best kept by validation, latest on ties
+    assert choose_checkpoint(kept, 2, "min").epoch == 1
+    assert choose_checkpoint([], 2, "max") is None
+
+
+def test_test_evaluation_of_real_checkpoints_with_a_missing_and_a_corrupt_one(tmp_path):
+    """Real TrialRun checkpoints wrapped as Tune results: the best epoch's checkpoint is gone for one trial
+    (the best kept one is evaluated and recorded), another's file is corrupt (noted, the rest goes on)."""
+    from ray import tune
+
+    from search.results import trials_frame
+    from trainables.apps import get_app
+    from trainables.config import TrialConfig
+    from trainables.trial import TrialRun
+
+    data = get_app("colonoscopy-frames").build_data(200, 64, 0)
+    results = []
+    for k, budget in enumerate((0.5, 1.0)):
+        cfg = TrialConfig(depth="scratch", budget=budget, epochs=2, batch_size=32, lr=1e-3)
+        run, rows, kept = TrialRun(cfg, data, {}), [], []
+        for _ in range(2):
+            m = run.step()
+            rows.append({**m, "trial_id": f"t{k}", "source": "scratch"})
+            d = tmp_path / f"t{k}" / f"checkpoint_{m['epoch']}"
+            d.mkdir(parents=True)
+            torch.save(run.state_dict(), d / "trial.pt")
+            kept.append((tune.Checkpoint.from_directory(str(d)), rows[-1]))
+        results.append(tune.Result(metrics={**rows[-1], "config": cfg.to_dict()}, checkpoint=kept[-1][0], error=None, path=str(tmp_path / f"t{k}"),
+                                   metrics_dataframe=pd.DataFrame(rows), best_checkpoints=kept))
+    trials = trials_frame(results, "auc")
+    best = trials.loc[trials.groupby("trial_id")["val_metric"].idxmax()].set_index("trial_id")["epoch"]
+    missing = results[0].best_checkpoints
+    results[0].best_checkpoints = [c for c in missing if c[1]["epoch"] != best["t0"]]
+    (Path(results[1].best_checkpoints[[c[1]["epoch"] for c in results[1].best_checkpoints].index(best["t1"])][0].path)
+     / "trial.pt").write_bytes(b"garbage")
+    preds, notes = evaluate_selected(trials, results, data, {}, "max", log=lambda s: None)
+    assert set(preds["trial_id"]) == {"t0"} and len(preds) == len(data.test_y)
+    assert preds["selected_epoch"].iloc[0] == best["t0"] and preds["evaluated_epoch"].iloc[0] == 3 - best["t0"]
+    assert any("had no checkpoint left" in n for n in notes)
+    assert any(n.startswith("scratch @ budget 1: the checkpoint of epoch") and "could not be evaluated" in n
+               for n in notes)
+    np.testing.assert_allclose(preds[["prob_0", "prob_1"]].sum(axis=1), 1.0)
 
 
 # ------------------------------------------------------------------------------- a real tiny run
