@@ -145,8 +145,10 @@ def learning_curves(analysis: "Analysis", path: Path) -> None:
         ax.grid(alpha=0.3)
     for ax in axes[len(budgets):]:
         ax.set_visible(False)
-    handles, labels = axes[0].get_legend_handles_labels()
-    by_label = dict(zip(labels, handles))
+    by_label = {}
+    for ax in axes[: len(budgets)]:
+        handles, labels = ax.get_legend_handles_labels()
+        by_label.update({lab: h for lab, h in zip(labels, handles) if lab not in by_label})
     ordered = [d for d in order if d in by_label]
     if ordered:
         fig.legend([by_label[d] for d in ordered], ordered, loc="lower center", ncol=min(len(ordered), 9),

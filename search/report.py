@@ -329,8 +329,8 @@ def _span(chosen: list[float], budgets: list[float]) -> str:
     return f"at budgets {pct(chosen[0])}–{pct(chosen[-1])}"
 
 
-def depth_phrase(good: list[str], tested: list[str]) -> str:
-    """Plain words for the fine-tuning depths not significantly worse than the best (``tested``: shallow->deep)."""
+def depth_phrase(good: list[str], tested: list[str], best: str | None = None) -> str:
+    """Plain words for the fine-tuning depths tied with the best (``good``, best included; ``tested``: shallow->deep)."""
     if not good:
         return "train from scratch: every fine-tuning depth is significantly worse"
     pos = sorted(tested.index(d) for d in good)
@@ -341,6 +341,9 @@ def depth_phrase(good: list[str], tested: list[str]) -> str:
     if len(names) == 1:
         return f"tune {names[0]}"
     if not contiguous:
+        if best in names:
+            others = [n for n in names if n != best]
+            return f"tune {best} ({', '.join(others)} {'is' if len(others) == 1 else 'are'} statistically tied with it)"
         return "tune one of " + ", ".join(names)
     if pos[-1] == len(tested) - 1:
         return f"tune {names[0]} or deeper"
@@ -355,8 +358,12 @@ def _acceptable(summary: pd.DataFrame, budget: float) -> pd.DataFrame:
     return g[g["is_best"] | g["indistinguishable_from_best"]]
 
 
-def guideline(summary: pd.DataFrame, answers: list[BudgetAnswer]) -> list[str]:
-    """Plain-language rules computed from the table (each sentence states what the numbers show)."""
+def guideline(summary: pd.DataFrame, answers: list[BudgetAnswer], max_epochs: int | None = None) -> list[str]:
+    """Plain-language rules computed from the table (each sentence states what the numbers show).
+
+    ``max_epochs``: the run's epoch limit (to tell trials the scheduler stopped early); default the most
+    epochs any selected trial ran.
+    """
     answers = [a for a in answers if np.isfinite(a.best[0])]
     if not answers:
         return ["no test results: the best depth above is by validation only; a guideline needs test intervals "
@@ -376,7 +383,7 @@ def guideline(summary: pd.DataFrame, answers: list[BudgetAnswer]) -> list[str]:
         elif by_budget[b].best_depth == SCRATCH and good:
             phrases[b] = f"train from scratch (statistically tied: {', '.join(good)})"
         else:
-            phrases[b] = depth_phrase(good, tested) if tested else "train from scratch"
+            phrases[b] = depth_phrase(good, tested, by_budget[b].best_depth) if tested else "train from scratch"
     runs: list[tuple[str, list[float]]] = []
     for b in budgets:
         if runs and runs[-1][0] == phrases[b]:
@@ -407,6 +414,20 @@ def guideline(summary: pd.DataFrame, answers: list[BudgetAnswer]) -> list[str]:
             s += "."
         lines.append(s)
 
+    head = summary.loc[summary["depth_index"] == 1, "depth"]
+    if len(head) and len(tested) > 1:
+        head = head.iloc[0]
+        ok_head = [b for b in budgets if head in set(_acceptable(summary, b)["depth"])]
+        evaluated = [b for b in budgets if head in set(summary[(summary["budget"] == b)
+                                                               & np.isfinite(summary["test_metric"])]["depth"])]
+        not_ok = [b for b in evaluated if b not in ok_head]
+        if ok_head:
+            s = f"Tuning the head only ({head}, the cheapest option) is statistically as good as the best " \
+                f"{_span(ok_head, budgets)}"
+            lines.append(s + (f", and significantly worse {_span(not_ok, budgets)}." if not_ok else "."))
+        elif not_ok:
+            lines.append(f"Tuning the head only ({head}) is significantly worse than the best {_span(not_ok, budgets)}.")
+
     shallowest = {}
     for b in budgets:
         ok = _acceptable(summary, b)
@@ -433,6 +454,16 @@ def guideline(summary: pd.DataFrame, answers: list[BudgetAnswer]) -> list[str]:
         lines.append(f"{_span(everything_tied, budgets).capitalize()} no depth (scratch included) differs "
                      f"significantly from the best: the test split ({n_test} samples) cannot rank them there; "
                      "a larger test split would be needed to tell them apart.")
+    max_epochs = int(max_epochs or summary["epochs_run"].max())
+    worse = summary[np.isfinite(summary["test_metric"]) & ~summary["is_best"] & ~summary["indistinguishable_from_best"]]
+    stopped = worse[worse["epochs_run"] < max_epochs]
+    if len(stopped):
+        per_cell = int(summary["trials"].max())
+        lo, hi = int(stopped["epochs_run"].min()), int(stopped["epochs_run"].max())
+        lines.append(f"{len(stopped)} of the {len(worse)} budget × depth results significantly worse than the best "
+                     f"come from trials the scheduler stopped early (after {lo if lo == hi else f'{lo}–{hi}'} of "
+                     f"{max_epochs} epochs, {per_cell} learning-rate draw(s) per cell): part of their deficit may "
+                     "be the search's budget rather than the depth.")
     for a in answers:
         if a.better_on_test:
             lines.append(f"At budget {pct(a.budget)} the validation choice {a.best_depth} is significantly beaten "
@@ -523,7 +554,7 @@ def render_markdown(analysis: Analysis) -> str:
             f"Selected trial (by validation), its best validation epoch, epochs it ran, validation {m}, test {m} "
             f"with its {lvl} interval, paired difference to the best depth (tied = interval contains 0) and to "
             f"scratch. Columns are in `summary.parquet`.", ""]
-    header = ["depth", "trial", "lr", "epoch", "epochs run", f"val {m}", f"test {m} [{lvl} CI]", "Δ vs best",
+    header = ["depth", "trial", "lr", "best val epoch", "epochs run", f"val {m}", f"test {m} [{lvl} CI]", "Δ vs best",
               "", "Δ vs scratch"]
     for b in sorted(analysis.summary["budget"].unique()):
         n_train = int(analysis.summary.loc[analysis.summary["budget"] == b, "n_train"].iloc[0])
@@ -546,7 +577,10 @@ def render_markdown(analysis: Analysis) -> str:
             + (", resampling whole groups (`meta_group`: a resampled group keeps all its samples)"
                if analysis.grouped else "")
             + "; every depth is scored on the same resamples, so differences are paired. A depth is *tied* with "
-            "the best when the interval of their difference contains 0. No correction for multiple comparisons.",
+            "the best when the interval of their difference contains 0: not shown different, which is not the same "
+            "as shown equivalent. No correction for multiple comparisons.",
+            "- The intervals cover test-set sampling only, not training randomness (initialisation, data order, "
+            "learning-rate draw): a retrained model may land elsewhere within or beyond them.",
             f"- Δ vs scratch = test {m}(depth) − test {m}(scratch); scratch − best fine-tune in the answer is "
             "the same quantity with the sign flipped, for the best fine-tuned depth by validation.",
             ""]
@@ -567,7 +601,7 @@ def analyse(run_dir: Path, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0, level
             notes.append(f"trial {tid} ({g['depth'].iloc[0]} @ budget {g['budget'].iloc[0]:g}) errored after "
                          f"{int(g['epoch'].max())} epoch(s); its reported epochs are kept")
     answers = budget_answers(summary, app.mode)
-    lines = guideline(summary, answers) if answers else []
+    lines = guideline(summary, answers, files.config.get("epochs")) if answers else []
     return Analysis(Path(run_dir), files.config, app, summary, files.trials, answers, lines, notes,
                     n_boot, seed, level, scored.boot, scored.labels, scored.grouped)
 

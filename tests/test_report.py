@@ -32,19 +32,19 @@ def _probs(separation: float, seed: int, noise: float = 0.0) -> np.ndarray:
     return np.column_stack([1 - p1, p1])
 
 
-def write_run(run_dir: Path, cells: dict, groups: np.ndarray | None = None) -> Path:
+def write_run(run_dir: Path, cells: dict, groups: np.ndarray | None = None, app: str = "colonoscopy-frames") -> Path:
     """A run folder by hand: cells = {(budget, depth): (val_metric, probs)}; two epochs per trial."""
     labels = np.repeat([0, 1], [N_NEG, N_POS])
     trials, preds = [], []
     for k, ((budget, depth), (val, probs)) in enumerate(sorted(cells.items())):
         tid = f"t_{k:05d}"
         for epoch, v in ((1, val - 0.05), (2, val)):
-            trials.append({"trial_id": tid, "app": "colonoscopy-frames", "backbone": "tiny-alexnet",
+            trials.append({"trial_id": tid, "app": app, "backbone": "tiny-alexnet",
                            "source": "scratch" if depth == "scratch" else "fractal", "depth": depth,
                            "depth_index": DEPTH_INDEX[depth], "budget": budget, "lr": 1e-3, "schedule": "paper",
                            "seed": 0, "epoch": epoch, "val_metric": v, "val_loss": 0.5, "train_loss": 0.5,
                            "time_s": float(epoch), "n_train": int(1000 * budget), "metric": "auc", "status": "ok"})
-        info = {"app": "colonoscopy-frames", "backbone": "tiny-alexnet", "source": "fractal", "budget": budget,
+        info = {"app": app, "backbone": "tiny-alexnet", "source": "fractal", "budget": budget,
                 "depth": depth, "depth_index": DEPTH_INDEX[depth], "trial_id": tid, "lr": 1e-3, "seed": 0,
                 "selected_epoch": 2, "evaluated_epoch": 2}
         preds.append(prediction_rows(info, labels, probs, {} if groups is None else {"group": groups}))
@@ -53,7 +53,7 @@ def write_run(run_dir: Path, cells: dict, groups: np.ndarray | None = None) -> P
     write_parquet(pd.concat(preds, ignore_index=True), run_dir / "predictions.parquet")
     budgets = sorted({b for b, _ in cells})
     (run_dir / "config.yaml").write_text(yaml.safe_dump({
-        "name": run_dir.name, "app": "colonoscopy-frames", "backbone": "tiny-alexnet", "source": "fractal",
+        "name": run_dir.name, "app": app, "backbone": "tiny-alexnet", "source": "fractal",
         "budgets": budgets, "epochs": 2, "scheduler": "asha", "data_seed": 0,
         "n_train": 1000, "n_val": 240, "n_test": N_NEG + N_POS}))
     return run_dir
@@ -96,6 +96,8 @@ def test_known_answer_best_depth_ties_scratch_and_guideline(tmp_path):
     assert a.guideline[2].startswith("Scratch is never significantly better than the best fine-tuned depth; "
                                      "fine-tuning beats it significantly at budget 10% and is tied with it at budget 100%")
     assert any("shrinks as the budget grows (from conv4-fc8 at 10% to fc8 at 100%)" in g for g in a.guideline)
+    assert ("Tuning the head only (fc8, the cheapest option) is statistically as good as the best at budget 100%, "
+            "and significantly worse at budget 10%.") in a.guideline
     assert any(g.startswith("At budget 100% no depth (scratch included) differs significantly") for g in a.guideline)
     text = format_answer(a)
     assert "conv4-fc8" in text and "fine-tuning better" in text and "guideline:" in text
@@ -112,6 +114,19 @@ def test_validation_choice_beaten_on_test_is_flagged(tmp_path):
                               "validation choice fc8).")
 
 
+def test_early_stopped_losers_are_pointed_out(tmp_path):
+    run = write_run(tmp_path / "stopped", known_cells())
+    trials = pd.read_parquet(run / "trials.parquet")
+    fc8 = trials[(trials.depth == "fc8") & (trials.budget == 0.1)]
+    write_parquet(trials.drop(fc8[fc8.epoch == 2].index), run / "trials.parquet")  # fc8 @ 10% stopped after epoch 1
+    a = analyse(run, n_boot=300)
+    assert ("2 of the 2 budget × depth results significantly worse than the best come from trials the scheduler "
+            "stopped early" not in " ".join(a.guideline))
+    assert any(g.startswith("1 of the 2 budget × depth results significantly worse than the best come from trials "
+                            "the scheduler stopped early (after 1 of 2 epochs, 1 learning-rate draw(s) per cell)")
+               for g in a.guideline)
+
+
 def test_scratch_best_and_groups(tmp_path):
     groups = np.arange(N_NEG + N_POS) // 3
     cells = {(1.0, "fc8"): (0.6, _probs(0.1, 5)), (1.0, "conv4-fc8"): (0.7, _probs(0.2, 6)),
@@ -124,6 +139,27 @@ def test_scratch_best_and_groups(tmp_path):
     assert a.guideline[1].startswith("Scratch beats the best fine-tuned depth significantly")
 
 
+def test_extra_test_metrics_of_an_app_become_columns(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from trainables.apps import APPS, get_app
+
+    def metrics(labels, probs, meta):
+        neg = np.sort(probs[labels == 0, 1])
+        threshold = neg[int(np.ceil(0.9 * neg.size)) - 1]  # 10% of negatives above it
+        return {"auc": compute_roc_auc(labels, probs[:, 1]), "sens@fpr0.1": float((probs[labels == 1, 1] > threshold).mean())}
+
+    monkeypatch.setitem(APPS, "two-metrics", replace(get_app("colonoscopy-frames"), name="two-metrics",
+                                                      compute_metrics=metrics))
+    run = write_run(tmp_path / "two", known_cells(), app="two-metrics")
+    build_report(run, n_boot=100, plots=False, log=lambda s: None)
+    summary = pd.read_parquet(run / "summary.parquet")
+    assert tuple(summary.columns) == SUMMARY_COLUMNS + ("test_sens_fpr0_1",)
+    row = summary[(summary.budget == 0.1) & (summary.depth == "conv4-fc8")].iloc[0]
+    assert row["test_sens_fpr0_1"] == pytest.approx(metrics(np.repeat([0, 1], [N_NEG, N_POS]), STRONG, {})["sens@fpr0.1"])
+    assert "test_sens_fpr0_1" in (run / "report.md").read_text()
+
+
 def test_depth_phrases():
     tested = ["fc8", "fc7-fc8", "fc6-fc8", "conv5-fc8"]
     assert depth_phrase(["fc6-fc8", "conv5-fc8"], tested) == "tune fc6-fc8 or deeper"
@@ -131,6 +167,7 @@ def test_depth_phrases():
     assert depth_phrase(["fc7-fc8", "fc6-fc8"], tested) == "tune fc7-fc8 to fc6-fc8"
     assert depth_phrase(["fc7-fc8"], tested) == "tune fc7-fc8"
     assert depth_phrase(["fc8", "fc6-fc8"], tested) == "tune one of fc8, fc6-fc8"
+    assert depth_phrase(["fc8", "fc6-fc8"], tested, best="fc6-fc8") == "tune fc6-fc8 (fc8 is statistically tied with it)"
     assert depth_phrase(tested, tested).startswith("any tuning depth works")
     assert depth_phrase([], tested).startswith("train from scratch")
 
