@@ -16,6 +16,7 @@ from ray import tune
 
 from search.config import SearchConfig
 from search.progress import BudgetProgress
+from search.report import Analysis, report_after_run
 from search.results import best_depth_table, format_table, trials_frame, write_parquet
 from search.schedulers import BudgetStratifiedASHA
 from search.searchers import SearchPlan, make_plan
@@ -48,6 +49,7 @@ class Outcome:
     table: pd.DataFrame
     errors: list[str]
     wall_s: float
+    report: "Analysis | None" = None  # test-set answer (search.report), None if no trial reported
 
 
 # -- 1. resolve and prepare ----------------------------------------------------------------------------
@@ -211,7 +213,8 @@ def collect(results, prep: Prepared, run_dir: Path, t0: float, plan: SearchPlan 
         summary = {str(b): v for b, v in plan.guideline.summary().items()}
         (run_dir / "guideline.json").write_text(json.dumps(summary, indent=2))
     table = best_depth_table(trials, prep.app.mode) if len(trials) else pd.DataFrame()
-    return Outcome(run_dir, trials, table, errors, time.time() - t0)
+    report = report_after_run(run_dir, trials, results, prep.data, prep.weights, prep.app.mode, log)
+    return Outcome(run_dir, trials, table, errors, time.time() - t0, report)
 
 
 def run_search(cfg: SearchConfig, log: Log = print) -> Outcome:

@@ -13,17 +13,11 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from search.commands.run import print_outcome
     from search.config import SearchConfig, smoke_config
-    from search.runner import answer_text, run_search
+    from search.runner import run_search
 
     cfg = SearchConfig(name=args.name or ("demo-smoke" if args.smoke else "demo"), results_dir=args.results_dir)
     if args.smoke:
         cfg = smoke_config(cfg)
-    outcome = run_search(cfg)
-    print()
-    print(f"best tuning depth per data budget ({cfg.app}, {cfg.backbone}, source {cfg.source}; by validation):")
-    print(answer_text(outcome))
-    for e in outcome.errors:
-        print(f"failed: {e}")
-    print(f"\nresults: {outcome.run_dir}  (trials.parquet, config.yaml)   wall {outcome.wall_s:.0f}s")
-    return 1 if outcome.table.empty else 0
+    return print_outcome(run_search(cfg), cfg)

@@ -77,28 +77,40 @@ def config_from_args(args: argparse.Namespace):
     return cfg
 
 
-def _print_outcome(outcome) -> int:
+def print_outcome(outcome, cfg) -> int:
+    """The answer of a finished run: the test-set report when there is one, else the validation table."""
     from search.runner import answer_text
 
     print()
-    print("best tuning depth per data budget (by validation):")
-    print(answer_text(outcome))
+    if outcome.report is None:
+        print(f"best tuning depth per data budget ({cfg.app}, {cfg.backbone}, source {cfg.source}; by validation):")
+        print(answer_text(outcome))
+    else:
+        from search.report import format_answer
+
+        print(f"best tuning depth per data budget ({cfg.app}, {cfg.backbone}, source {cfg.source}; "
+              f"selected by validation, scored on the test split):")
+        print(format_answer(outcome.report))
+        for note in outcome.report.notes:
+            print(f"note: {note}")
     for e in outcome.errors:
         print(f"failed: {e}")
-    print(f"\nresults: {outcome.run_dir}   wall {outcome.wall_s:.0f}s")
+    print(f"\nresults: {outcome.run_dir}  (report.md, summary.parquet, predictions.parquet, plots/, trials.parquet, "
+          f"config.yaml)   wall {outcome.wall_s:.0f}s")
     return 1 if outcome.table.empty else 0
 
 
 def run(args: argparse.Namespace) -> int:
     from search.runner import run_search
 
-    return _print_outcome(run_search(config_from_args(args)))
+    cfg = config_from_args(args)
+    return print_outcome(run_search(cfg), cfg)
 
 
 def resume(args: argparse.Namespace) -> int:
-    from search.runner import resume_search
+    from search.runner import load_config, resume_search
 
-    return _print_outcome(resume_search(args.run, args.results_dir))
+    return print_outcome(resume_search(args.run, args.results_dir), load_config(args.run, args.results_dir))
 
 
 def status(args: argparse.Namespace) -> int:

@@ -37,6 +37,9 @@ class App:
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = field(default=F.cross_entropy)
     # every metric reported for a split (the validation metric among them); None = just ``metric``
     compute_metrics: Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], dict[str, float]] | None = None
+    # optional vectorised ``compute_metric`` for the test-set bootstrap: (labels, probs, meta, counts (B, N))
+    # -> the metric under each row of per-sample counts (B,); None = call compute_metric once per resample
+    batched_metric: Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray], np.ndarray], np.ndarray] | None = None
 
     def all_metrics(self, labels: np.ndarray, probs: np.ndarray, meta: Mapping[str, np.ndarray]) -> dict[str, float]:
         if self.compute_metrics is None:

@@ -1,0 +1,186 @@
+"""Test-set evaluation of the selected checkpoints, once, in the driver at the end of a run.
+
+For each budget x depth the trial is selected by validation only (``search.results.select_trials``: the
+best trial at its best validation epoch). Its checkpoint of that epoch is loaded (Tune keeps each trial's
+2 best checkpoints by validation metric); if that epoch's checkpoint is gone, the best kept one is used
+and the evaluated epoch is recorded. The test split is predicted once per cell and the per-sample class
+probabilities go to ``predictions.parquet``; everything after that (metrics, intervals, the report) is
+computed offline from files by ``search.report``.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from search.results import select_trials, write_parquet
+from trainables.config import TrialConfig
+from trainables.data import SplitData
+from trainables.engine import predict_logits
+from trainables.trainable import CHECKPOINT_FILE
+from trainables.trial import TrialRun, effective_source
+
+Log = Callable[[str], None]
+
+# run-level columns of predictions.parquet, then: sample, label, prob_0..prob_{C-1}, meta_<key>...
+PREDICTION_RUN_COLUMNS = (
+    "app", "backbone", "source", "budget", "depth", "depth_index", "trial_id", "lr", "seed",
+    "selected_epoch", "evaluated_epoch",
+)
+PREDICTION_SAMPLE_COLUMNS = ("sample", "label")
+META_PREFIX = "meta_"
+PROB_PREFIX = "prob_"
+
+
+@dataclass(frozen=True)
+class KeptCheckpoint:
+    epoch: int
+    val_metric: float
+    checkpoint: object  # a ``tune.Checkpoint`` (or anything with ``as_directory()``)
+
+
+def kept_checkpoints(result_grid: Iterable) -> dict[str, list[KeptCheckpoint]]:
+    """Trial id -> the checkpoints Tune kept for it, with the epoch and validation metric of each."""
+    out: dict[str, list[KeptCheckpoint]] = {}
+    for result in result_grid:
+        df = result.metrics_dataframe
+        if df is None or df.empty:
+            continue
+        trial_id = str(df["trial_id"].iloc[0])
+        kept = []
+        for checkpoint, metrics in result.best_checkpoints or []:
+            if "epoch" not in metrics or "val_metric" not in metrics:
+                continue
+            kept.append(KeptCheckpoint(int(metrics["epoch"]), float(metrics["val_metric"]), checkpoint))
+        out[trial_id] = kept
+    return out
+
+
+def trial_configs(result_grid: Iterable) -> dict[str, dict]:
+    """Trial id -> the trial's flat config (as Tune passed it to the trainable)."""
+    out = {}
+    for result in result_grid:
+        df = result.metrics_dataframe
+        if df is not None and not df.empty:
+            out[str(df["trial_id"].iloc[0])] = dict(result.config)
+    return out
+
+
+def choose_checkpoint(kept: list[KeptCheckpoint], epoch: int, mode: str) -> KeptCheckpoint | None:
+    """The checkpoint of ``epoch`` if kept, else the best kept one by validation (latest on ties)."""
+    for k in kept:
+        if k.epoch == epoch:
+            return k
+    if not kept:
+        return None
+    sign = 1.0 if mode == "max" else -1.0
+    return max(kept, key=lambda k: (sign * k.val_metric, k.epoch))
+
+
+def predict_test(config: dict, checkpoint, data: SplitData, weights: dict) -> tuple[np.ndarray, int]:
+    """Class probabilities (N, C) of the test split from a trial's checkpoint, and the checkpoint's epoch."""
+    with torch.random.fork_rng(devices=[]):  # building a TrialRun reseeds torch; keep the driver's RNG as it was
+        run = TrialRun(TrialConfig.from_dict(config), data, weights)
+        with checkpoint.as_directory() as d:
+            state = torch.load(os.path.join(d, CHECKPOINT_FILE), weights_only=True)
+        run.load_state_dict(state)
+    logits = predict_logits(run.model, data.test_x)
+    return torch.softmax(logits.double(), dim=1).numpy(), int(state["epoch"])
+
+
+def _meta_columns(meta: dict) -> dict[str, object]:
+    cols = {}
+    for key, value in meta.items():
+        arr = np.asarray(value.numpy() if isinstance(value, torch.Tensor) else value)
+        cols[META_PREFIX + key] = list(arr) if arr.ndim > 1 else arr
+    return cols
+
+
+def prediction_rows(run_info: dict, labels, probs: np.ndarray, meta: dict) -> pd.DataFrame:
+    """One cell's rows of predictions.parquet: run-level columns, sample, label, prob_<c>, meta_<key>."""
+    n = probs.shape[0]
+    cols: dict[str, object] = {k: [run_info[k]] * n for k in PREDICTION_RUN_COLUMNS}
+    cols["sample"] = np.arange(n, dtype=np.int64)
+    cols["label"] = np.asarray(labels).astype(np.int64)
+    for c in range(probs.shape[1]):
+        cols[f"{PROB_PREFIX}{c}"] = probs[:, c]
+    cols.update(_meta_columns(meta))
+    return pd.DataFrame(cols)
+
+
+def evaluate_selected(trials: pd.DataFrame, result_grid, data: SplitData, weights: dict, mode: str,
+                      log: Log = print) -> tuple[pd.DataFrame, list[str]]:
+    """Predict the test split once per budget x depth with the validation-selected checkpoint.
+
+    Returns the predictions frame (empty if nothing could be evaluated) and notes on fallbacks/failures.
+    """
+    selection = select_trials(trials, mode)
+    checkpoints, configs = kept_checkpoints(result_grid), trial_configs(result_grid)
+    frames, notes = [], []
+    for row in selection.itertuples(index=False):
+        cell = f"{row.depth} @ budget {row.budget:g}"
+        chosen = choose_checkpoint(checkpoints.get(row.trial_id, []), int(row.epoch), mode)
+        if chosen is None or row.trial_id not in configs:
+            notes.append(f"{cell}: trial {row.trial_id} kept no checkpoint; not evaluated on test")
+            continue
+        try:
+            probs, epoch = predict_test(configs[row.trial_id], chosen.checkpoint, data, weights)
+        except (OSError, RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as e:
+            first = (str(e).strip().splitlines() or [""])[0][:120]
+            notes.append(f"{cell}: the checkpoint of epoch {chosen.epoch} could not be evaluated, is it corrupt? "
+                         f"({type(e).__name__}: {first})")
+            continue
+        if epoch != int(row.epoch):
+            notes.append(f"{cell}: best validation epoch {int(row.epoch)} had no checkpoint left; "
+                         f"evaluated epoch {epoch} instead")
+        info = {
+            "app": row.app, "backbone": row.backbone, "source": effective_source(TrialConfig.from_dict(configs[row.trial_id])),
+            "budget": float(row.budget), "depth": row.depth, "depth_index": int(row.depth_index),
+            "trial_id": row.trial_id, "lr": float(row.lr), "seed": int(row.seed),
+            "selected_epoch": int(row.epoch), "evaluated_epoch": epoch,
+        }
+        frames.append(prediction_rows(info, data.test_y.numpy(), probs, data.test_meta))
+    for note in notes:
+        log(f"test evaluation: {note}")
+    if not frames:
+        return pd.DataFrame(), notes
+    return pd.concat(frames, ignore_index=True), notes
+
+
+def write_predictions(predictions: pd.DataFrame, run_dir: Path) -> Path | None:
+    if predictions.empty:
+        return None
+    path = run_dir / "predictions.parquet"
+    write_parquet(predictions, path)
+    return path
+
+
+def read_predictions(path: Path) -> dict[tuple[float, str], dict]:
+    """predictions.parquet -> {(budget, depth): {"info", "labels", "probs", "meta"}} as numpy arrays."""
+    df = pd.read_parquet(path)
+    prob_cols = sorted((c for c in df.columns if c.startswith(PROB_PREFIX)), key=lambda c: int(c[len(PROB_PREFIX):]))
+    meta_cols = [c for c in df.columns if c.startswith(META_PREFIX)]
+    missing = [c for c in PREDICTION_RUN_COLUMNS + PREDICTION_SAMPLE_COLUMNS if c not in df.columns]
+    if missing or not prob_cols:
+        raise ValueError(f"{path} lacks columns {missing or ['prob_*']}")
+    out = {}
+    for (budget, depth), g in df.groupby(["budget", "depth"], sort=True):
+        g = g.sort_values("sample")
+        meta = {}
+        for c in meta_cols:
+            values = g[c].to_numpy()
+            meta[c[len(META_PREFIX):]] = np.stack(values) if values.dtype == object else values
+        out[(float(budget), str(depth))] = {
+            "info": {k: g[k].iloc[0] for k in PREDICTION_RUN_COLUMNS},
+            "samples": g["sample"].to_numpy(),
+            "labels": g["label"].to_numpy(),
+            "probs": g[prob_cols].to_numpy(dtype=np.float64),
+            "meta": meta,
+        }
+    return out

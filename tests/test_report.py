@@ -1,0 +1,347 @@
+"""The report: answers and guideline on run folders with a known answer, offline rebuild, schemas, CLI."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+import yaml
+
+from search.cli import main
+from search.compare import compare_runs
+from search.evaluate import KeptCheckpoint, choose_checkpoint, evaluate_selected, prediction_rows
+from search.report import analyse, build_report, depth_phrase, format_answer
+from search.results import SUMMARY_COLUMNS, TRIAL_COLUMNS, write_parquet
+from trainables.config import ConfigError
+from trainables.metrics import compute_roc_auc
+
+DEPTH_INDEX = {"fc8": 1, "conv4-fc8": 5, "conv1-fc8": 8, "scratch": 9}
+N_NEG, N_POS = 150, 90
+
+
+def _probs(separation: float, seed: int, noise: float = 0.0) -> np.ndarray:
+    """Two-class probabilities whose AUC grows with ``separation``; ``noise`` perturbs the same base scores."""
+    labels = np.repeat([0, 1], [N_NEG, N_POS])
+    score = np.random.default_rng(seed).normal(size=labels.size) + separation * labels
+    score = score + noise * np.random.default_rng(seed + 1000).normal(size=labels.size)
+    p1 = 1 / (1 + np.exp(-score))
+    return np.column_stack([1 - p1, p1])
+
+
+def write_run(run_dir: Path, cells: dict, groups: np.ndarray | None = None, app: str = "colonoscopy-frames") -> Path:
+    """A run folder by hand: cells = {(budget, depth): (val_metric, probs)}; two epochs per trial."""
+    labels = np.repeat([0, 1], [N_NEG, N_POS])
+    trials, preds = [], []
+    for k, ((budget, depth), (val, probs)) in enumerate(sorted(cells.items())):
+        tid = f"t_{k:05d}"
+        for epoch, v in ((1, val - 0.05), (2, val)):
+            trials.append({"trial_id": tid, "app": app, "backbone": "tiny-alexnet",
+                           "source": "scratch" if depth == "scratch" else "fractal", "depth": depth,
+                           "depth_index": DEPTH_INDEX[depth], "budget": budget, "lr": 1e-3, "schedule": "paper",
+                           "seed": 0, "epoch": epoch, "val_metric": v, "val_loss": 0.5, "train_loss": 0.5,
+                           "time_s": float(epoch), "n_train": int(1000 * budget), "metric": "auc", "status": "ok"})
+        info = {"app": app, "backbone": "tiny-alexnet", "source": "fractal", "budget": budget,
+                "depth": depth, "depth_index": DEPTH_INDEX[depth], "trial_id": tid, "lr": 1e-3, "seed": 0,
+                "selected_epoch": 2, "evaluated_epoch": 2}
+        preds.append(prediction_rows(info, labels, probs, {} if groups is None else {"group": groups}))
+    run_dir.mkdir(parents=True)
+    write_parquet(pd.DataFrame(trials)[list(TRIAL_COLUMNS)], run_dir / "trials.parquet")
+    write_parquet(pd.concat(preds, ignore_index=True), run_dir / "predictions.parquet")
+    budgets = sorted({b for b, _ in cells})
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({
+        "name": run_dir.name, "app": app, "backbone": "tiny-alexnet", "source": "fractal",
+        "budgets": budgets, "epochs": 2, "scheduler": "asha", "data_seed": 0,
+        "n_train": 1000, "n_val": 240, "n_test": N_NEG + N_POS}))
+    return run_dir
+
+
+STRONG = _probs(2.5, 100)  # AUC ~ 0.96
+
+
+def known_cells() -> dict:
+    return {
+        # 10%: conv4-fc8 best by validation; conv1-fc8 = conv4-fc8 + tiny noise (tied); fc8 and scratch weak
+        (0.1, "fc8"): (0.60, _probs(0.2, 1)),
+        (0.1, "conv4-fc8"): (0.90, STRONG),
+        (0.1, "conv1-fc8"): (0.88, _probs(2.5, 100, noise=0.01)),
+        (0.1, "scratch"): (0.62, _probs(0.3, 2)),
+        # 100%: every depth, scratch included, predicts the same
+        (1.0, "fc8"): (0.93, STRONG), (1.0, "conv4-fc8"): (0.95, STRONG),
+        (1.0, "conv1-fc8"): (0.94, STRONG), (1.0, "scratch"): (0.92, STRONG),
+    }
+
+
+def test_known_answer_best_depth_ties_scratch_and_guideline(tmp_path):
+    run = write_run(tmp_path / "known", known_cells())
+    a = analyse(run, n_boot=500, seed=0)
+    s = a.summary.set_index(["budget", "depth"])
+    assert s.loc[(0.1, "conv4-fc8"), "test_metric"] == pytest.approx(
+        compute_roc_auc(np.repeat([0, 1], [N_NEG, N_POS]), STRONG[:, 1]))
+    small, full = a.answers
+    assert (small.budget, small.best_depth, small.tied) == (0.1, "conv4-fc8", ["conv1-fc8"])
+    assert small.verdict == "fine-tuning better" and small.best_finetune == "conv4-fc8"
+    assert small.scratch_vs_finetune.high < 0  # scratch - best fine-tune, significantly negative
+    assert full.best_depth == "conv4-fc8" and sorted(full.tied) == ["conv1-fc8", "fc8", "scratch"]
+    assert full.verdict == "no significant difference"
+    assert full.scratch_vs_finetune.estimate == 0 and full.scratch_vs_finetune.low == 0  # identical predictions
+    assert s.loc[(0.1, "fc8"), "indistinguishable_from_best"] == False  # noqa: E712
+    assert s.loc[(0.1, "conv4-fc8"), "is_best"] and s.loc[(0.1, "conv4-fc8"), "delta_vs_best"] == 0
+    assert s.loc[(0.1, "conv4-fc8"), "delta_vs_scratch_low"] > 0
+    assert a.guideline[0] == "At budget 10%, tune conv4-fc8 or deeper."
+    assert a.guideline[1] == "At budget 100%, any tuning depth works (fc8 … conv1-fc8 are statistically tied)."
+    assert a.guideline[2].startswith("Scratch is never significantly better than the best fine-tuned depth; "
+                                     "fine-tuning beats it significantly at budget 10% and is tied with it at budget 100%")
+    assert any("shrinks as the budget grows (from conv4-fc8 at 10% to fc8 at 100%)" in g for g in a.guideline)
+    assert ("Tuning the head only (fc8, the cheapest option) is statistically as good as the best at budget 100%, "
+            "and significantly worse at budget 10%.") in a.guideline
+    assert any(g.startswith("At budget 100% no depth (scratch included) differs significantly") for g in a.guideline)
+    text = format_answer(a)
+    assert "conv4-fc8" in text and "fine-tuning better" in text and "guideline:" in text
+
+
+def test_validation_choice_beaten_on_test_is_flagged(tmp_path):
+    cells = {(0.5, "fc8"): (0.95, _probs(0.2, 1)), (0.5, "conv4-fc8"): (0.80, STRONG),
+             (0.5, "scratch"): (0.70, _probs(0.2, 3))}
+    a = analyse(write_run(tmp_path / "beaten", cells), n_boot=500)
+    (ans,) = a.answers
+    assert ans.best_depth == "fc8" and ans.better_on_test == ["conv4-fc8"] and ans.tied == ["scratch"]
+    assert any("validation choice fc8 is significantly beaten on test by conv4-fc8" in g for g in a.guideline)
+    assert a.guideline[0] == ("At the only budget (50%), tune conv4-fc8 (significantly better on test than the "
+                              "validation choice fc8).")
+
+
+def test_early_stopped_losers_are_pointed_out(tmp_path):
+    run = write_run(tmp_path / "stopped", known_cells())
+    trials = pd.read_parquet(run / "trials.parquet")
+    fc8 = trials[(trials.depth == "fc8") & (trials.budget == 0.1)]
+    write_parquet(trials.drop(fc8[fc8.epoch == 2].index), run / "trials.parquet")  # fc8 @ 10% stopped after epoch 1
+    a = analyse(run, n_boot=300)
+    assert ("2 of the 2 budget × depth results significantly worse than the best come from trials the scheduler "
+            "stopped early" not in " ".join(a.guideline))
+    assert any(g.startswith("1 of the 2 budget × depth results significantly worse than the best come from trials "
+                            "the scheduler stopped early (after 1 of 2 epochs, 1 learning-rate draw(s) per cell)")
+               for g in a.guideline)
+
+
+def test_scratch_best_and_groups(tmp_path):
+    groups = np.arange(N_NEG + N_POS) // 3
+    cells = {(1.0, "fc8"): (0.6, _probs(0.1, 5)), (1.0, "conv4-fc8"): (0.7, _probs(0.2, 6)),
+             (1.0, "scratch"): (0.9, STRONG)}
+    a = analyse(write_run(tmp_path / "scratchy", cells, groups=groups), n_boot=300)
+    assert a.grouped
+    (ans,) = a.answers
+    assert ans.best_depth == "scratch" and ans.verdict == "scratch better"
+    assert a.guideline[0] == "At the only budget (100%), train from scratch: every fine-tuning depth is significantly worse."
+    assert a.guideline[1].startswith("Scratch beats the best fine-tuned depth significantly")
+
+
+def test_extra_test_metrics_of_an_app_become_columns(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from trainables.apps import APPS, get_app
+
+    def metrics(labels, probs, meta):
+        neg = np.sort(probs[labels == 0, 1])
+        threshold = neg[int(np.ceil(0.9 * neg.size)) - 1]  # 10% of negatives above it
+        return {"auc": compute_roc_auc(labels, probs[:, 1]), "sens@fpr0.1": float((probs[labels == 1, 1] > threshold).mean())}
+
+    monkeypatch.setitem(APPS, "two-metrics", replace(get_app("colonoscopy-frames"), name="two-metrics",
+                                                      compute_metrics=metrics))
+    run = write_run(tmp_path / "two", known_cells(), app="two-metrics")
+    build_report(run, n_boot=100, plots=False, log=lambda s: None)
+    summary = pd.read_parquet(run / "summary.parquet")
+    assert tuple(summary.columns) == SUMMARY_COLUMNS + ("test_sens_fpr0_1",)
+    row = summary[(summary.budget == 0.1) & (summary.depth == "conv4-fc8")].iloc[0]
+    assert row["test_sens_fpr0_1"] == pytest.approx(metrics(np.repeat([0, 1], [N_NEG, N_POS]), STRONG, {})["sens@fpr0.1"])
+    assert "test_sens_fpr0_1" in (run / "report.md").read_text()
+
+
+def test_depth_phrases():
+    tested = ["fc8", "fc7-fc8", "fc6-fc8", "conv5-fc8"]
+    assert depth_phrase(["fc6-fc8", "conv5-fc8"], tested) == "tune fc6-fc8 or deeper"
+    assert depth_phrase(["fc8", "fc7-fc8"], tested) == "tune fc7-fc8 or shallower"
+    assert depth_phrase(["fc7-fc8", "fc6-fc8"], tested) == "tune fc7-fc8 to fc6-fc8"
+    assert depth_phrase(["fc7-fc8"], tested) == "tune fc7-fc8"
+    assert depth_phrase(["fc8", "fc6-fc8"], tested) == "tune one of fc8, fc6-fc8"
+    assert depth_phrase(["fc8", "fc6-fc8"], tested, best="fc6-fc8") == "tune fc6-fc8 (fc8 is statistically tied with it)"
+    assert depth_phrase(tested, tested).startswith("any tuning depth works")
+    assert depth_phrase([], tested).startswith("train from scratch")
+
+
+def test_parquet_schemas_are_pinned(tmp_path):
+    assert TRIAL_COLUMNS == (
+        "trial_id", "app", "backbone", "source", "depth", "depth_index", "budget", "lr", "schedule", "seed",
+        "epoch", "val_metric", "val_loss", "train_loss", "time_s", "n_train", "metric", "status")
+    assert SUMMARY_COLUMNS == (
+        "app", "backbone", "source", "metric", "mode", "budget", "n_train", "depth", "depth_index",
+        "trial_id", "lr", "seed", "selected_epoch", "evaluated_epoch", "epochs_run", "trials", "epochs_spent",
+        "val_metric", "n_test", "test_metric", "test_metric_low", "test_metric_high",
+        "is_best", "indistinguishable_from_best", "delta_vs_best", "delta_vs_best_low", "delta_vs_best_high",
+        "delta_vs_scratch", "delta_vs_scratch_low", "delta_vs_scratch_high")
+    run = write_run(tmp_path / "schema", known_cells())
+    build_report(run, n_boot=100, plots=False, log=lambda s: None)
+    table = pq.read_table(run / "summary.parquet")  # plain pyarrow
+    assert tuple(table.column_names) == SUMMARY_COLUMNS
+    types = {f.name: str(f.type) for f in table.schema}
+    assert types["is_best"] == types["indistinguishable_from_best"] == "bool"
+    assert types["test_metric"] == types["delta_vs_scratch_low"] == "double"
+    assert types["selected_epoch"] == types["n_test"] == "int64"
+    assert table.schema.metadata[b"tunedepth.bootstrap"] == b"100"
+    preds = pq.read_table(run / "predictions.parquet").column_names
+    assert preds[:13] == ["app", "backbone", "source", "budget", "depth", "depth_index", "trial_id", "lr", "seed",
+                          "selected_epoch", "evaluated_epoch", "sample", "label"]
+    assert preds[13:] == ["prob_0", "prob_1"]
+
+
+def test_report_without_predictions_is_validation_only(tmp_path):
+    run = write_run(tmp_path / "nopred", known_cells())
+    (run / "predictions.parquet").unlink()
+    a = build_report(run, n_boot=50, log=lambda s: None)
+    assert [x.best_depth for x in a.answers] == ["conv4-fc8", "conv4-fc8"]  # by validation
+    assert a.summary["test_metric"].isna().all()
+    assert "validation only" in a.guideline[0] and any("no predictions.parquet" in n for n in a.notes)
+    assert (run / "report.md").exists() and (run / "plots" / "learning_curves.png").exists()
+
+
+def test_cli_report_and_compare_and_their_errors(tmp_path, capsys):
+    run = write_run(tmp_path / "runs" / "known", known_cells())
+    assert main(["report", "known", "--results-dir", str(tmp_path / "runs"), "--bootstrap", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "tune conv4-fc8 or deeper" in out and (run / "report.md").exists()
+    md = (run / "report.md").read_text()
+    for png in ("metric_vs_depth", "metric_vs_budget", "learning_curves", "early_stopping"):
+        assert f"(plots/{png}.png)" in md
+        assert (run / "plots" / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    other = tmp_path / "runs" / "other"
+    shutil.copytree(run, other)
+    assert main(["compare", str(run), str(other), "--bootstrap", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "paired bootstrap (same test split)" in out and "no significant difference at budget(s) 10%, 100%" in out
+
+    assert main(["report", "missing", "--results-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no run 'missing'" in err
+    (other / "trials.parquet").write_bytes(b"not parquet")
+    assert main(["report", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "trials.parquet is unreadable" in err
+    assert main(["report", str(run), "--bootstrap", "0"]) == 2
+
+
+def test_compare_pairs_only_runs_on_the_same_test_split(tmp_path):
+    a = analyse(write_run(tmp_path / "a", known_cells()), n_boot=300)
+    same = compare_runs(a, analyse(write_run(tmp_path / "b", known_cells()), n_boot=300))
+    assert same.paired and (same.table["delta"] == 0).all() and (same.table["delta_high"] == 0).all()
+    other = write_run(tmp_path / "c", known_cells())
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    (other / "config.yaml").write_text(yaml.safe_dump({**config, "data_seed": 1}))
+    indep = compare_runs(a, analyse(other, n_boot=300))
+    assert not indep.paired and (indep.table["delta"] == 0).all()
+    assert (indep.table["delta_low"] < -0.01).all() and (indep.table["delta_high"] > 0.01).all()
+    assert not indep.table["significant"].any()
+
+
+def test_compare_refuses_two_applications(tmp_path):
+    a = analyse(write_run(tmp_path / "a", known_cells()), n_boot=50)
+    b = analyse(write_run(tmp_path / "b", known_cells()), n_boot=50)
+    b.config["app"] = "another-app"
+    with pytest.raises(ConfigError, match="different applications"):
+        compare_runs(a, b)
+
+
+def test_choose_checkpoint_prefers_the_selected_epoch_then_the_best_kept():
+    kept = [KeptCheckpoint(1, 0.70, None), KeptCheckpoint(3, 0.80, None), KeptCheckpoint(4, 0.80, None)]
+    assert choose_checkpoint(kept, 3, "max").epoch == 3
+    assert choose_checkpoint(kept, 2, "max").epoch == 4  # best kept by validation, latest on ties
+    assert choose_checkpoint(kept, 2, "min").epoch == 1
+    assert choose_checkpoint([], 2, "max") is None
+
+
+def test_test_evaluation_of_real_checkpoints_with_a_missing_and_a_corrupt_one(tmp_path):
+    """Real TrialRun checkpoints wrapped as Tune results: the best epoch's checkpoint is gone for one trial
+    (the best kept one is evaluated and recorded), another's file is corrupt (noted, the rest goes on)."""
+    from ray import tune
+
+    from search.results import trials_frame
+    from trainables.apps import get_app
+    from trainables.config import TrialConfig
+    from trainables.trial import TrialRun
+
+    data = get_app("colonoscopy-frames").build_data(200, 64, 0)
+    results = []
+    for k, budget in enumerate((0.5, 1.0)):
+        cfg = TrialConfig(depth="scratch", budget=budget, epochs=2, batch_size=32, lr=1e-3)
+        run, rows, kept = TrialRun(cfg, data, {}), [], []
+        for _ in range(2):
+            m = run.step()
+            rows.append({**m, "trial_id": f"t{k}", "source": "scratch"})
+            d = tmp_path / f"t{k}" / f"checkpoint_{m['epoch']}"
+            d.mkdir(parents=True)
+            torch.save(run.state_dict(), d / "trial.pt")
+            kept.append((tune.Checkpoint.from_directory(str(d)), rows[-1]))
+        results.append(tune.Result(metrics={**rows[-1], "config": cfg.to_dict()}, checkpoint=kept[-1][0], error=None, path=str(tmp_path / f"t{k}"),
+                                   metrics_dataframe=pd.DataFrame(rows), best_checkpoints=kept))
+    trials = trials_frame(results, "auc")
+    best = trials.loc[trials.groupby("trial_id")["val_metric"].idxmax()].set_index("trial_id")["epoch"]
+    missing = results[0].best_checkpoints
+    results[0].best_checkpoints = [c for c in missing if c[1]["epoch"] != best["t0"]]
+    (Path(results[1].best_checkpoints[[c[1]["epoch"] for c in results[1].best_checkpoints].index(best["t1"])][0].path)
+     / "trial.pt").write_bytes(b"garbage")
+    preds, notes = evaluate_selected(trials, results, data, {}, "max", log=lambda s: None)
+    assert set(preds["trial_id"]) == {"t0"} and len(preds) == len(data.test_y)
+    assert preds["selected_epoch"].iloc[0] == best["t0"] and preds["evaluated_epoch"].iloc[0] == 3 - best["t0"]
+    assert any("had no checkpoint left" in n for n in notes)
+    assert any(n.startswith("scratch @ budget 1: the checkpoint of epoch") and "could not be evaluated" in n
+               for n in notes)
+    np.testing.assert_allclose(preds[["prob_0", "prob_1"]].sum(axis=1), 1.0)
+
+
+# ------------------------------------------------------------------------------- a real tiny run
+@pytest.mark.slow
+def test_report_from_a_real_tiny_run_and_offline_rebuild(ray_local, tmp_path):
+    from search.config import SearchConfig, smoke_config
+    from search.runner import run_search
+
+    out = run_search(smoke_config(SearchConfig(name="tiny", results_dir=str(tmp_path))), log=lambda s: None)
+    run = tmp_path / "tiny"
+    assert out.report is not None and not out.report.notes
+    for name in ("trials.parquet", "predictions.parquet", "summary.parquet", "report.md", "config.yaml"):
+        assert (run / name).exists(), name
+
+    trials = pd.read_parquet(run / "trials.parquet")
+    summary = pd.read_parquet(run / "summary.parquet")
+    preds = pd.read_parquet(run / "predictions.parquet")
+    assert tuple(summary.columns) == SUMMARY_COLUMNS and len(summary) == 8  # 4 depths x 2 budgets
+    n_test = out.report.config["n_test"]
+    assert len(preds) == 8 * n_test and (summary["n_test"] == n_test).all()
+    # selection by validation only: each cell's selected trial/epoch is its best validation score
+    for r in summary.itertuples():
+        cell = trials[(trials.budget == r.budget) & (trials.depth == r.depth)]
+        assert r.val_metric == pytest.approx(cell["val_metric"].max())
+        assert r.evaluated_epoch == r.selected_epoch  # Tune kept the best epoch's checkpoint
+        p = preds[(preds.budget == r.budget) & (preds.depth == r.depth)].sort_values("sample")
+        assert (p["trial_id"] == r.trial_id).all()
+        assert r.test_metric == pytest.approx(compute_roc_auc(p["label"], p["prob_1"]))
+        assert r.test_metric_low <= r.test_metric <= r.test_metric_high
+    assert summary.groupby("budget")["is_best"].sum().eq(1).all()
+    assert summary.loc[summary.is_best, "indistinguishable_from_best"].all()
+
+    # offline: delete everything the report wrote and rebuild it in a fresh process from the files alone
+    original = summary.copy()
+    (run / "summary.parquet").unlink()
+    (run / "report.md").unlink()
+    shutil.rmtree(run / "plots")
+    shutil.rmtree(run / "tune")  # no checkpoints needed
+    proc = subprocess.run([sys.executable, "-m", "search.cli", "report", str(run)], capture_output=True, text=True,
+                          timeout=180, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "best tuning depth per data budget" in proc.stdout and "guideline:" in proc.stdout
+    pd.testing.assert_frame_equal(pd.read_parquet(run / "summary.parquet"), original)
+    md = (run / "report.md").read_text()
+    assert "## Answer" in md and "(plots/metric_vs_depth.png)" in md
+    assert len(list((run / "plots").glob("*.png"))) == 4
