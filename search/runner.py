@@ -204,7 +204,8 @@ def progress_callback(cfg: SearchConfig, prep: Prepared) -> BudgetProgress:
 
 
 # -- 3. collect ------------------------------------------------------------------------------------------
-def collect(results, prep: Prepared, run_dir: Path, t0: float, plan: SearchPlan | None = None) -> Outcome:
+def collect(results, prep: Prepared, run_dir: Path, t0: float, plan: SearchPlan | None = None,
+            log: Log = print) -> Outcome:
     errors = [f"trial {r.config.get('depth')} @ budget {r.config.get('budget')}: "
               f"{str(r.error).strip().splitlines()[-1]}" for r in results if r.error]
     trials = trials_frame(results, prep.app.metric)
@@ -227,7 +228,7 @@ def run_search(cfg: SearchConfig, log: Log = print) -> Outcome:
     log(f"search: {cfg.searcher} over {len(prep.depths)} depths x {len(cfg.budgets)} budgets "
         f"(up to {plan.num_samples} trial(s) per grid pass), up to {cfg.epochs} epochs, scheduler {cfg.scheduler}")
     results = make_tuner(cfg, prep, run_dir, plan, [progress_callback(cfg, prep)]).fit()
-    return collect(results, prep, run_dir, t0, plan)
+    return collect(results, prep, run_dir, t0, plan, log)
 
 
 def resume_search(run: str, results_dir: str = "results", log: Log = print) -> Outcome:
@@ -242,7 +243,7 @@ def resume_search(run: str, results_dir: str = "results", log: Log = print) -> O
         raise ConfigError(f"nothing to resume at {path}: the run never started tuning; start it again with `run`")
     tuner = tune.Tuner.restore(path, trainable=make_trainable(cfg, prep), resume_unfinished=True, resume_errored=True)
     log(f"resuming {cfg.name} from {path}")
-    return collect(tuner.fit(), prep, run_dir, t0)
+    return collect(tuner.fit(), prep, run_dir, t0, log=log)
 
 
 def answer_text(outcome: Outcome) -> str:
