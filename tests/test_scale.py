@@ -66,9 +66,12 @@ def test_search_on_a_two_node_cluster_uses_both_nodes(tmp_path):
     cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
     try:
+        cluster.wait_for_nodes()
+        # enough work per trial (4 epochs on 1200 frames) that one node cannot finish all 8 trials before the
+        # other node's trial actor has started, even on a loaded machine
         run = subprocess.run(
             [EXE, "run", "--smoke", "--name", "c", "--results-dir", str(tmp_path), "--address", cluster.address,
-             "--scheduler", "none", "--epochs", "2"],
+             "--scheduler", "none", "--epochs", "4", "--data-samples", "1200"],
             capture_output=True, text=True, env=_env(tmp_path), timeout=400)
         assert run.returncode == 0, run.stderr[-3000:]
         assert "2 node(s)" in run.stdout
