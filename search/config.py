@@ -12,6 +12,7 @@ from trainables.config import ConfigError, from_mapping
 class SearchConfig:
     name: str = "demo"
     app: str = "colonoscopy-frames"
+    data: str = ""  # real data for the app (see trainables.loaders); empty = the app's embedded generator
     backbone: str = "tiny-alexnet"
     source: str = "fractal"
     depths: tuple[str, ...] = ()  # empty = every depth of the backbone, plus scratch

@@ -18,9 +18,9 @@ from search.progress import BudgetProgress
 from search.results import best_depth_table, format_table, trials_frame, write_parquet
 from search.schedulers import BudgetStratifiedASHA
 from spaces import depth_budget_space
-from trainables.apps import App, get_app
+from trainables.apps import App, build_split_data, get_app
 from trainables.config import ConfigError, TrialConfig
-from trainables.data import SplitData
+from trainables.data import SplitData, write_splits
 from trainables.models import SCRATCH, depth_names, get_backbone
 from trainables.models.backbones import BackboneSpec
 from trainables.models.sources import get_source_weights
@@ -68,13 +68,13 @@ def prepare(cfg: SearchConfig, log: Log) -> Prepared:
     depths = resolve_depths(cfg, spec)
     TrialConfig(app=cfg.app, backbone=cfg.backbone, source=cfg.source, depth=depths[0], budget=min(cfg.budgets),
                 lr=cfg.lr_min, schedule=cfg.schedule, epochs=cfg.epochs, batch_size=cfg.batch_size)
-    n = cfg.data_samples or (app.sizes.smoke if cfg.smoke else app.sizes.full)
     t0 = time.time()
-    data = app.build_data(n, spec.input_size, cfg.data_seed)
+    data = build_split_data(app, cfg.data, spec.input_size, cfg.data_seed, smoke=cfg.smoke, n=cfg.data_samples,
+                            log=log)
     for b in cfg.budgets:
         data.budget_indices(b)  # an impossible budget fails here, before any trial starts
-    log(f"data: {cfg.app}, {len(data.train_y)} train / {len(data.val_y)} val / {len(data.test_y)} test "
-        f"at {spec.input_size}px ({time.time() - t0:.1f}s)")
+    log(f"data: {cfg.app}{' from ' + cfg.data if cfg.data else ''}, {len(data.train_y)} train / {len(data.val_y)} val / "
+        f"{len(data.test_y)} test at {spec.input_size}px ({time.time() - t0:.1f}s)")
     weights: dict[str, dict | None] = {}
     if any(d != SCRATCH for d in depths):
         weights[cfg.source] = get_source_weights(cfg.source, spec, smoke=cfg.smoke, log=log)
@@ -145,6 +145,7 @@ def run_search(cfg: SearchConfig, log: Log = print) -> Outcome:
                 "n_val": len(prep.data.val_y), "n_test": len(prep.data.test_y), "metric": prep.app.metric,
                 "mode": prep.app.mode}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    write_splits(prep.data, cfg.budgets, run_dir / "splits.parquet")
     n_trials = len(prep.depths) * len(cfg.budgets) * len(cfg.seeds) * cfg.samples
     log(f"search: {len(prep.depths)} depths x {len(cfg.budgets)} budgets x {len(cfg.seeds)} seeds x "
         f"{cfg.samples} lr samples = {n_trials} trials, up to {cfg.epochs} epochs, scheduler {cfg.scheduler}")
