@@ -209,3 +209,13 @@ def test_split_units_rejects_a_validation_split_without_both_classes():
     raw = RawSet("classification", images, labels, [f"f{i}" for i in range(30)])
     with pytest.raises(ConfigError, match="validation split cannot give toy's metric 'auc'"):
         split_units(_toy_app(), raw, 64, seed=0)
+
+
+def test_a_budget_must_keep_two_units_per_class_not_two_samples():
+    units = np.repeat(np.arange(40), 3)
+    labels = np.repeat(np.arange(40) % 2, 3)
+    ranks = budget_ranks(labels, seed=0, units=units)
+    with pytest.raises(ConfigError, match=r"keeps \[1, 1\] training units per class \[0, 1\] \(of \[20, 20\]\); "
+                                          r"every class needs >= 2: use a budget >= 0\.05"):
+        budget_indices(labels, ranks, 0.05)  # one frame (3 crops) per class is not enough
+    assert budget_indices(labels, ranks, 0.1).numel() == 2 * 2 * 3

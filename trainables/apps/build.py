@@ -90,6 +90,10 @@ def split_units(app, raw: RawSet, image_size: int, seed: int, neg_per_pos: float
     if len(pairs):
         cross = int(np.sum(source_codes[pairs[:, 0]] != source_codes[pairs[:, 1]]))
         log(f"data: {len(pairs)} near-duplicate pair(s) of {app.unit}s ({cross} across groups) kept in one split group")
+    largest = int(np.bincount(groups).max())
+    if len(raw) >= 20 and largest > 0.2 * len(raw):
+        log(f"data: warning: one split group holds {largest} of {len(raw)} {app.unit}s (a patient/video, or a chain of "
+            f"near-duplicates); check the group column and duplicate images")
     split = assign_splits(raw.labels, groups, seed, preassigned=raw.split)
     train_units = np.flatnonzero(split == "train")
     train_raw = raw.subset(train_units)

@@ -149,8 +149,8 @@ def generate(n: int, size: int, seed: int):
 
 
 def frame_crops(raw, split: str, size: int, seed: int, train_raw=None):
-    """Three crops per frame, as in the paper's frame classification: the centre, the top-left corner
-    mirrored left-right, the bottom-right corner mirrored top-bottom. A frame's score is the mean over them.
+    """Three crops per frame: the centre, the top-left corner mirrored left-right, the bottom-right corner
+    mirrored top-bottom. A frame's score is the mean over its crops (the issue's frame-level protocol).
 
     Frames of any size/channels (real images) are first resized to 9/8 of ``size`` with MONAI.
     """
