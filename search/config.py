@@ -16,6 +16,7 @@ DERIVED_KEYS = frozenset({"n_train", "n_val", "n_test", "metric", "mode", "exper
 class SearchConfig:
     name: str = "demo"
     app: str = "colonoscopy-frames"
+    data: str = ""  # real data for the app (see trainables.loaders); empty = the app's embedded generator
     backbone: str = "tiny-alexnet"
     source: str = "fractal"
     depths: tuple[str, ...] = ()  # empty = every depth of the backbone, plus scratch

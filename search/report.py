@@ -149,8 +149,11 @@ def _bootstrap_cell(app: App, cell: dict, resamples, point: float, notes: list[s
     batched = app.batched_metric
     if batched is not None and np.isfinite(point):
         ones = np.ones((1, cell["labels"].size))
-        check = float(np.asarray(batched(cell["labels"], cell["probs"], cell["meta"], ones))[0])
-        if not math.isclose(check, point, rel_tol=1e-9, abs_tol=1e-12):
+        check_values = batched(cell["labels"], cell["probs"], cell["meta"], ones)
+        check = float("nan") if check_values is None else float(np.asarray(check_values)[0])
+        if check_values is None:  # the vectorised form does not apply to this data (e.g. more classes)
+            batched = None
+        elif not math.isclose(check, point, rel_tol=1e-9, abs_tol=1e-12):
             notes.append(f"{where}: the app's batched metric gives {check} but compute_metric {point}; "
                          "bootstrapped with compute_metric instead (fix the app's batched_metric)")
             batched = None

@@ -20,9 +20,9 @@ from search.report import Analysis, report_after_run
 from search.results import best_depth_table, format_table, trials_frame, write_parquet
 from search.schedulers import BudgetStratifiedASHA
 from search.searchers import SearchPlan, make_plan
-from trainables.apps import App, get_app
+from trainables.apps import App, build_split_data, get_app
 from trainables.config import ConfigError, TrialConfig
-from trainables.data import SplitData
+from trainables.data import SplitData, write_splits
 from trainables.models import SCRATCH, depth_names, get_backbone
 from trainables.models.backbones import BackboneSpec
 from trainables.models.sources import get_source_weights
@@ -72,13 +72,13 @@ def prepare(cfg: SearchConfig, log: Log) -> Prepared:
     check_schedule(cfg.schedule)
     depths = resolve_depths(cfg, spec)
     TrialConfig.from_dict({**fixed_trial_keys(cfg), "depth": depths[0], "budget": min(cfg.budgets), "lr": cfg.lr_min})
-    n = cfg.data_samples or (app.sizes.smoke if cfg.smoke else app.sizes.full)
     t0 = time.time()
-    data = app.build_data(n, spec.input_size, cfg.data_seed)
+    data = build_split_data(app, cfg.data, spec.input_size, cfg.data_seed, smoke=cfg.smoke, n=cfg.data_samples,
+                            log=log)
     for b in cfg.budgets:
         data.budget_indices(b)  # an impossible budget fails here, before any trial starts
-    log(f"data: {cfg.app}, {len(data.train_y)} train / {len(data.val_y)} val / {len(data.test_y)} test "
-        f"at {spec.input_size}px ({time.time() - t0:.1f}s)")
+    log(f"data: {cfg.app}{' from ' + cfg.data if cfg.data else ''}, {len(data.train_y)} train / {len(data.val_y)} val / "
+        f"{len(data.test_y)} test at {spec.input_size}px ({time.time() - t0:.1f}s)")
     weights: dict[str, dict | None] = {}
     if any(d != SCRATCH for d in depths):
         weights[cfg.source] = get_source_weights(cfg.source, spec, smoke=cfg.smoke, log=log)
@@ -223,6 +223,7 @@ def run_search(cfg: SearchConfig, log: Log = print) -> Outcome:
     prep = prepare(cfg, log)
     run_dir = fresh_run_dir(cfg, log)
     save_config(cfg, prep, run_dir)
+    write_splits(prep.data, cfg.budgets, run_dir / "splits.parquet")
     connect_ray(cfg, log)
     plan = make_plan(cfg, prep.depths, fixed_trial_keys(cfg), "val_metric", prep.app.mode)
     log(f"search: {cfg.searcher} over {len(prep.depths)} depths x {len(cfg.budgets)} budgets "

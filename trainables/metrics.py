@@ -1,12 +1,22 @@
-"""Metrics as pure ``compute_*`` functions of labels and scores; tested against scikit-learn."""
+"""Metrics as pure ``compute_*`` functions of labels and scores.
+
+ROC quantities come from scikit-learn and Dice from MONAI; written here is only what they lack: per-unit
+aggregation of patch scores, FROC (sensitivity per false positives per unit, and its normalised partial
+area) and the per-column boundary error. Each is tested against a reference or hand-computed cases.
+"""
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_auc_score, roc_curve
 
 
 class MetricError(ValueError):
     """The data cannot support the metric (e.g. one class only); the message names the fix."""
+
+
+def _finite(scores: np.ndarray) -> None:
+    if not np.all(np.isfinite(scores)):
+        raise MetricError("scores contain NaN or inf: the model diverged; lower the learning rate")
 
 
 def compute_roc_auc(labels, scores) -> float:
@@ -21,8 +31,7 @@ def compute_roc_auc(labels, scores) -> float:
             f"ROC AUC needs both classes but the evaluated split has only class {classes.tolist()}; "
             "enlarge the split or check the labels"
         )
-    if not np.all(np.isfinite(scores)):
-        raise MetricError("scores contain NaN or inf: the model diverged; lower the learning rate")
+    _finite(scores)
     return float(roc_auc_score(labels, scores))
 
 
@@ -49,3 +58,240 @@ def compute_roc_auc_weighted(labels, scores, weights) -> np.ndarray:
     denom = p.sum(axis=1) * q.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denom > 0, (p * (below + 0.5 * q)).sum(axis=1) / denom, np.nan)
+
+
+def compute_multiclass_auc(labels, probs) -> float:
+    """ROC AUC: of ``probs[:, 1]`` for two classes; macro one-vs-rest over the classes present otherwise."""
+    labels = np.asarray(labels).ravel()
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.shape[1] == 2:
+        return compute_roc_auc(labels, probs[:, 1])
+    _finite(probs)
+    present = np.unique(labels)
+    if present.size < 2:
+        raise MetricError(f"ROC AUC needs two classes but the evaluated split has only {present.tolist()}")
+    aucs = [roc_auc_score(labels == c, probs[:, c]) for c in present]
+    return float(np.mean(aucs))
+
+
+def compute_sensitivity_at_fpr(labels, scores, max_fpr: float) -> float:
+    """Largest true-positive rate of ``scores`` at any threshold whose false-positive rate is <= ``max_fpr``."""
+    labels = np.asarray(labels).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if np.unique(labels).size < 2:
+        raise MetricError("sensitivity at a false-positive rate needs both classes in the evaluated split")
+    _finite(scores)
+    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    return float(tpr[fpr <= max_fpr + 1e-12].max())
+
+
+def aggregate_mean(ids, values, labels=None):
+    """Mean of ``values`` (N,) or (N, C) per distinct ``ids``; returns ``(ids, means, labels)``.
+
+    A unit's label is the largest label of its samples (a frame's crops all carry the frame's label).
+    """
+    ids = np.asarray(ids).ravel()
+    values = np.asarray(values, dtype=np.float64)
+    uniq, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    flat = values.reshape(values.shape[0], -1)
+    sums = np.zeros((uniq.size, flat.shape[1]))
+    np.add.at(sums, inverse, flat)
+    means = (sums / counts[:, None]).reshape((uniq.size,) + values.shape[1:])
+    if labels is None:
+        return uniq, means, None
+    lab = np.full(uniq.size, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(lab, inverse, np.asarray(labels, dtype=np.int64).ravel())
+    return uniq, means, lab
+
+
+def classification_metrics(labels, probs, meta, fprs=(0.10, 0.15, 0.20)) -> dict[str, float]:
+    """Per-unit (frame) scores = mean over the unit's crops; ROC AUC and sensitivity at each FPR in ``fprs``.
+
+    Two classes: the positive class is 1. More classes: macro one-vs-rest AUC and macro sensitivities.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    units = meta["group"] if meta is not None and "group" in meta else np.arange(len(labels))
+    _, unit_probs, unit_labels = aggregate_mean(units, probs, labels)
+    out = {"auc": compute_multiclass_auc(unit_labels, unit_probs)}
+    classes = [1] if probs.shape[1] == 2 else list(np.unique(unit_labels))
+    for f in fprs:
+        sens = [compute_sensitivity_at_fpr(unit_labels == c, unit_probs[:, c], f) for c in classes]
+        out[f"sens@fpr{f:.2f}"] = float(np.mean(sens))
+    out["n_units"] = float(unit_labels.size)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- FROC
+
+def compute_froc(scores, labels, units, lesions=None, n_units: int | None = None, n_lesions: int | None = None):
+    """FROC curve of candidate ``scores``: ``(false positives per unit, sensitivity)`` at every threshold.
+
+    A threshold t marks every candidate with score >= t. False positives are marked negative candidates,
+    divided by ``n_units`` (default: the distinct ``units``, i.e. frames or volumes). Sensitivity is the
+    fraction of lesions with at least one marked positive candidate; ``lesions`` gives each positive
+    candidate's lesion id (-1 or absent: the candidate is its own lesion), ``n_lesions`` the total (default:
+    the distinct lesions among the candidates; pass more to count lesions the candidate generator missed).
+    The curve starts at (0, 0) and its points are ordered by decreasing threshold.
+    """
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    labels = np.asarray(labels).ravel().astype(bool)
+    _finite(scores)
+    n_units = int(np.unique(np.asarray(units)).size) if n_units is None else int(n_units)
+    if n_units < 1:
+        raise MetricError("FROC needs at least one frame/volume")
+    pos = np.flatnonzero(labels)
+    lesion = np.full(scores.size, -1, dtype=np.int64) if lesions is None else np.asarray(lesions, dtype=np.int64).ravel()
+    lesion_key = np.where(lesion[pos] >= 0, lesion[pos], -1 - pos)  # own lesion for unlabelled positives
+    keys, inverse = np.unique(lesion_key, return_inverse=True)
+    best = np.full(keys.size, -np.inf)
+    np.maximum.at(best, inverse, scores[pos])
+    total = keys.size if n_lesions is None else int(n_lesions)
+    if total < 1:
+        raise MetricError("FROC needs at least one lesion (positive candidate) in the evaluated split")
+    thresholds = np.unique(scores)[::-1]
+    neg_sorted = np.sort(scores[~labels])
+    fp = neg_sorted.size - np.searchsorted(neg_sorted, thresholds, side="left")
+    best_sorted = np.sort(best)
+    tp = best_sorted.size - np.searchsorted(best_sorted, thresholds, side="left")
+    return np.r_[0.0, fp / n_units], np.r_[0.0, tp / total]
+
+
+def froc_sensitivity(fps, sens, points) -> np.ndarray:
+    """Sensitivity at each false-positives-per-unit point: the best sensitivity with fps <= point."""
+    fps, sens = np.asarray(fps, dtype=np.float64), np.asarray(sens, dtype=np.float64)
+    return np.array([sens[fps <= p + 1e-12].max() for p in points])
+
+
+def froc_partial_area(fps, sens, max_fp: float) -> float:
+    """Area under the FROC step curve from 0 to ``max_fp`` false positives per unit, divided by ``max_fp``.
+
+    The curve is a step function: at f it is the best sensitivity reachable with at most f false positives
+    per unit. 1.0 = every lesion found before the first false positive; 0.0 = none found within ``max_fp``.
+    """
+    fps, sens = np.asarray(fps, dtype=np.float64), np.asarray(sens, dtype=np.float64)
+    if max_fp <= 0:
+        raise ValueError("max_fp must be > 0")
+    levels = np.unique(np.r_[0.0, fps[fps < max_fp]])
+    heights = froc_sensitivity(fps, sens, levels)
+    widths = np.diff(np.r_[levels, max_fp])
+    return float((heights * widths).sum() / max_fp)
+
+
+def detection_metrics(labels, probs, meta, points) -> dict[str, float]:
+    """Candidate score = mean of its patches' P(class 1); FROC over the split's units (frames or volumes).
+
+    ``meta``: ``candidate`` (patch -> candidate), ``group`` (patch -> frame/volume), optional ``lesion``.
+    Returns sensitivity at each of ``points`` false positives per unit and ``froc_pauc``, the normalised
+    partial area up to the largest point.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    cand = meta["candidate"] if "candidate" in meta else np.arange(len(labels))
+    ids, cand_scores, cand_labels = aggregate_mean(cand, probs[:, 1], labels)
+    _, first = np.unique(np.asarray(cand).ravel(), return_index=True)
+    units = np.asarray(meta["group"]).ravel()[first] if "group" in meta else ids
+    lesions = np.asarray(meta["lesion"]).ravel()[first] if "lesion" in meta else None
+    n_units = int(np.unique(np.asarray(meta["group"])).size) if "group" in meta else None
+    fps, sens = compute_froc(cand_scores, cand_labels == 1, units, lesions, n_units=n_units)
+    out = {f"sens@{p:g}fp": float(s) for p, s in zip(points, froc_sensitivity(fps, sens, points))}
+    out["froc_pauc"] = froc_partial_area(fps, sens, max(points))
+    out["n_units"] = float(n_units if n_units is not None else len(ids))
+    return out
+
+
+# --------------------------------------------------------------------------- boundaries and Dice
+
+def boundary_rows(scores, units, columns, rows):
+    """Per (unit, column): the row of the highest score (ties: the topmost row).
+
+    Returns ``(units, columns, rows)`` arrays, one entry per distinct (unit, column), sorted.
+    """
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    units, columns, rows = (np.asarray(a).ravel() for a in (units, columns, rows))
+    order = np.lexsort((rows, -scores, columns, units))
+    u, c = units[order], columns[order]
+    first = np.r_[True, (u[1:] != u[:-1]) | (c[1:] != c[:-1])]
+    pick = order[first]
+    return units[pick], columns[pick], rows[pick]
+
+
+def compute_boundary_error(pred_rows, true_rows, spacing_um, units=None) -> float:
+    """Mean absolute boundary error in micrometres: |predicted row - true row| x pixel spacing, per column.
+
+    With ``units`` the mean is taken per unit (image) first, then over units, so every image weighs the same.
+    """
+    err = np.abs(np.asarray(pred_rows, dtype=np.float64) - np.asarray(true_rows, dtype=np.float64))
+    err = err * np.asarray(spacing_um, dtype=np.float64)
+    if err.size == 0:
+        raise MetricError("no annotated column to measure a boundary error on")
+    if units is None:
+        return float(err.mean())
+    _, per_unit, _ = aggregate_mean(units, err)
+    return float(per_unit.mean())
+
+
+def compute_dice(pred_mask, true_mask) -> float:
+    """Dice of two binary masks (B, H, W) with MONAI, averaged over the items whose truth is not empty."""
+    import torch
+    from monai.metrics import compute_dice as monai_dice
+
+    p = torch.as_tensor(np.asarray(pred_mask, dtype=np.float32))[:, None]
+    t = torch.as_tensor(np.asarray(true_mask, dtype=np.float32))[:, None]
+    d = monai_dice(p, t, include_background=True, ignore_empty=True).numpy().ravel()
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        raise MetricError("Dice needs at least one non-empty ground-truth region")
+    return float(d.mean())
+
+
+def interface_metrics(labels, probs, meta) -> dict[str, float]:
+    """Intima-media: boundaries per column from per-pixel patch probabilities; errors in um and Dice.
+
+    For each (image, column) the lumen-intima (LI) interface is the row with the highest P(class 1) and the
+    media-adventitia (MA) interface the row with the highest P(class 2). ``meta``: ``group`` (image),
+    ``column``, ``row``, ``li_true``, ``ma_true`` (true rows, may be fractional), ``spacing_um``. The
+    intima-media region is the rows between the interfaces; Dice compares it per image.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    _finite(probs)
+    units, cols, rows = (np.asarray(meta[k]).ravel() for k in ("group", "column", "row"))
+    out: dict[str, float] = {}
+    found = {}
+    for name, cls in (("li", 1), ("ma", 2)):
+        u, c, r = boundary_rows(probs[:, cls], units, cols, rows)
+        found[name] = r
+    # truth and spacing per (unit, column), in the same sorted order as boundary_rows
+    order = np.lexsort((cols, units))
+    first = order[np.r_[True, (units[order][1:] != units[order][:-1]) | (cols[order][1:] != cols[order][:-1])]]
+    li_t, ma_t = np.asarray(meta["li_true"]).ravel()[first], np.asarray(meta["ma_true"]).ravel()[first]
+    spacing = np.asarray(meta["spacing_um"]).ravel()[first]
+    out["li_mae_um"] = compute_boundary_error(found["li"], li_t, spacing, u)
+    out["ma_mae_um"] = compute_boundary_error(found["ma"], ma_t, spacing, u)
+    out["mae_um"] = 0.5 * (out["li_mae_um"] + out["ma_mae_um"])
+    thick_err = np.abs((found["ma"] - found["li"]) - (ma_t - li_t)) * spacing
+    _, per_unit, _ = aggregate_mean(u, thick_err)
+    out["imt_mae_um"] = float(per_unit.mean())
+    out["dice"] = _region_dice(units, cols, rows, u, c, found["li"], found["ma"], li_t, ma_t)
+    out["n_units"] = float(np.unique(u).size)
+    return out
+
+
+def _region_dice(units, cols, rows, cu, cc, li_p, ma_p, li_t, ma_t) -> float:
+    """Dice of the predicted vs true intima-media region on each image's evaluated (row, column) grid."""
+    key = {(a, b): k for k, (a, b) in enumerate(zip(cu.tolist(), cc.tolist()))}
+    k = np.array([key[(a, b)] for a, b in zip(units.tolist(), cols.tolist())])
+    pred = (rows >= li_p[k]) & (rows <= ma_p[k])
+    true = (rows >= li_t[k]) & (rows <= ma_t[k])
+    scores = []
+    for unit in np.unique(units):
+        m = units == unit
+        r_ids, r_inv = np.unique(rows[m], return_inverse=True)
+        c_ids, c_inv = np.unique(cols[m], return_inverse=True)
+        p_img = np.zeros((1, r_ids.size, c_ids.size), dtype=bool)
+        t_img = np.zeros_like(p_img)
+        p_img[0, r_inv, c_inv] = pred[m]
+        t_img[0, r_inv, c_inv] = true[m]
+        if t_img.any():
+            scores.append(compute_dice(p_img, t_img))
+    if not scores:
+        raise MetricError("Dice needs at least one image with an annotated intima-media region")
+    return float(np.mean(scores))

@@ -48,7 +48,7 @@ class TrialRun:
         self.val_x, self.val_y, self.val_meta = data.val_x.to(self.device), data.val_y.to(self.device), data.val_meta
 
         torch.manual_seed(cfg.seed)
-        self.model = self.spec.build(self.app.num_classes)
+        self.model = self.spec.build(data.num_classes or self.app.num_classes)  # real data may have more classes
         if self.source != "scratch":
             load_pretrained(self.model, self.spec, weights[self.source])
         self.model.to(self.device)

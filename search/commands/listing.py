@@ -25,5 +25,7 @@ def apps(args: argparse.Namespace) -> int:
 
     for name in sorted(APPS):
         app = APPS[name]
-        print(f"{name:<22} {app.metric:<6} {app.mode:<4} {app.description}")
+        print(f"{name:<20} {app.kind:<14} {app.metric:<9} {app.mode:<4} {app.description}")
+        if app.loaders:
+            print(f"{'':<20} --data layouts: {', '.join(app.loaders)}")
     return 0

@@ -11,7 +11,7 @@ from trainables.config import ConfigError
 
 # flag -> (SearchConfig field, parser); list-valued flags take comma-separated values
 FLAGS = {
-    "--app": ("app", str), "--backbone": ("backbone", str), "--source": ("source", str),
+    "--app": ("app", str), "--data": ("data", str), "--backbone": ("backbone", str), "--source": ("source", str),
     "--budgets": ("budgets", "floats"), "--depths": ("depths", "strs"), "--schedule": ("schedule", str),
     "--searcher": ("searcher", str), "--scheduler": ("scheduler", str), "--samples": ("samples", int),
     "--seeds": ("seeds", "ints"), "--epochs": ("epochs", int), "--grace-period": ("grace_period", int),

@@ -1,6 +1,9 @@
 """The application registry: app name -> frozen description of its data, head, loss, metric and mode.
 
 Tests parametrize over ``list_apps()``; the trainable and the search never branch on an app's name.
+An app's data comes from its embedded generator (``generate``) or from real files (``trainables.loaders``,
+chosen by the app's ``kind``); either way ``make_samples`` cuts the network's samples out of the units of
+each split, and ``build_split_data`` does the rest (near-duplicates, grouped splits, budgets).
 """
 from __future__ import annotations
 
@@ -11,13 +14,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainables.apps.raw import KINDS, RawSet, Samples
 from trainables.config import ConfigError
 from trainables.data import SplitData
 
 
 @dataclass(frozen=True)
 class DataSize:
-    """How many samples an embedded generator makes (total, before the 60/20/20 split)."""
+    """How many units (frames, volumes, images) an embedded generator makes, before the 60/20/20 split.
+
+    With real data, ``smoke`` caps the units used by a smoke run; ``full`` is ignored (all units are used).
+    """
 
     full: int
     smoke: int
@@ -30,7 +37,7 @@ class App:
     num_classes: int
     metric: str  # name of the validation metric reported to Tune, e.g. "auc"
     mode: str  # "max" or "min"
-    build_data: Callable[[int, int, int], SplitData]  # (n_samples, image_size, seed) -> splits
+    build_data: Callable[[int, int, int], SplitData]  # (n units, image_size, seed) -> splits of the embedded data
     # (labels (N,), class probabilities (N, C), per-sample meta arrays) -> the validation metric
     compute_metric: Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], float]
     sizes: DataSize
@@ -38,8 +45,17 @@ class App:
     # every metric reported for a split (the validation metric among them); None = just ``metric``
     compute_metrics: Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], dict[str, float]] | None = None
     # optional vectorised ``compute_metric`` for the test-set bootstrap: (labels, probs, meta, counts (B, N))
-    # -> the metric under each row of per-sample counts (B,); None = call compute_metric once per resample
+    # -> the metric under each row of per-sample counts (B,), or None where it does not apply (then, and when
+    # the field is None, compute_metric is called once per resample)
     batched_metric: Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray], np.ndarray], np.ndarray] | None = None
+    kind: str = "classification"  # "classification" | "detection" | "segmentation": picks the real-data loaders
+    unit: str = "image"  # what meta["group"] holds: the unit a clinician reads (frame, volume, image)
+    head: str = "the backbone's classifier (fc8) with num_classes outputs, softmax + cross-entropy"
+    loaders: tuple[str, ...] = ()  # real-data layouts accepted (see trainables.loaders.LAYOUTS)
+    generate: Callable[[int, int, int], RawSet] | None = None  # (n units, image_size, seed) -> embedded units
+    # (units of one split, split name, image_size, seed, training units) -> samples with meta["unit"]
+    make_samples: Callable[[RawSet, str, int, int, RawSet], Samples] | None = None
+    neg_per_pos: float = 0.0  # default negative down-sampling of the training split (0 = keep every sample)
 
     def all_metrics(self, labels: np.ndarray, probs: np.ndarray, meta: Mapping[str, np.ndarray]) -> dict[str, float]:
         if self.compute_metrics is None:
@@ -55,6 +71,8 @@ def register_app(app: App) -> App:
         raise ValueError(f"app {app.name!r} registered twice")
     if app.mode not in ("max", "min"):
         raise ValueError(f"app {app.name!r}: mode must be 'max' or 'min'")
+    if app.kind not in KINDS:
+        raise ValueError(f"app {app.name!r}: kind must be one of {KINDS}")
     APPS[app.name] = app
     return app
 
@@ -70,4 +88,5 @@ def list_apps() -> list[str]:
     return sorted(APPS)
 
 
+from trainables.apps.build import build_split_data, split_units  # noqa: E402,F401
 from trainables.apps import registry as _registry  # noqa: E402,F401  (registers the built-in apps)

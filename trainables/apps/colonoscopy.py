@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -67,18 +68,21 @@ def _blobs(xx, yy, n, rand, counts: torch.Tensor, radius_range):
 CHUNK = 256
 
 
-def render_frames(n: int, size: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def render_frames(n: int, size: int = 64, seed: int = 0,
+                  max_severity: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return ``(images uint8 (n,3,size,size), labels int64 (n,), severity float (n,))``; label 1 = informative.
 
+    ``max_severity`` < 1 renders mostly readable frames (the background of the polyp-detection app).
     Frames are rendered in fixed-size chunks, each from its own generator, which keeps the work cache-sized.
     """
     if n < 1:
         raise ValueError(f"need at least one frame, got n={n}")
-    parts = [_render_chunk(min(CHUNK, n - start), size, (int(seed), start // CHUNK)) for start in range(0, n, CHUNK)]
+    parts = [_render_chunk(min(CHUNK, n - start), size, (int(seed), start // CHUNK), max_severity)
+             for start in range(0, n, CHUNK)]
     return tuple(torch.cat(p) for p in zip(*parts))  # type: ignore[return-value]
 
 
-def _render_chunk(n: int, size: int, key: tuple[int, int]):
+def _render_chunk(n: int, size: int, key: tuple[int, int], max_severity: float = 1.0):
     g = torch.Generator().manual_seed(key[0] * 1_000_003 + key[1])
 
     def rand(*shape):
@@ -100,7 +104,7 @@ def _render_chunk(n: int, size: int, key: tuple[int, int]):
     img = img * (1 - 0.8 * torch.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / r**2))
     img = img * (1 - 0.18 * (xx**2 + yy**2))
 
-    severity = rand(n)
+    severity = rand(n) * max_severity
     labels = (severity < 0.5).long()
     main = torch.randint(0, len(DEGRADATIONS), (n,), generator=g)
     second = torch.randint(0, len(DEGRADATIONS), (n,), generator=g)
@@ -124,3 +128,58 @@ def _render_chunk(n: int, size: int, key: tuple[int, int]):
 
     images = (img.clamp(0, 1) * 255).round().to(torch.uint8)
     return images, labels, severity
+
+
+# ------------------------------------------------------------------------------ the app's samples
+
+FRAMES_PER_VIDEO = 10
+CROP_MARGIN = 9 / 8  # frames are rendered/resized to 9/8 of the network input; crops cut the input size
+
+
+def generate(n: int, size: int, seed: int):
+    """``n`` synthetic frames at 9/8 of ``size`` as a RawSet; consecutive blocks of 10 frames form a video."""
+    from trainables.apps.raw import RawSet
+
+    full = round(size * CROP_MARGIN)
+    images, labels, _ = render_frames(n, full, seed)
+    names = [f"frame{i:05d}" for i in range(n)]
+    return RawSet("classification", images, labels.numpy(), names,
+                  groups=np.asarray([f"video{i // FRAMES_PER_VIDEO:04d}" for i in range(n)], dtype=object),
+                  classes=("non-informative", "informative"))
+
+
+def frame_crops(raw, split: str, size: int, seed: int, train_raw=None):
+    """Three crops per frame: the centre, the top-left corner mirrored left-right, the bottom-right corner
+    mirrored top-bottom. A frame's score is the mean over its crops (the issue's frame-level protocol).
+
+    Frames of any size/channels (real images) are first resized to 9/8 of ``size`` with MONAI.
+    """
+    from trainables.apps.patches import as_float01, resize_2d, to_rgb, to_uint8
+    from trainables.apps.raw import Samples
+
+    full = round(size * CROP_MARGIN)
+    if isinstance(raw.images, torch.Tensor) and tuple(raw.images.shape[1:]) == (3, full, full):
+        frames = raw.images if raw.images.dtype == torch.uint8 else to_uint8(raw.images)
+    elif isinstance(raw.images, torch.Tensor):  # a stack of equal-size images (e.g. MedMNIST): batched resize
+        frames = torch.cat([
+            to_uint8(to_rgb(F.interpolate(as_float01(raw.images[i : i + 1024]), size=(full, full), mode="bilinear",
+                                          antialias=True, align_corners=False)))
+            for i in range(0, len(raw), 1024)
+        ]) if len(raw) else torch.zeros(0, 3, full, full, dtype=torch.uint8)
+    else:
+        frames = torch.stack([to_uint8(to_rgb(resize_2d(as_float01(im), full))) for im in raw.images]) \
+            if len(raw) else torch.zeros(0, 3, full, full, dtype=torch.uint8)
+    off = full - size
+    c = off // 2
+    crops = [
+        frames[:, :, c : c + size, c : c + size],
+        frames[:, :, :size, :size].flip(-1),
+        frames[:, :, off:, off:].flip(-2),
+    ]
+    k = len(crops)
+    x = torch.stack(crops, dim=1).reshape(-1, 3, size, size)
+    n = len(raw)
+    return Samples(
+        x=x.contiguous(), y=torch.as_tensor(raw.labels).repeat_interleave(k),
+        meta={"unit": np.repeat(np.arange(n), k), "crop": np.tile(np.arange(k), n)},
+    )

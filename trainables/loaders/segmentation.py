@@ -1,0 +1,166 @@
+"""Segmentation units (intima-media) from image/mask folder pairs or a MONAI decathlon-style datalist JSON.
+
+A mask marks the intima-media complex (any non-zero label): in each column that has mask pixels, the
+lumen-intima interface is the first such row and the media-adventitia interface the last. Pixel spacing
+(micrometres per pixel) is required, since errors are reported in um:
+
+* folders: ``PATH/spacing.csv`` with columns ``image,spacing_um[,group]`` (``image`` = file name or stem;
+  a row with image ``*`` sets the default);
+* datalist: ``"spacing_um"`` in an item, or at the top level of the JSON as the default; ``"group"`` too.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from trainables.apps.raw import RawSet
+from trainables.config import ConfigError
+from trainables.loaders.files import is_image, read_image, read_mask
+
+IMAGE_DIRS = ("images", "imagesTr", "image", "img", "imgs")
+MASK_DIRS = ("masks", "labelsTr", "mask", "labels", "label", "annotations")
+CLASSES = ("background", "lumen-intima", "media-adventitia")
+MASK_SUFFIXES = ("_mask", "-mask", "_label", "-label", "_seg", "_gt")
+
+
+def find_pair_folders(root: Path) -> tuple[Path, Path] | None:
+    imgs = next((root / d for d in IMAGE_DIRS if (root / d).is_dir()), None)
+    masks = next((root / d for d in MASK_DIRS if (root / d).is_dir()), None)
+    return (imgs, masks) if imgs is not None and masks is not None else None
+
+
+def boundaries_from_mask(mask: np.ndarray) -> np.ndarray:
+    """(2, W) rows of the first and last foreground pixel in each column; NaN where a column has none."""
+    fg = np.asarray(mask) > 0
+    has = fg.any(axis=0)
+    first = np.argmax(fg, axis=0).astype(np.float64)
+    last = (fg.shape[0] - 1 - np.argmax(fg[::-1], axis=0)).astype(np.float64)
+    first[~has] = np.nan
+    last[~has] = np.nan
+    return np.stack([first, last])
+
+
+def _stem(name: str) -> str:
+    s = Path(name).name
+    for ext in (".nii.gz",):
+        if s.lower().endswith(ext):
+            return s[: -len(ext)]
+    s = Path(s).stem
+    for suf in MASK_SUFFIXES:
+        if s.lower().endswith(suf):
+            return s[: -len(suf)]
+    return s
+
+
+def _units(pairs: list[tuple[Path, Path]], spacing: list[float], groups: list[str] | None, names: list[str],
+           where: str) -> RawSet:
+    images, bounds = [], []
+    for (img_path, mask_path), name in zip(pairs, names):
+        img = read_image(img_path, grey=True)
+        mask = read_mask(mask_path)
+        if mask.shape != tuple(img.shape[-2:]):
+            raise ConfigError(f"mask {mask_path} is {mask.shape} but image {img_path} is {tuple(img.shape[-2:])}; "
+                              "give masks of the image's size")
+        b = boundaries_from_mask(mask)
+        if not np.isfinite(b).any():
+            raise ConfigError(f"mask {mask_path} is empty; mark the intima-media region or remove the pair")
+        images.append(img)
+        bounds.append(b)
+    if len(images) < 3:
+        raise ConfigError(f"{where} holds {len(images)} image/mask pair(s); train/validation/test need at least 3")
+    return RawSet("segmentation", images, np.zeros(len(images), dtype=np.int64), names, groups=groups,
+                  classes=CLASSES, boundaries=bounds, spacing_um=np.asarray(spacing, dtype=np.float64))
+
+
+def load_pair_folders(root: Path) -> RawSet:
+    found = find_pair_folders(root)
+    if found is None:
+        raise ConfigError(f"{root} needs an images/ and a masks/ folder (same file stems)")
+    img_dir, mask_dir = found
+    masks = {_stem(p.name): p for p in sorted(mask_dir.iterdir()) if is_image(p) or p.name.endswith((".npy",))}
+    pairs, names, unmatched = [], [], []
+    for p in sorted(img_dir.iterdir()):
+        if not is_image(p):
+            continue
+        m = masks.get(_stem(p.name))
+        if m is None:
+            unmatched.append(p.name)
+        else:
+            pairs.append((p, m))
+            names.append(str(p.relative_to(root)))
+    if unmatched:
+        raise ConfigError(f"no mask in {mask_dir} for {len(unmatched)} image(s), e.g. {unmatched[0]}; "
+                          "give every image a mask with the same stem")
+    if not pairs:
+        raise ConfigError(f"no images in {img_dir}")
+    table = _spacing_table(root)
+    spacing, groups = [], []
+    for p, _ in pairs:
+        row = _lookup(table, p.name)
+        if row is None:
+            raise ConfigError(f"no pixel spacing for {p.name}: add {root / 'spacing.csv'} with columns "
+                              "image,spacing_um (a row with image * sets a default)")
+        spacing.append(float(row["spacing_um"]))
+        groups.append(str(row["group"]) if "group" in row and pd.notna(row["group"]) else p.name)
+    return _units(pairs, spacing, groups, names, str(root))
+
+
+def _spacing_table(root: Path) -> pd.DataFrame | None:
+    f = root / "spacing.csv"
+    if not f.is_file():
+        return None
+    t = pd.read_csv(f, dtype={"image": str, "group": str})
+    if not {"image", "spacing_um"} <= set(t.columns):
+        raise ConfigError(f"{f} needs columns image,spacing_um[,group]; found {list(t.columns)}")
+    if not (pd.to_numeric(t["spacing_um"], errors="coerce") > 0).all():
+        raise ConfigError(f"{f}: spacing_um must be a positive number of micrometres per pixel in every row")
+    return t
+
+
+def _lookup(table: pd.DataFrame | None, name: str):
+    if table is None:
+        return None
+    for key in (name, _stem(name)):
+        hit = table[table["image"] == key]
+        if len(hit):
+            return hit.iloc[0]
+    star = table[table["image"] == "*"]
+    return star.iloc[0] if len(star) else None
+
+
+def load_datalist(json_path: Path) -> RawSet:
+    """A decathlon-style datalist: ``{"training": [{"image": ..., "label": ..., "spacing_um"?, "group"?}], ...}``;
+    items under ``"validation"`` are pooled with ``"training"``; paths are relative to the JSON."""
+    from monai.data import load_decathlon_datalist
+
+    try:
+        top = json.loads(json_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot read {json_path} as JSON ({str(e).splitlines()[0]}); fix the file") from None
+    if not isinstance(top, dict) or "training" not in top:
+        raise ConfigError(f"{json_path} needs a \"training\" list of {{\"image\": ..., \"label\": ...}} items")
+    items = []
+    for key in ("training", "validation"):
+        if key in top:
+            try:
+                items += load_decathlon_datalist(json_path, is_segmentation=True, data_list_key=key,
+                                                 base_dir=json_path.parent)
+            except (ValueError, KeyError) as e:
+                raise ConfigError(f"{json_path} [{key}]: {str(e).splitlines()[0]}; every item needs image and label") from None
+    default = top.get("spacing_um")
+    pairs, spacing, groups, names = [], [], [], []
+    for i, it in enumerate(items):
+        if "image" not in it or "label" not in it:
+            raise ConfigError(f"{json_path}: item {i} lacks image or label; give both paths")
+        s = it.get("spacing_um", default)
+        if s is None or not float(s) > 0:
+            raise ConfigError(f"{json_path}: no positive spacing_um for {it['image']}; add \"spacing_um\" to the "
+                              "item or at the top level (micrometres per pixel)")
+        pairs.append((Path(it["image"]), Path(it["label"])))
+        spacing.append(float(s))
+        groups.append(str(it.get("group", it["image"])))
+        names.append(str(Path(it["image"]).relative_to(json_path.parent)) if Path(it["image"]).is_relative_to(json_path.parent) else str(it["image"]))
+    return _units(pairs, spacing, groups, names, str(json_path))
