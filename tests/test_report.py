@@ -185,7 +185,10 @@ def test_parquet_schemas_are_pinned(tmp_path):
     run = write_run(tmp_path / "schema", known_cells())
     build_report(run, n_boot=100, plots=False, log=lambda s: None)
     table = pq.read_table(run / "summary.parquet")  # plain pyarrow
-    assert tuple(table.column_names) == SUMMARY_COLUMNS
+    names = tuple(table.column_names)
+    # the pinned columns come first; an app's extra test metrics follow as test_<name> columns
+    assert names[:len(SUMMARY_COLUMNS)] == SUMMARY_COLUMNS
+    assert all(n.startswith("test_") for n in names[len(SUMMARY_COLUMNS):])
     types = {f.name: str(f.type) for f in table.schema}
     assert types["is_best"] == types["indistinguishable_from_best"] == "bool"
     assert types["test_metric"] == types["delta_vs_scratch_low"] == "double"
@@ -316,7 +319,8 @@ def test_report_from_a_real_tiny_run_and_offline_rebuild(ray_local, tmp_path):
     trials = pd.read_parquet(run / "trials.parquet")
     summary = pd.read_parquet(run / "summary.parquet")
     preds = pd.read_parquet(run / "predictions.parquet")
-    assert tuple(summary.columns) == SUMMARY_COLUMNS and len(summary) == 8  # 4 depths x 2 budgets
+    assert tuple(summary.columns)[:len(SUMMARY_COLUMNS)] == SUMMARY_COLUMNS and len(summary) == 8  # 4 depths x 2 budgets
+    assert {"test_sens_fpr0_10", "test_n_units"} <= set(summary.columns)  # the app's extra test metrics
     n_test = out.report.config["n_test"]
     assert len(preds) == 8 * n_test and (summary["n_test"] == n_test).all()
     # selection by validation only: each cell's selected trial/epoch is its best validation score
@@ -326,7 +330,9 @@ def test_report_from_a_real_tiny_run_and_offline_rebuild(ray_local, tmp_path):
         assert r.evaluated_epoch == r.selected_epoch  # Tune kept the best epoch's checkpoint
         p = preds[(preds.budget == r.budget) & (preds.depth == r.depth)].sort_values("sample")
         assert (p["trial_id"] == r.trial_id).all()
-        assert r.test_metric == pytest.approx(compute_roc_auc(p["label"], p["prob_1"]))
+        # frame-level AUC: each frame's score is the mean over its crops (meta "group" = frame)
+        frame = p.groupby("meta_group").agg(label=("label", "max"), score=("prob_1", "mean"))
+        assert r.test_metric == pytest.approx(compute_roc_auc(frame["label"], frame["score"]))
         assert r.test_metric_low <= r.test_metric <= r.test_metric_high
     assert summary.groupby("budget")["is_best"].sum().eq(1).all()
     assert summary.loc[summary.is_best, "indistinguishable_from_best"].all()
