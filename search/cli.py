@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from search.commands import demo, listing
+from search.commands import demo, listing, pretrain
 from trainables.config import ConfigError
 from trainables.metrics import MetricError
 
-COMMANDS = [demo, listing]  # each module's register(subparsers) adds its subcommand(s)
+COMMANDS = [demo, listing, pretrain]  # each module's register(subparsers) adds its subcommand(s)
 
 
 def build_parser() -> argparse.ArgumentParser:

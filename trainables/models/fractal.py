@@ -1,14 +1,31 @@
-"""Formula-driven images: FractalDB-style categories of iterated-function-system fractals.
+"""The ``fractal`` source: FractalDB-style categories of iterated-function-system fractals, and pretraining on them.
 
 Kataoka et al. (ACCV 2020) pretrain CNNs on fractal categories instead of natural images: a category is
 an IFS (a few random affine maps, kept if its attractor fills enough of the canvas), its instances are
 renderings with one parameter re-weighted, in a random colour, randomly flipped. Everything here is
-deterministic from a seed and needs no files or network.
+deterministic from a seed and needs no files or network. ``fractal_weights`` pretrains a backbone once
+per (backbone, recipe, code version) and caches the weights under ``$TUNEDEPTH_CACHE`` (default
+``~/.cache/tunedepth``) by a hash of that content: the first run pays for it, later runs load the file.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+from trainables.engine import train_one_epoch
+from trainables.models.backbones import BackboneSpec
 
 MAX_MAPS = 4
 FILL_MIN = 0.08  # minimum fraction of a 32x32 canvas covered: FractalDB's filling-rate filter
@@ -83,3 +100,80 @@ def fractal_dataset(num_classes: int, per_class: int, size: int, seed: int,
     colour = rng.uniform(0.35, 1.0, size=(n, 3, 1, 1))
     images = (shape[:, None] * colour * 255).round().astype(np.uint8)
     return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels)
+
+
+FRACTAL_VERSION = 1  # bump when rendering or pretraining changes: old cache files are then not reused
+
+
+@dataclass(frozen=True)
+class FractalRecipe:
+    classes: int = 32
+    per_class: int = 64
+    epochs: int = 12
+    lr: float = 1e-3  # AdamW: plain SGD stalls on a BN-free AlexNet from random init
+    batch_size: int = 64
+    seed: int = 0
+
+    @classmethod
+    def smoke(cls, seed: int = 0) -> "FractalRecipe":
+        return cls(classes=16, per_class=32, epochs=4, seed=seed)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("TUNEDEPTH_CACHE", Path.home() / ".cache" / "tunedepth"))
+
+
+def fractal_cache_path(spec: BackboneSpec, recipe: FractalRecipe) -> Path:
+    key = json.dumps({"backbone": spec.name, "groups": spec.groups, "size": spec.input_size,
+                      "recipe": dataclasses.asdict(recipe), "version": FRACTAL_VERSION}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_dir() / "sources" / f"{spec.name}-fractal-{digest}.pt"
+
+
+def pretrain_fractal(spec: BackboneSpec, recipe: FractalRecipe, log: Callable[[str], None] = print) -> dict:
+    """Train ``spec`` on fractal categories; returns ``{"state_dict", "meta"}`` (head included)."""
+    t0 = time.time()
+    x, y = fractal_dataset(recipe.classes, recipe.per_class, spec.input_size, recipe.seed)
+    torch.manual_seed(recipe.seed)
+    model = spec.build(recipe.classes)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=1e-4)
+    steps = recipe.epochs * math.ceil(x.shape[0] / recipe.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+    g = torch.Generator().manual_seed(recipe.seed)
+    for epoch in range(recipe.epochs):
+        loss = train_one_epoch(model, x, y, opt, F.cross_entropy, recipe.batch_size, g, sched)
+        log(f"fractal pretraining of {spec.name}: epoch {epoch + 1}/{recipe.epochs}, loss {loss:.3f}")
+    meta = {"source": "fractal", "backbone": spec.name, "recipe": dataclasses.asdict(recipe),
+            "final_train_loss": loss, "seconds": round(time.time() - t0, 1), "version": FRACTAL_VERSION}
+    return {"state_dict": model.state_dict(), "meta": meta}
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def fractal_weights(spec: BackboneSpec, recipe: FractalRecipe, log: Callable[[str], None] = print,
+                    force: bool = False) -> tuple[dict[str, torch.Tensor], Path]:
+    """The fractal-pretrained state_dict of ``spec`` (from the cache, or pretrained now and cached) and its file."""
+    path = fractal_cache_path(spec, recipe)
+    if path.exists() and not force:
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            log(f"fractal source for {spec.name}: cached {path}")
+            return blob["state_dict"], path
+        except Exception as e:  # a corrupt cache file is recomputed, not fatal
+            log(f"fractal source cache {path} unreadable ({e.__class__.__name__}); pretraining again")
+    log(f"fractal source for {spec.name}: pretraining once ({recipe.classes} categories x {recipe.per_class}, "
+        f"{recipe.epochs} epochs), cached at {path}")
+    blob = pretrain_fractal(spec, recipe, log)
+    atomic_save(blob, path)
+    return blob["state_dict"], path
