@@ -67,7 +67,8 @@ def prepare(cfg: SearchConfig, log: Log) -> Prepared:
     check_schedule(cfg.schedule)
     depths = resolve_depths(cfg, spec)
     TrialConfig(app=cfg.app, backbone=cfg.backbone, source=cfg.source, depth=depths[0], budget=min(cfg.budgets),
-                lr=cfg.lr_min, schedule=cfg.schedule, epochs=cfg.epochs, batch_size=cfg.batch_size)
+                lr=cfg.lr_min, schedule=cfg.schedule, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                **lr_protocol_keys(cfg))
     n = cfg.data_samples or (app.sizes.smoke if cfg.smoke else app.sizes.full)
     t0 = time.time()
     data = app.build_data(n, spec.input_size, cfg.data_seed)
@@ -97,8 +98,14 @@ def param_space(cfg: SearchConfig, prep: Prepared) -> dict:
     return depth_budget_space(
         depths=prep.depths, budgets=cfg.budgets, lr_range=(cfg.lr_min, cfg.lr_max), seeds=cfg.seeds,
         app=cfg.app, backbone=cfg.backbone, source=cfg.source, schedule=cfg.schedule, epochs=cfg.epochs,
-        batch_size=cfg.batch_size, data_seed=cfg.data_seed,
+        batch_size=cfg.batch_size, data_seed=cfg.data_seed, **lr_protocol_keys(cfg),
     )
+
+
+def lr_protocol_keys(cfg: SearchConfig) -> dict:
+    """The TrialConfig keys of the learning-rate protocol, passed unchanged to every trial."""
+    keys = ("lr_protocol", "optimizer", "weight_decay", "layer_decay", "warmup_epochs", "freeze_bn")
+    return {k: getattr(cfg, k) for k in keys}
 
 
 def make_scheduler(cfg: SearchConfig):

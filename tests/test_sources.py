@@ -14,7 +14,9 @@ import torchvision
 from search.cli import main
 from trainables.config import ConfigError
 from trainables.models import get_backbone
-from trainables.models.fractal import FractalRecipe, fractal_cache_path, fractal_dataset
+from trainables.models.fractal import (
+    FractalRecipe, fractal_cache_path, fractal_dataset, pretrain_fractal, random_resized_crop,
+)
 from trainables.models.sources import download, get_source_weights, imagenet_file, load_pretrained
 
 
@@ -175,3 +177,19 @@ def test_pretrain_command_is_deterministic_and_cached(tmp_path, monkeypatch, cap
     assert fractal_cache_path(spec, FractalRecipe.smoke(seed=1)) != path  # the seed is part of the content hash
     assert main(["pretrain", "--source", "scratch", "--backbone", "tiny-alexnet"]) == 2
     assert "needs no weights" in capsys.readouterr().err
+
+
+def test_fractal_pretraining_options_are_deterministic():
+    """The FractalDB-style options (augmentation, own-statistics inputs, SGD) run and repeat exactly."""
+    spec = get_backbone("tiny-alexnet")
+    recipe = FractalRecipe(classes=3, per_class=4, epochs=2, batch_size=6, points=300, augment=True,
+                           standardize=True, optimizer="sgd", lr=0.01)
+    a = pretrain_fractal(spec, recipe, log=lambda s: None)
+    b = pretrain_fractal(spec, recipe, log=lambda s: None)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert a["meta"]["input_mean"] < 0.3  # the fractal images' own statistics (mostly black), not the engine's 0.5
+    x = torch.rand(5, 3, 16, 16)
+    crops = [random_resized_crop(x, torch.Generator().manual_seed(0)) for _ in range(2)]
+    assert crops[0].shape == x.shape and torch.equal(crops[0], crops[1]) and not torch.equal(crops[0], x)
+    with pytest.raises(ConfigError, match="optimizer must be 'adamw' or 'sgd'"):
+        FractalRecipe(optimizer="lamb")
