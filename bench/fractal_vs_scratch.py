@@ -5,11 +5,14 @@ a trial's score is its best validation epoch (early stopping on validation, as t
 score is its best trial over the learning rates (mean over seeds when several are given).
 
     PYTHONPATH=$PWD python bench/fractal_vs_scratch.py                # budgets 0.1 and 1.0, ~11 min on 1 core
-    PYTHONPATH=$PWD python bench/fractal_vs_scratch.py --seeds 0 1 --out bench/out.csv
+    PYTHONPATH=$PWD python bench/fractal_vs_scratch.py --lr-protocol uniform --seeds 0 1 --out /tmp/trials.csv
+    PYTHONPATH=$PWD python bench/fractal_vs_scratch.py --fractal-recipe '{"classes": 128, "per_class": 24, \
+        "epochs": 24, "lr": 0.002, "weight_decay": 0.05, "augment": true, "standardize": true}'
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import pandas as pd
@@ -18,6 +21,7 @@ import torch
 from trainables.apps import get_app
 from trainables.config import TrialConfig
 from trainables.models import SCRATCH, get_backbone
+from trainables.models.fractal import FractalRecipe, fractal_weights
 from trainables.models.sources import get_source_weights
 from trainables.trial import TrialRun
 
@@ -37,6 +41,8 @@ def main() -> None:
     p.add_argument("--lr-protocol", default="paper", help="paper (head 10x, biases 2x) or uniform")
     p.add_argument("--samples", type=int, default=0, help="dataset size (0 = the app's full size)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--fractal-recipe", default=None,
+                   help='JSON of FractalRecipe fields overriding the default recipe, e.g. \'{"augment": true}\'')
     p.add_argument("--out", default=None, help="CSV of every trial's best epoch")
     args = p.parse_args()
 
@@ -44,7 +50,10 @@ def main() -> None:
     app, spec = get_app(args.app), get_backbone(args.backbone)
     data = app.build_data(args.samples or app.sizes.full, spec.input_size, 0)
     t0 = time.time()
-    weights = {args.source: get_source_weights(args.source, spec)}
+    if args.source == "fractal" and args.fractal_recipe:
+        weights = {args.source: fractal_weights(spec, FractalRecipe(**json.loads(args.fractal_recipe)))[0]}
+    else:
+        weights = {args.source: get_source_weights(args.source, spec)}
     print(f"source {args.source}: ready in {time.time() - t0:.0f}s")
     rows = []
     for budget in args.budgets:
