@@ -120,7 +120,7 @@ class FractalRecipe:
     weight_decay: float = 1e-4
     batch_size: int = 64
     points: int = 2000  # chaos-game points per image at 64x64; scaled with the image area for other sizes
-    # FractalDB's training practices, off by default: on the demo they made transfer worse (README, bench/)
+    # FractalDB's training practices, off by default: on the demo they did not help transfer (README, bench/)
     augment: bool = False  # random resized crop (area 0.35-1) + horizontal flip per sample
     standardize: bool = False  # inputs standardised by the fractal data's own mean/std (else the engine's)
     seed: int = 0
