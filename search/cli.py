@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from search.commands import compare, demo, listing, report, run
+from search.commands import compare, demo, listing, pretrain, report, run
 from trainables.config import ConfigError
 from trainables.metrics import MetricError
 
-COMMANDS = [demo, run, listing, report, compare]  # each module's register(subparsers) adds its subcommand(s)
+COMMANDS = [demo, run, listing, pretrain, report, compare]  # each module's register(subparsers) adds its subcommand(s)
 
 
 def build_parser() -> argparse.ArgumentParser:

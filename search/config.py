@@ -26,6 +26,13 @@ class SearchConfig:
     samples: int = 1  # learning rates sampled per depth x budget x seed cell
     seeds: tuple[int, ...] = (0,)
     schedule: str = "paper"
+    # learning-rate protocol of every trial (see trainables.config.TrialConfig and README)
+    lr_protocol: str = "paper"
+    optimizer: str = "sgd"
+    weight_decay: float = 5e-4
+    layer_decay: float = 1.0
+    warmup_epochs: float = 1.0
+    freeze_bn: bool = True
     epochs: int = 8  # max epochs per trial (ASHA's max_t)
     grace_period: int = 1
     reduction_factor: int = 3

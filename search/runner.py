@@ -88,7 +88,7 @@ def prepare(cfg: SearchConfig, log: Log) -> Prepared:
 def fixed_trial_keys(cfg: SearchConfig) -> dict:
     """The trial-config keys every trial of the search shares."""
     return dict(app=cfg.app, backbone=cfg.backbone, source=cfg.source, schedule=cfg.schedule, epochs=cfg.epochs,
-                batch_size=cfg.batch_size, data_seed=cfg.data_seed)
+                batch_size=cfg.batch_size, data_seed=cfg.data_seed, **lr_protocol_keys(cfg))
 
 
 def run_dir_of(cfg: SearchConfig) -> Path:
@@ -158,6 +158,12 @@ def connect_ray(cfg: SearchConfig, log: Log) -> None:
     if cfg.dashboard:
         log(f"ray dashboard: http://{DASHBOARD_HOST}:{DASHBOARD_PORT}  (token auth: `ray get-auth-token` prints "
             "the token the page asks for)")
+
+
+def lr_protocol_keys(cfg: SearchConfig) -> dict:
+    """The TrialConfig keys of the learning-rate protocol, passed unchanged to every trial."""
+    keys = ("lr_protocol", "optimizer", "weight_decay", "layer_decay", "warmup_epochs", "freeze_bn")
+    return {k: getattr(cfg, k) for k in keys}
 
 
 def make_scheduler(cfg: SearchConfig):

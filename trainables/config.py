@@ -7,6 +7,9 @@ from typing import Any, Mapping, TypeVar
 
 T = TypeVar("T")
 
+LR_PROTOCOLS = ("paper", "uniform")  # see trainables.models.depth.configure_depth
+OPTIMIZERS = ("sgd", "adamw")
+
 
 class ConfigError(ValueError):
     """A configuration value or key is wrong; the message names the problem and the fix."""
@@ -41,9 +44,12 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
         if kind == "str" and value is not None:
             return str(value)
         if kind == "bool" and not isinstance(value, bool):
-            if str(value).lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return str(value).lower() in ("true", "1", "yes")
+            text = str(value).strip().lower()
+            if text in ("true", "1", "yes"):
+                return True
+            if text in ("false", "0", "no"):
+                return False
+            raise ValueError
     except (TypeError, ValueError):
         raise ConfigError(f"config key {f.name!r} must be {kind}, got {value!r}") from None
     return value
@@ -60,8 +66,13 @@ class TrialConfig:
     budget: float = 1.0  # fraction of the training split (nested, stratified subsets)
     lr: float = 1e-3  # alpha in Tajbakhsh et al.: tuned pretrained layers; new head gets 10x, biases 2x
     schedule: str = "paper"  # see trainables.schedules.SCHEDULES
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    momentum: float = 0.9  # SGD's momentum (AdamW keeps its default betas)
+    weight_decay: float = 5e-4  # on weights only: biases and normalisation parameters get none
+    lr_protocol: str = "paper"  # "paper": head 10x, biases 2x; "uniform": every tuned parameter gets lr
+    optimizer: str = "sgd"  # "sgd" (with momentum) or "adamw"
+    layer_decay: float = 1.0  # pretrained groups' lr x layer_decay**d, d = groups below the head; 1.0 = off
+    warmup_epochs: float = 1.0  # length of the linear warmup of schedule "warmup-cosine"
+    freeze_bn: bool = True  # BatchNorm in frozen groups keeps its running statistics (eval mode)
     batch_size: int = 32
     epochs: int = 8
     seed: int = 0
@@ -76,6 +87,16 @@ class TrialConfig:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.lr_protocol not in LR_PROTOCOLS:
+            raise ConfigError(f"unknown lr_protocol {self.lr_protocol!r}; choose one of: {', '.join(LR_PROTOCOLS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        if not 0.0 < self.layer_decay <= 1.0:
+            raise ConfigError(f"layer_decay must be in (0, 1] (1.0 = no layer-wise decay), got {self.layer_decay}")
+        if self.weight_decay < 0 or not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"need weight_decay >= 0 and 0 <= momentum < 1, got {self.weight_decay}, {self.momentum}")
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TrialConfig":

@@ -20,6 +20,23 @@ from trainables.models.sources import load_pretrained
 from trainables.schedules import check_schedule, lr_factor
 
 
+def build_optimizer(cfg: TrialConfig, groups: list[dict]) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper) or AdamW over ``configure_depth``'s parameter groups (their lrs and decay)."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def build_lr_scheduler(cfg: TrialConfig, optimizer: torch.optim.Optimizer,
+                       steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """``cfg.schedule`` as a ``LambdaLR`` stepped after every batch (the schedule is a pure function of the step)."""
+    total = steps_per_epoch * cfg.epochs
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(cfg.schedule, step, steps_per_epoch, total, warmup)
+    )
+
+
 def effective_source(cfg: TrialConfig) -> str:
     """The weights a trial actually starts from: ``scratch`` at depth scratch, else the configured source."""
     return "scratch" if cfg.depth == SCRATCH else cfg.source
@@ -52,13 +69,11 @@ class TrialRun:
         if self.source != "scratch":
             load_pretrained(self.model, self.spec, weights[self.source])
         self.model.to(self.device)
-        groups = configure_depth(self.model, self.spec, cfg.depth, cfg.lr, cfg.weight_decay)
-        self.optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+        groups = configure_depth(self.model, self.spec, cfg.depth, cfg.lr, cfg.weight_decay,
+                                 protocol=cfg.lr_protocol, layer_decay=cfg.layer_decay)
+        self.optimizer = build_optimizer(cfg, groups)
         self.steps_per_epoch = math.ceil(self.idx.numel() / cfg.batch_size)
-        total = self.steps_per_epoch * cfg.epochs
-        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: lr_factor(cfg.schedule, step, self.steps_per_epoch, total)
-        )
+        self.lr_scheduler = build_lr_scheduler(cfg, self.optimizer, self.steps_per_epoch)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.epoch = 0
         self.elapsed = 0.0
@@ -72,7 +87,8 @@ class TrialRun:
         t0 = time.perf_counter()
         train_loss = train_one_epoch(
             self.model, self.train_x, self.train_y, self.optimizer, self.app.loss, self.cfg.batch_size,
-            self.generator, self.lr_scheduler, set_mode=lambda: set_train_mode(self.model, self.spec, self.cfg.depth),
+            self.generator, self.lr_scheduler,
+            set_mode=lambda: set_train_mode(self.model, self.spec, self.cfg.depth, self.cfg.freeze_bn),
         )
         val = evaluate(self.model, self.val_x, self.val_y, self.app.loss, self.app.compute_metric, self.val_meta)
         self.epoch += 1

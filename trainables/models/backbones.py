@@ -2,13 +2,21 @@
 
 A group is a name plus the module-name prefixes of its parameters (like timm's ``group_matcher``).
 Groups run bottom -> top; the last group is the classification head, rebuilt for C classes.
+A prefix may also name a parameter-free module that belongs to the group (e.g. the dropout in front of
+AlexNet's fc6): the group's train/eval mode applies to it.
+
+Registered: ``tiny-alexnet`` (the CPU demo backbone) and torchvision's ``alexnet``, ``resnet18``,
+``resnet50``, ``densenet121`` (built with ``weights=None``; pretrained weights come from a source, see
+``trainables.models.sources``).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
+import torchvision
 from torch import nn
 
 from trainables.config import ConfigError
@@ -21,6 +29,9 @@ class BackboneSpec:
     input_size: int
     build: Callable[[int], nn.Module]  # num_classes -> model with a freshly initialised head
     description: str = ""
+    imagenet: str | None = None  # torchvision weight enum for source "imagenet", e.g. "AlexNet_Weights.IMAGENET1K_V1"
+    # renames keys of older checkpoints of this architecture (torchvision's DenseNet files); identity if None
+    adapt_state_dict: Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
 
     @property
     def group_names(self) -> tuple[str, ...]:
@@ -38,6 +49,10 @@ class BackboneSpec:
                 if (name == p or name.startswith(p + ".")) and len(p) > best_len:
                     best, best_len = group, len(p)
         return best
+
+    def adapt(self, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``state_dict`` with this architecture's historical key names updated (a copy; tensors shared)."""
+        return self.adapt_state_dict(state_dict) if self.adapt_state_dict else dict(state_dict)
 
     def group_of(self, param_name: str) -> str:
         group = self.find_group(param_name)
@@ -100,6 +115,103 @@ register_backbone(
         input_size=64,
         build=TinyAlexNet,
         description="narrow AlexNet at 64x64 with the paper's groups conv1..fc8 (demo backbone, CPU-friendly)",
+    )
+)
+
+
+def _torchvision(arch: str) -> Callable[[int], nn.Module]:
+    """torchvision's ``arch`` with random weights and a ``num_classes``-way head (torchvision's own init)."""
+
+    def build(num_classes: int) -> nn.Module:
+        return getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
+
+    build.__name__ = f"build_{arch}"
+    return build
+
+
+register_backbone(
+    BackboneSpec(
+        name="alexnet",
+        # torchvision's AlexNet: classifier = [Dropout, fc6, ReLU, Dropout, fc7, ReLU, fc8]; each dropout goes
+        # with the layer it feeds (as in tiny-alexnet), so a frozen fc6/fc7 also runs without dropout
+        groups=(
+            ("conv1", ("features.0",)),
+            ("conv2", ("features.3",)),
+            ("conv3", ("features.6",)),
+            ("conv4", ("features.8",)),
+            ("conv5", ("features.10",)),
+            ("fc6", ("classifier.0", "classifier.1")),
+            ("fc7", ("classifier.3", "classifier.4")),
+            ("fc8", ("classifier.6",)),
+        ),
+        input_size=224,
+        build=_torchvision("alexnet"),
+        description="torchvision AlexNet at 224x224, the paper's groups conv1..fc8 (Table II)",
+        imagenet="AlexNet_Weights.IMAGENET1K_V1",
+    )
+)
+
+
+def _resnet_groups() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    stages = tuple((f"layer{i}", (f"layer{i}",)) for i in range(1, 5))
+    return (("stem", ("conv1", "bn1")),) + stages + (("fc", ("fc",)),)
+
+
+register_backbone(
+    BackboneSpec(
+        name="resnet18",
+        groups=_resnet_groups(),
+        input_size=224,
+        build=_torchvision("resnet18"),
+        description="torchvision ResNet-18 at 224x224, groups stem, layer1..layer4, fc",
+        imagenet="ResNet18_Weights.IMAGENET1K_V1",
+    )
+)
+register_backbone(
+    BackboneSpec(
+        name="resnet50",
+        groups=_resnet_groups(),
+        input_size=224,
+        build=_torchvision("resnet50"),
+        description="torchvision ResNet-50 at 224x224, groups stem, layer1..layer4, fc",
+        imagenet="ResNet50_Weights.IMAGENET1K_V2",
+    )
+)
+
+# torchvision's DenseNet checkpoints still use the old module names "norm.1", "conv.2", ... inside dense
+# layers (torchvision.models.densenet._load_state_dict renames them the same way)
+_OLD_DENSELAYER_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
+
+
+def _densenet_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in state_dict.items():
+        m = _OLD_DENSELAYER_KEY.match(key)
+        out[m.group(1) + m.group(2) if m else key] = value
+    return out
+
+
+def _densenet_groups() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    blocks = tuple((f"block{i}", (f"features.denseblock{i}", f"features.transition{i}")) for i in range(1, 4))
+    return (
+        (("stem", ("features.conv0", "features.norm0")),)
+        + blocks
+        + (("block4", ("features.denseblock4", "features.norm5")), ("classifier", ("classifier",)))
+    )
+
+
+register_backbone(
+    BackboneSpec(
+        name="densenet121",
+        groups=_densenet_groups(),
+        input_size=224,
+        build=_torchvision("densenet121"),
+        description="torchvision DenseNet-121 at 224x224, groups stem, block1..block4 (dense block + transition), "
+                    "classifier",
+        imagenet="DenseNet121_Weights.IMAGENET1K_V1",
+        adapt_state_dict=_densenet_keys,
     )
 )
 

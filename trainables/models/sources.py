@@ -1,123 +1,213 @@
-"""Pretrained-weight sources, chosen by name: ``fractal`` (formula-driven, offline) or ``scratch``.
+"""Pretrained-weight sources, chosen by the ``source`` string of a trial or search.
 
-``fractal`` pretrains the backbone on FractalDB-style categories (see ``trainables.models.fractal``)
-and caches the weights under ``$TUNEDEPTH_CACHE`` (default ``~/.cache/tunedepth``), keyed by a hash of
-the backbone, the recipe and the code version: the first run pays for it, later runs load the file.
+- ``imagenet``: torchvision's ImageNet weights for the backbone (its weight enum, e.g.
+  ``AlexNet_Weights.IMAGENET1K_V1``), read from torch's cache ``$TORCH_HOME/hub/checkpoints/<file>``; when
+  the file is not there it is downloaded as torchvision does; offline that fails at once with one line
+  naming the file and the folder to put it in.
+- ``file:PATH``: a state_dict on disk, or a checkpoint dict holding one under ``state_dict``, ``model`` or
+  ``model_state_dict`` (a ``trial.pt`` of a run, a fractal cache file), read with ``weights_only=True``.
+- ``fractal``: formula-driven pretraining (``trainables.models.fractal``), offline, cached by content hash.
+- ``scratch``: no pretrained weights (the control).
+
+Weights are checked against the backbone before any trial starts: every non-head parameter and buffer must
+be present with the right shape (the head is always new). A file saved from another architecture is refused
+with the counts of missing/unexpected keys and, when one fits, the name of the backbone it belongs to.
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import math
 import os
-import tempfile
-import time
-from dataclasses import dataclass
+import socket
+import urllib.request
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
+from urllib.parse import urlparse
 
 import torch
-import torch.nn.functional as F
+import torchvision
 from torch import nn
 
 from trainables.config import ConfigError
-from trainables.engine import train_one_epoch
-from trainables.models.backbones import BackboneSpec
-from trainables.models.fractal import fractal_dataset
+from trainables.models.backbones import BACKBONES, BackboneSpec
+from trainables.models.fractal import FractalRecipe, cache_dir, fractal_weights  # noqa: F401  (cache_dir re-exported)
 
-FRACTAL_VERSION = 1
-SOURCES = ("fractal", "scratch")
+SOURCES = ("imagenet", "file:PATH", "fractal", "scratch")
+PROBE_TIMEOUT_S = 10.0  # a download that cannot even start within this is treated as offline
+DOWNLOAD_TIMEOUT_S = 60.0  # socket timeout while downloading: a stalled download fails instead of hanging
+OFFLINE_ENV = "TUNEDEPTH_OFFLINE"  # set (not "0") to never touch the network
 
-
-@dataclass(frozen=True)
-class FractalRecipe:
-    classes: int = 32
-    per_class: int = 64
-    epochs: int = 12
-    lr: float = 1e-3  # AdamW: plain SGD stalls on a BN-free AlexNet from random init
-    batch_size: int = 64
-    seed: int = 0
-
-    @classmethod
-    def smoke(cls) -> "FractalRecipe":
-        return cls(classes=16, per_class=32, epochs=4)
+Log = Callable[[str], None]
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("TUNEDEPTH_CACHE", Path.home() / ".cache" / "tunedepth"))
+def _short(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return (text[:160] + "...") if len(text) > 160 else (text or e.__class__.__name__)
 
 
-def fractal_cache_path(spec: BackboneSpec, recipe: FractalRecipe) -> Path:
-    key = json.dumps({"backbone": spec.name, "groups": spec.groups, "size": spec.input_size,
-                      "recipe": dataclasses.asdict(recipe), "version": FRACTAL_VERSION}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return cache_dir() / "sources" / f"{spec.name}-fractal-{digest}.pt"
-
-
-def pretrain_fractal(spec: BackboneSpec, recipe: FractalRecipe, log: Callable[[str], None] = print) -> dict:
-    """Train ``spec`` on fractal categories; returns ``{"state_dict", "meta"}`` (head included)."""
-    t0 = time.time()
-    x, y = fractal_dataset(recipe.classes, recipe.per_class, spec.input_size, recipe.seed)
-    torch.manual_seed(recipe.seed)
-    model = spec.build(recipe.classes)
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=1e-4)
-    steps = recipe.epochs * math.ceil(x.shape[0] / recipe.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
-    g = torch.Generator().manual_seed(recipe.seed)
-    for epoch in range(recipe.epochs):
-        loss = train_one_epoch(model, x, y, opt, F.cross_entropy, recipe.batch_size, g, sched)
-        log(f"fractal pretraining of {spec.name}: epoch {epoch + 1}/{recipe.epochs}, loss {loss:.3f}")
-    meta = {"source": "fractal", "backbone": spec.name, "recipe": dataclasses.asdict(recipe),
-            "final_train_loss": loss, "seconds": round(time.time() - t0, 1), "version": FRACTAL_VERSION}
-    return {"state_dict": model.state_dict(), "meta": meta}
-
-
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _others(source: str) -> str:
+    return ", ".join(s for s in SOURCES if s != source)
 
 
 def get_source_weights(source: str, spec: BackboneSpec, *, smoke: bool = False,
-                       log: Callable[[str], None] = print) -> dict[str, torch.Tensor] | None:
-    """Pretrained state_dict for ``spec`` from ``source`` (None for scratch); cached where it is computed."""
+                       log: Log = print) -> dict[str, torch.Tensor] | None:
+    """Pretrained state_dict for ``spec`` from ``source`` (None for scratch), checked to fit ``spec``."""
     if source == "scratch":
         return None
-    if source != "fractal":
+    if source == "fractal":
+        state, _ = fractal_weights(spec, FractalRecipe.smoke() if smoke else FractalRecipe(), log)
+        return state
+    if source == "imagenet":
+        state = imagenet_state_dict(spec, log)
+    elif source.startswith("file:") and len(source) > len("file:"):
+        state = file_state_dict(source[len("file:"):])
+        log(f"file source for {spec.name}: {source[len('file:'):]}")
+    else:
         raise ConfigError(f"unknown source {source!r}; choose one of: {', '.join(SOURCES)}")
-    recipe = FractalRecipe.smoke() if smoke else FractalRecipe()
-    path = fractal_cache_path(spec, recipe)
+    state = spec.adapt(state)
+    check_fits(spec, state, origin=source)
+    return state
+
+
+# ---------------------------------------------------------------- imagenet
+
+
+def imagenet_file(spec: BackboneSpec) -> tuple[str, Path]:
+    """(download url, cache file) of ``spec``'s torchvision ImageNet weights: ``<hub dir>/checkpoints/<name>``."""
+    if spec.imagenet is None:
+        raise ConfigError(f"backbone {spec.name!r} has no ImageNet weights in torchvision; "
+                          f"choose another source: {_others('imagenet')}")
+    url = torchvision.models.get_weight(spec.imagenet).url
+    return url, Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
+def imagenet_state_dict(spec: BackboneSpec, log: Log = print) -> dict[str, torch.Tensor]:
+    url, path = imagenet_file(spec)
     if path.exists():
-        try:
-            blob = torch.load(path, weights_only=True)
-            log(f"fractal source for {spec.name}: cached {path}")
-            return blob["state_dict"]
-        except Exception as e:  # a corrupt cache file is recomputed, not fatal
-            log(f"fractal source cache {path} unreadable ({e.__class__.__name__}); pretraining again")
-    log(f"fractal source for {spec.name}: pretraining once ({recipe.classes} categories x {recipe.per_class}, "
-        f"{recipe.epochs} epochs), cached at {path}")
-    blob = pretrain_fractal(spec, recipe, log)
-    _atomic_save(blob, path)
-    return blob["state_dict"]
+        log(f"imagenet source for {spec.name}: cached {path}")
+    else:
+        download(url, path, f"ImageNet weights {spec.imagenet} of {spec.name}", log)
+    try:
+        state = _find_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as e:
+        state, why = None, _short(e)
+    else:
+        why = "no state_dict inside"
+    if state is None:
+        raise ConfigError(f"{path} ({spec.imagenet}) cannot be read ({why}); delete it to download it again, "
+                          f"or put an intact copy of {url} there")
+    return state
 
 
-def load_pretrained(model: nn.Module, spec: BackboneSpec, state_dict: dict[str, torch.Tensor]) -> None:
-    """Load every non-head parameter from ``state_dict``; the head stays freshly initialised."""
-    own = model.state_dict()
-    body = {k: v for k, v in state_dict.items() if spec.find_group(k) != spec.head}
-    missing = [k for k in own if spec.find_group(k) != spec.head and k not in body]
-    unexpected = [k for k in body if k not in own]
-    wrong = [k for k in body if k in own and own[k].shape != body[k].shape]
-    if missing or unexpected or wrong:
-        raise ConfigError(
-            f"pretrained weights do not fit backbone {spec.name!r}: missing {missing[:5]}, unexpected "
-            f"{unexpected[:5]}, wrong shape {wrong[:5]}; use weights saved from the same backbone"
+def download(url: str, path: Path, what: str, log: Log = print) -> None:
+    """Download ``url`` to ``path`` as torch.hub does (hash-checked); offline: one ConfigError line, no hang."""
+
+    def unavailable(reason: str) -> ConfigError:
+        return ConfigError(
+            f"{what} are not in the torch cache and cannot be downloaded ({reason}): put {path.name} "
+            f"(from {url}) into {path.parent}/ (the cache under $TORCH_HOME), or choose another source: "
+            f"{_others('imagenet')}"
         )
-    model.load_state_dict(body, strict=False)
+
+    if os.environ.get(OFFLINE_ENV, "0") not in ("", "0"):
+        raise unavailable(f"{OFFLINE_ENV} is set")
+    try:  # a cheap probe first: no network fails here within PROBE_TIMEOUT_S instead of hanging in the download
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=PROBE_TIMEOUT_S).close()
+    except Exception as e:
+        raise unavailable(_short(e)) from None
+    log(f"downloading {url} to {path}")
+    match = torch.hub.HASH_REGEX.search(path.name)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(path), match.group(1) if match else None, progress=True)
+    except Exception as e:
+        raise unavailable(_short(e)) from None
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+# ---------------------------------------------------------------- file:PATH
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (isinstance(obj, Mapping) and len(obj) > 0
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()))
+
+
+def _find_state_dict(obj: Any) -> dict[str, torch.Tensor] | None:
+    """``obj`` itself if it is a state_dict, else the one under a checkpoint's usual keys, else None."""
+    if _is_state_dict(obj):
+        return dict(obj)
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if _is_state_dict(obj.get(key)):
+                return dict(obj[key])
+    return None
+
+
+def file_state_dict(path_text: str) -> dict[str, torch.Tensor]:
+    path = Path(path_text).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"source file:{path_text}: no such file; give the path of a state_dict saved with "
+                          f"torch.save(model.state_dict(), PATH)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ConfigError(f"source file:{path_text}: not readable by torch.load(weights_only=True) ({_short(e)}); "
+                          f"save a state_dict of tensors with torch.save(model.state_dict(), PATH)") from None
+    state = _find_state_dict(obj)
+    if state is None:
+        keys = list(obj)[:6] if isinstance(obj, Mapping) else type(obj).__name__
+        raise ConfigError(f"source file:{path_text}: holds no state_dict (a dict of tensors, or a checkpoint with "
+                          f"one under 'state_dict', 'model' or 'model_state_dict'); found {keys}")
+    if all(k.startswith("module.") for k in state):  # saved from DataParallel / DistributedDataParallel
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+# ---------------------------------------------------------------- fitting weights to a backbone
+
+
+def mismatch(spec: BackboneSpec, own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> str:
+    """How ``state`` fails to fit a model of ``spec`` whose state_dict is ``own`` ("" if it fits; head ignored).
+
+    Missing ``num_batches_tracked`` buffers are tolerated (older BatchNorm checkpoints lack them).
+    """
+    body = {k: v for k, v in state.items() if spec.find_group(k) != spec.head}
+    missing = [k for k in own if spec.find_group(k) != spec.head and k not in body
+               and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in body if k not in own]
+    wrong = [f"{k} {tuple(body[k].shape)} vs {tuple(own[k].shape)}" for k in body
+             if k in own and own[k].shape != body[k].shape]
+    if not (missing or unexpected or wrong):
+        return ""
+    parts = [f"{len(missing)} missing {missing[:3]}", f"{len(unexpected)} unexpected {unexpected[:3]}",
+             f"{len(wrong)} of wrong shape {wrong[:2]}"]
+    return ", ".join(parts)
+
+
+def _meta_state(spec: BackboneSpec) -> dict[str, torch.Tensor]:
+    """Names and shapes of ``spec``'s state_dict without allocating memory (a model on the meta device)."""
+    with torch.device("meta"):
+        return spec.build(2).state_dict()
+
+
+def check_fits(spec: BackboneSpec, state: Mapping[str, torch.Tensor], origin: str) -> None:
+    problem = mismatch(spec, _meta_state(spec), state)
+    if not problem:
+        return
+    fits = [name for name, other in sorted(BACKBONES.items())
+            if name != spec.name and not mismatch(other, _meta_state(other), other.adapt(state))]
+    hint = (f"they are weights of backbone {' or '.join(fits)}: use that backbone or weights saved from "
+            f"{spec.name}" if fits else f"use weights saved from backbone {spec.name}")
+    raise ConfigError(f"weights from {origin} do not fit backbone {spec.name!r} ({problem}); {hint}")
+
+
+def load_pretrained(model: nn.Module, spec: BackboneSpec, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Load every non-head parameter and buffer from ``state_dict``; the head stays freshly initialised."""
+    state = spec.adapt(state_dict)
+    problem = mismatch(spec, model.state_dict(), state)
+    if problem:
+        raise ConfigError(f"pretrained weights do not fit backbone {spec.name!r} ({problem}); "
+                          f"use weights saved from the same backbone")
+    model.load_state_dict({k: v for k, v in state.items() if spec.find_group(k) != spec.head}, strict=False)
