@@ -21,6 +21,9 @@ FLAGS = {
     "--address": ("address", str), "--storage": ("storage", str), "--name": ("name", str),
     "--results-dir": ("results_dir", str), "--data-samples": ("data_samples", int),
     "--guideline-min-delta": ("guideline_min_delta", float), "--guideline-patience": ("guideline_patience", int),
+    "--lr-protocol": ("lr_protocol", str), "--optimizer": ("optimizer", str), "--weight-decay": ("weight_decay", float),
+    "--layer-decay": ("layer_decay", float), "--warmup-epochs": ("warmup_epochs", float),
+    "--freeze-bn": ("freeze_bn", str),
 }
 _LISTS = {"floats": float, "ints": int, "strs": str}
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from ray import tune
-from ray.tune.search import ConcurrencyLimiter, Searcher
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher
 
 from search.config import SearchConfig
 from search.searchers.guideline import GuidelineSearcher
@@ -30,7 +30,7 @@ SEARCHERS = ("grid", "random", "optuna", "guideline")
 class SearchPlan:
     param_space: dict[str, Any]
     num_samples: int
-    search_alg: Searcher | None = None
+    search_alg: Searcher | BasicVariantGenerator | None = None
     guideline: GuidelineSearcher | None = None
 
 
@@ -47,6 +47,11 @@ def fixed_lrs(cfg: SearchConfig) -> list[float]:
     return [float(x) for x in np.geomspace(cfg.lr_min, cfg.lr_max, cfg.samples)]
 
 
+def _seeded_variants(cfg: SearchConfig) -> BasicVariantGenerator:
+    """Tune's grid/random variant generator with a fixed random state: the same lrs and depths every run."""
+    return BasicVariantGenerator(random_state=int(cfg.data_seed) + 1)
+
+
 def make_plan(cfg: SearchConfig, depths: list[str], fixed: dict[str, Any], metric: str, mode: str) -> SearchPlan:
     """``fixed``: the trial-config keys every trial shares (app, backbone, source, schedule, epochs, ...)."""
     if cfg.searcher not in SEARCHERS:
@@ -57,12 +62,12 @@ def make_plan(cfg: SearchConfig, depths: list[str], fixed: dict[str, Any], metri
     if cfg.searcher == "grid":
         space = depth_budget_space(depths=depths, budgets=cfg.budgets, lr_range=(cfg.lr_min, cfg.lr_max),
                                    seeds=cfg.seeds, **fixed)
-        return SearchPlan(space, cfg.samples)
+        return SearchPlan(space, cfg.samples, _seeded_variants(cfg))
     if cfg.searcher == "random":
         space = {**fixed, "budget": tune.grid_search(list(cfg.budgets)), "depth": tune.choice(depths),
                  "lr": _lr_space(cfg),
                  "seed": tune.grid_search(list(cfg.seeds)) if len(cfg.seeds) > 1 else cfg.seeds[0]}
-        return SearchPlan(space, cfg.samples)
+        return SearchPlan(space, cfg.samples, _seeded_variants(cfg))
     if cfg.searcher == "optuna":
         import optuna
         from search.searchers.optuna_pruned import PrunedAwareOptunaSearch
