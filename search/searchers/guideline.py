@@ -12,12 +12,13 @@ It records the trials and epochs it spent and why it stopped, per budget (``summ
 """
 from __future__ import annotations
 
-import pickle
 
 import math
 from dataclasses import dataclass, field
 
 from ray.tune.search import Searcher
+
+from search.searchers.state import PicklableSearcher
 
 SCRATCH = "scratch"
 
@@ -38,7 +39,7 @@ class _Budget:
     scratch_to_launch: list[float] = field(default_factory=list)
 
 
-class GuidelineSearcher(Searcher):
+class GuidelineSearcher(PicklableSearcher):
     def __init__(
         self,
         depths: list[str],
@@ -141,17 +142,3 @@ class GuidelineSearcher(Searcher):
             }
             for b, st in self.state.items()
         }
-
-    def get_state(self) -> dict:
-        return dict(self.__dict__)
-
-    def set_state(self, state: dict) -> None:
-        self.__dict__.update(state)
-
-    def save(self, checkpoint_path: str) -> None:  # Tune snapshots the searcher for Tuner.restore
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.get_state(), f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.set_state(pickle.load(f))

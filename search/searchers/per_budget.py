@@ -7,14 +7,15 @@ with the fewest suggestions first) and routes every result back to the sub-searc
 """
 from __future__ import annotations
 
-import pickle
 
 from typing import Callable
 
 from ray.tune.search import Searcher
 
+from search.searchers.state import PicklableSearcher
 
-class PerBudgetSearcher(Searcher):
+
+class PerBudgetSearcher(PicklableSearcher):
     def __init__(
         self,
         make_searcher: Callable[[float], Searcher],
@@ -57,17 +58,3 @@ class PerBudgetSearcher(Searcher):
         b = self.budget_of.get(trial_id)
         if b is not None:
             self.searchers[b].on_trial_complete(trial_id, result=result, error=error)
-
-    def get_state(self) -> dict:
-        return dict(self.__dict__)
-
-    def set_state(self, state: dict) -> None:
-        self.__dict__.update(state)
-
-    def save(self, checkpoint_path: str) -> None:  # Tune snapshots the searcher for Tuner.restore
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.get_state(), f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.set_state(pickle.load(f))

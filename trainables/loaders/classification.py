@@ -9,7 +9,7 @@ import torch
 
 from trainables.apps.raw import RawSet
 from trainables.config import ConfigError
-from trainables.loaders.files import is_image, read_image
+from trainables.loaders.files import is_image, read_image, read_table
 
 MEDMNIST_SPLITS = {"train": "train", "val": "val", "test": "test"}
 
@@ -52,11 +52,7 @@ def load_imagefolder(root: Path) -> RawSet:
 
 def load_manifest(csv_path: Path) -> RawSet:
     """A CSV with columns ``path,label`` and optionally ``group`` (patient/video); paths relative to the CSV."""
-    try:
-        table = pd.read_csv(csv_path, dtype={"path": str, "group": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot parse {csv_path} as CSV ({str(e).splitlines()[0]}); "
-                          "write a header line path,label[,group] and one row per image") from None
+    table = read_table(csv_path, "path,label[,group]", "image", {"path": str, "group": str})
     missing = [c for c in ("path", "label") if c not in table.columns]
     if missing:
         raise ConfigError(f"{csv_path} lacks column(s) {missing}; its header must read path,label[,group] "

@@ -15,15 +15,11 @@ import pandas as pd
 
 from trainables.apps.raw import RawSet
 from trainables.config import ConfigError
-from trainables.loaders.files import read_image, read_volume
+from trainables.loaders.files import read_image, read_table, read_volume
 
 
 def load_candidates(csv_path: Path) -> RawSet:
-    try:
-        table = pd.read_csv(csv_path, dtype={"image": str, "group": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot parse {csv_path} as CSV ({str(e).splitlines()[0]}); "
-                          "write a header image,x,y,label[,group] and one row per candidate") from None
+    table = read_table(csv_path, "image,x,y,label[,group]", "candidate", {"image": str, "group": str})
     missing = [c for c in ("image", "x", "y", "label") if c not in table.columns]
     if missing:
         raise ConfigError(f"{csv_path} lacks column(s) {missing}; its header must read image,x,y,label[,group] "

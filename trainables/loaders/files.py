@@ -17,6 +17,17 @@ IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp",
 VOLUME_EXTS = (".npy", ".npz", ".nii", ".nii.gz", ".mha", ".mhd", ".nrrd")
 
 
+def read_table(csv_path: Path, header: str, row: str, dtype: dict | None = None):
+    """A CSV as a DataFrame; an unparsable file is a one-line ConfigError naming the expected ``header``."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(csv_path, dtype=dtype)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot parse {csv_path} as CSV ({str(e).splitlines()[0]}); "
+                          f"write a header line {header} and one row per {row}") from None
+
+
 def is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTS and not path.name.startswith(".")
 
