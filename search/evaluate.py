@@ -90,7 +90,7 @@ def predict_test(config: dict, checkpoint, data: SplitData, weights: dict) -> tu
         with checkpoint.as_directory() as d:
             state = torch.load(os.path.join(d, CHECKPOINT_FILE), weights_only=True)
         run.load_state_dict(state)
-    logits = predict_logits(run.model, data.test_x)
+    logits = predict_logits(run.model, data.test_x, norm=run.norm)
     return torch.softmax(logits.double(), dim=1).numpy(), int(state["epoch"])
 
 

@@ -99,3 +99,14 @@ def test_fractal_source_is_cached_and_deterministic(tmp_path, monkeypatch):
     assert all(torch.equal(a[k], c[k]) for k in a)
     with pytest.raises(ConfigError, match="unknown source 'imagenet-22k'"):
         get_source_weights("imagenet-22k", spec)
+
+
+def test_inputs_are_normalised_for_the_source():
+    """ImageNet weights see ImageNet's per-channel statistics; other sources the fixed 0.5 / 0.25."""
+    from trainables.engine import IMAGENET_NORM, to_input
+
+    x = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
+    assert torch.allclose(to_input(x), torch.full((1, 3, 2, 2), 2.0))
+    out = to_input(x, IMAGENET_NORM)
+    for c, (m, s) in enumerate(zip(*IMAGENET_NORM)):
+        assert torch.allclose(out[0, c], torch.full((2, 2), (1 - m) / s))

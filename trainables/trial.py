@@ -13,7 +13,7 @@ import torch
 from trainables.apps import get_app
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import SplitData
-from trainables.engine import evaluate, train_one_epoch
+from trainables.engine import IMAGENET_NORM, evaluate, train_one_epoch
 from trainables.models import SCRATCH, configure_depth, depth_index, get_backbone
 from trainables.models.depth import set_train_mode
 from trainables.models.sources import load_pretrained
@@ -52,6 +52,8 @@ class TrialRun:
         self.depth_index = depth_index(self.spec, cfg.depth)
         check_schedule(cfg.schedule)
         self.source = effective_source(cfg)
+        # torchvision's ImageNet weights expect ImageNet's per-channel statistics; everything else our default
+        self.norm = IMAGENET_NORM if self.source == "imagenet" else None
         if self.source != "scratch" and weights.get(self.source) is None:
             raise ConfigError(f"no pretrained weights for source {self.source!r} were prepared for this run")
         if data.train_x.shape[-1] != self.spec.input_size:
@@ -88,9 +90,10 @@ class TrialRun:
         train_loss = train_one_epoch(
             self.model, self.train_x, self.train_y, self.optimizer, self.app.loss, self.cfg.batch_size,
             self.generator, self.lr_scheduler,
-            set_mode=lambda: set_train_mode(self.model, self.spec, self.cfg.depth, self.cfg.freeze_bn),
+            set_mode=lambda: set_train_mode(self.model, self.spec, self.cfg.depth, self.cfg.freeze_bn), norm=self.norm,
         )
-        val = evaluate(self.model, self.val_x, self.val_y, self.app.loss, self.app.compute_metric, self.val_meta)
+        val = evaluate(self.model, self.val_x, self.val_y, self.app.loss, self.app.compute_metric, self.val_meta,
+                       norm=self.norm)
         self.epoch += 1
         self.elapsed += time.perf_counter() - t0
         return {
