@@ -57,7 +57,10 @@ def kept_checkpoints(result_grid: Iterable) -> dict[str, list[KeptCheckpoint]]:
         for checkpoint, metrics in result.best_checkpoints or []:
             if "epoch" not in metrics or "val_metric" not in metrics:
                 continue
-            kept.append(KeptCheckpoint(int(metrics["epoch"]), float(metrics["val_metric"]), checkpoint))
+            # a checkpoint carries the best epoch's weights so far (TrialRun.best): that is what it offers
+            epoch = metrics.get("best_epoch") or metrics["epoch"]
+            val = metrics.get("best_val_metric", metrics["val_metric"])
+            kept.append(KeptCheckpoint(int(epoch), float(val), checkpoint))
         out[trial_id] = kept
     return out
 
@@ -90,8 +93,9 @@ def predict_test(config: dict, checkpoint, data: SplitData, weights: dict) -> tu
         with checkpoint.as_directory() as d:
             state = torch.load(os.path.join(d, CHECKPOINT_FILE), weights_only=True)
         run.load_state_dict(state)
+        epoch = run.load_best_model()
     logits = predict_logits(run.model, data.test_x, norm=run.norm)
-    return torch.softmax(logits.double(), dim=1).numpy(), int(state["epoch"])
+    return torch.softmax(logits.double(), dim=1).numpy(), epoch
 
 
 def _meta_columns(meta: dict) -> dict[str, object]:

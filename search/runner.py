@@ -182,8 +182,10 @@ def make_run_config(cfg: SearchConfig, prep: Prepared, run_dir: Path, callbacks:
     storage, name = storage_of(cfg, run_dir)
     return tune.RunConfig(
         name=name, storage_path=storage, callbacks=callbacks, verbose=0,
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_metric",
-                                                checkpoint_score_order=prep.app.mode),
+        # keep the latest two by recency: Tune's experiment snapshot always names one of them, so a run killed at
+        # any moment resumes (score-ordered retention can delete the checkpoint the snapshot names); each
+        # checkpoint also carries the best validation epoch's weights for the test evaluation
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=tune.FailureConfig(max_failures=0),
     )
 

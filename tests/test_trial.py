@@ -110,3 +110,18 @@ def test_inputs_are_normalised_for_the_source():
     out = to_input(x, IMAGENET_NORM)
     for c, (m, s) in enumerate(zip(*IMAGENET_NORM)):
         assert torch.allclose(out[0, c], torch.full((2, 2), (1 - m) / s))
+
+
+def test_checkpoint_carries_the_best_validation_epochs_weights(data, weights):
+    run = TrialRun(_cfg(epochs=4, lr=3e-3), data, weights)
+    history, snapshots = [], {}
+    for _ in range(4):
+        m = run.step()
+        history.append(m["val_metric"])
+        snapshots[m["epoch"]] = {k: v.clone() for k, v in run.model.state_dict().items()}
+    best_epoch = 1 + max(range(4), key=lambda i: (history[i], -i))  # earliest best
+    assert m["best_epoch"] == best_epoch and m["best_val_metric"] == pytest.approx(max(history))
+    restored = TrialRun(_cfg(epochs=4, lr=3e-3), data, weights)
+    restored.load_state_dict(run.state_dict())
+    assert restored.load_best_model() == best_epoch
+    assert all(torch.equal(restored.model.state_dict()[k], snapshots[best_epoch][k]) for k in snapshots[best_epoch])

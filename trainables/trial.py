@@ -78,6 +78,9 @@ class TrialRun:
         self.lr_scheduler = build_lr_scheduler(cfg, self.optimizer, self.steps_per_epoch)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.epoch = 0
+        # the weights of the best validation epoch so far travel in every checkpoint, so a run keeps only its
+        # latest checkpoints (safe to resume from) and still evaluates exactly the epoch it selected
+        self.best: dict = {"epoch": 0, "val_metric": None, "model": None}
         self.elapsed = 0.0
 
     @property
@@ -96,8 +99,11 @@ class TrialRun:
                        norm=self.norm)
         self.epoch += 1
         self.elapsed += time.perf_counter() - t0
+        self._track_best(val["metric"])
         return {
             "epoch": self.epoch,
+            "best_epoch": self.best["epoch"],
+            "best_val_metric": self.best["val_metric"],
             "val_metric": val["metric"],
             "val_loss": val["loss"],
             "train_loss": train_loss,
@@ -107,8 +113,21 @@ class TrialRun:
             "trainable_params": self.n_trainable,
         }
 
+    def _track_best(self, value: float) -> None:
+        best = self.best["val_metric"]
+        if best is None or (value > best if self.app.mode == "max" else value < best):
+            model = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            self.best = {"epoch": self.epoch, "val_metric": float(value), "model": model}
+
+    def load_best_model(self) -> int:
+        """Put the best validation epoch's weights into the model; returns that epoch (0 if none yet)."""
+        if self.best["model"] is not None:
+            self.model.load_state_dict(self.best["model"])
+        return int(self.best["epoch"]) or self.epoch
+
     def state_dict(self) -> dict:
         return {
+            "best": self.best,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.lr_scheduler.state_dict(),
@@ -129,3 +148,5 @@ class TrialRun:
         torch.set_rng_state(state["torch_rng"].cpu())
         self.epoch = int(state["epoch"])
         self.elapsed = float(state["elapsed"])
+        if "best" in state:
+            self.best = state["best"]
