@@ -77,7 +77,7 @@ from trainables.apps.colonoscopy import frame_crops, render_frames  # noqa: E402
 from trainables.apps.raw import RawSet  # noqa: E402
 from trainables.data import (  # noqa: E402
     assign_splits, balance_classes, grouped_split, hamming, merge_groups, near_duplicate_pairs, perceptual_hash,
-    splits_frame, write_splits,
+    write_splits,
 )
 from trainables.metrics import classification_metrics  # noqa: E402
 

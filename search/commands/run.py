@@ -36,7 +36,7 @@ def register(sub) -> None:
                        help="comma-separated" if kind in _LISTS else None)
     p.add_argument("--smoke", action="store_true", default=None, help="tiny data, 2 budgets, 4 depths, 2 epochs")
     p.add_argument("--dashboard", action="store_true", default=None,
-                   help=f"local Ray with its dashboard on 127.0.0.1:8265")
+                   help="local Ray with its dashboard on 127.0.0.1:8265")
     p.set_defaults(func=run)
 
     r = sub.add_parser("resume", help="continue an interrupted run (Tuner.restore)")
