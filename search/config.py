@@ -33,6 +33,10 @@ class SearchConfig:
     layer_decay: float = 1.0
     warmup_epochs: float = 1.0
     freeze_bn: bool = True
+    # training loop of every trial (see trainables.config.TrialConfig and README, "Performance")
+    feature_cache: bool = True
+    augment: str = "none"
+    amp: bool = True
     epochs: int = 8  # max epochs per trial (ASHA's max_t)
     grace_period: int = 1
     reduction_factor: int = 3

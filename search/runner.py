@@ -77,6 +77,8 @@ def prepare(cfg: SearchConfig, log: Log) -> Prepared:
                             log=log)
     for b in cfg.budgets:
         data.budget_indices(b)  # an impossible budget fails here, before any trial starts
+    for split in ("train", "val"):
+        data.fingerprint(split)  # shipped with the data: trials key their cached features by it
     log(f"data: {cfg.app}{' from ' + cfg.data if cfg.data else ''}, {len(data.train_y)} train / {len(data.val_y)} val / "
         f"{len(data.test_y)} test at {spec.input_size}px ({time.time() - t0:.1f}s)")
     weights: dict[str, dict | None] = {}
@@ -161,8 +163,10 @@ def connect_ray(cfg: SearchConfig, log: Log) -> None:
 
 
 def lr_protocol_keys(cfg: SearchConfig) -> dict:
-    """The TrialConfig keys of the learning-rate protocol, passed unchanged to every trial."""
-    keys = ("lr_protocol", "optimizer", "weight_decay", "layer_decay", "warmup_epochs", "freeze_bn")
+    """The TrialConfig keys of the learning-rate protocol and of the training loop, passed unchanged to every
+    trial."""
+    keys = ("lr_protocol", "optimizer", "weight_decay", "layer_decay", "warmup_epochs", "freeze_bn",
+            "feature_cache", "augment", "amp")
     return {k: getattr(cfg, k) for k in keys}
 
 

@@ -125,3 +125,19 @@ def test_checkpoint_carries_the_best_validation_epochs_weights(data, weights):
     restored.load_state_dict(run.state_dict())
     assert restored.load_best_model() == best_epoch
     assert all(torch.equal(restored.model.state_dict()[k], snapshots[best_epoch][k]) for k in snapshots[best_epoch])
+
+
+def test_checkpoints_hold_only_what_the_trial_trains(data, weights):
+    run = TrialRun(_cfg(depth="fc8", epochs=1), data, weights)
+    run.step()
+    state = run.state_dict()
+    assert set(state["model"]) == {"fc8.weight", "fc8.bias"} == set(state["best"]["model"])
+    full = TrialRun(_cfg(depth="scratch", epochs=1), data, weights)
+    assert set(full.state_dict()["model"]) == set(full.model.state_dict())
+    # the frozen part comes from the source's weights: a restored run equals the original
+    restored = TrialRun(_cfg(depth="fc8", epochs=1), data, weights)
+    restored.load_state_dict(state)
+    for k, v in run.model.state_dict().items():
+        assert torch.equal(restored.model.state_dict()[k], v), k
+    with pytest.raises(ConfigError, match="does not match"):
+        restored.load_trained_state({"fc7.1.weight": torch.zeros(1)})

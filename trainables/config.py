@@ -9,6 +9,7 @@ T = TypeVar("T")
 
 LR_PROTOCOLS = ("paper", "uniform")  # see trainables.models.depth.configure_depth
 OPTIMIZERS = ("sgd", "adamw")
+AUGMENTS = ("none", "hflip")  # see trainables.engine.AUGMENT_VIEWS
 
 
 class ConfigError(ValueError):
@@ -73,6 +74,9 @@ class TrialConfig:
     layer_decay: float = 1.0  # pretrained groups' lr x layer_decay**d, d = groups below the head; 1.0 = off
     warmup_epochs: float = 1.0  # length of the linear warmup of schedule "warmup-cosine"
     freeze_bn: bool = True  # BatchNorm in frozen groups keeps its running statistics (eval mode)
+    feature_cache: bool = True  # frozen groups run once per sample, not every epoch (trainables.features)
+    augment: str = "none"  # "none" or "hflip" (random left-right mirror, per sample and epoch)
+    amp: bool = True  # on CUDA: bfloat16 autocast (and channels_last); ignored on the CPU
     batch_size: int = 32
     epochs: int = 8
     seed: int = 0
@@ -95,6 +99,8 @@ class TrialConfig:
             raise ConfigError(f"layer_decay must be in (0, 1] (1.0 = no layer-wise decay), got {self.layer_decay}")
         if self.weight_decay < 0 or not 0.0 <= self.momentum < 1.0:
             raise ConfigError(f"need weight_decay >= 0 and 0 <= momentum < 1, got {self.weight_decay}, {self.momentum}")
+        if self.augment not in AUGMENTS:
+            raise ConfigError(f"unknown augment {self.augment!r}; choose one of: {', '.join(AUGMENTS)}")
         if self.warmup_epochs < 0:
             raise ConfigError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
 

@@ -16,6 +16,7 @@ every sample is its own unit.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,21 @@ class SplitData:
 
     def budget_indices(self, budget: float) -> torch.Tensor:
         return budget_indices(self.train_y, self.train_rank, budget)
+
+    def fingerprint(self, split: str) -> str:
+        """A content hash of one split's images ("train", "val" or "test"), memoised on the object.
+
+        The driver computes it once before shipping the data to trials, so they receive it with the data
+        (a cached feature's key, ``trainables.features``) instead of hashing the images again.
+        """
+        memo = self.__dict__.setdefault("_fingerprints", {})
+        if split not in memo:
+            x = getattr(self, f"{split}_x")
+            h = hashlib.blake2b(digest_size=16)
+            h.update(repr((tuple(x.shape), str(x.dtype))).encode())
+            h.update(x.contiguous().numpy().tobytes())
+            memo[split] = h.hexdigest()
+        return memo[split]
 
 
 # ----------------------------------------------------------------------------------------- splits

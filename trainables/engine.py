@@ -1,15 +1,30 @@
-"""The training core: one epoch of SGD and evaluation, on uint8 image tensors. Knows nothing about Ray."""
+"""The training core: one epoch of SGD and evaluation. Knows nothing about Ray.
+
+A model's input comes from an ``InputFn``: ``inputs(idx, view)`` returns the network input of samples
+``idx`` (``view``: which augmented view of each sample, or None). ``image_inputs`` turns uint8 images into
+normalised floats; ``trainables.features`` serves a frozen prefix's cached outputs through the same
+interface, so the loop below is the same with and without the cache, and so are its numbers.
+"""
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from trainables.config import AUGMENTS
+
 MEAN, STD = 0.5, 0.25  # inputs for backbones pretrained here (fractal) or from scratch
 IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # what torchvision's ImageNet weights expect
 Norm = tuple  # (mean, std): floats or per-channel sequences
+InputFn = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+# augmentation -> number of views; view 0 is the image itself, view 1 its horizontal mirror. A finite set of
+# views is what lets a frozen prefix cache every view (trainables.features) and stay exact.
+AUGMENT_VIEWS = {"none": 1, "hflip": 2}
+assert tuple(AUGMENT_VIEWS) == AUGMENTS
 
 
 class DivergedError(RuntimeError):
@@ -26,9 +41,33 @@ def to_input(x_uint8: torch.Tensor, norm: Norm | None = None) -> torch.Tensor:
     return (x - torch.tensor(mean, device=x.device).view(shape)) / torch.tensor(std, device=x.device).view(shape)
 
 
+def apply_views(x: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+    """Each image of ``x`` (N, C, H, W) as its view ``view[i]``: 0 = itself, 1 = mirrored left-right."""
+    flip = view.to(x.device).bool().view(-1, *([1] * (x.dim() - 1)))
+    return torch.where(flip, x.flip(-1), x)
+
+
+def image_inputs(x_uint8: torch.Tensor, norm: Norm | None = None, channels_last: bool = False) -> InputFn:
+    """The ``InputFn`` of uint8 images: index, take each sample's view, normalise."""
+    def inputs(idx: torch.Tensor, view: torch.Tensor | None = None) -> torch.Tensor:
+        xb = x_uint8[idx]
+        if view is not None:
+            xb = apply_views(xb, view)
+        out = to_input(xb, norm)
+        return out.contiguous(memory_format=torch.channels_last) if channels_last and out.dim() == 4 else out
+    return inputs
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bfloat16 autocast on CUDA when ``enabled`` (no loss scaling needed); a no-op elsewhere."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def train_one_epoch(
     model: nn.Module,
-    x: torch.Tensor,
+    inputs: InputFn,
     y: torch.Tensor,
     optimizer: torch.optim.Optimizer,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -36,16 +75,21 @@ def train_one_epoch(
     generator: torch.Generator,
     lr_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     set_mode: Callable[[], None] | None = None,
-    norm: Norm | None = None,
+    views: int = 1,
+    amp: bool = False,
 ) -> float:
-    """One pass over ``(x, y)`` in shuffled mini-batches; returns the mean training loss."""
+    """One pass over the samples in shuffled mini-batches (each with a random view of ``views``); mean loss."""
     set_mode() if set_mode is not None else model.train()
-    order = torch.randperm(x.shape[0], generator=generator)
+    n = y.shape[0]
+    order = torch.randperm(n, generator=generator)
+    view_of = torch.randint(views, (n,), generator=generator) if views > 1 else None
     total, count = 0.0, 0
-    for start in range(0, order.numel(), batch_size):
+    for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
-        logits = model(to_input(x[idx], norm))
-        loss = loss_fn(logits, y[idx])
+        view = view_of[start : start + batch_size] if view_of is not None else None
+        with autocast(y.device, amp):
+            logits = model(inputs(idx, view))
+        loss = loss_fn(logits.float(), y[idx])
         if not torch.isfinite(loss):
             lr = optimizer.param_groups[0]["lr"]
             raise DivergedError(
@@ -62,23 +106,28 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 256, norm: Norm | None = None) -> torch.Tensor:
-    """Logits (N, C) in eval mode."""
+def predict_logits(model: nn.Module, inputs: InputFn, n: int, batch_size: int = 256, amp: bool = False,
+                   device: torch.device | None = None) -> torch.Tensor:
+    """Logits (N, C) of samples 0..n-1 in eval mode (view 0: the images themselves)."""
     model.eval()
-    return torch.cat([model(to_input(x[i : i + batch_size], norm)) for i in range(0, x.shape[0], batch_size)])
+    out = []
+    for i in range(0, n, batch_size):
+        with autocast(device or torch.device("cpu"), amp):
+            out.append(model(inputs(torch.arange(i, min(i + batch_size, n)), None)).float())
+    return torch.cat(out) if out else torch.empty(0)
 
 
 def evaluate(
     model: nn.Module,
-    x: torch.Tensor,
+    inputs: InputFn,
     y: torch.Tensor,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     metric_fn: Callable[[np.ndarray, np.ndarray, dict], float],
     meta: dict[str, torch.Tensor] | None = None,
-    norm: Norm | None = None,
+    amp: bool = False,
 ) -> dict[str, float]:
     """One forward pass over a split: ``{"metric": metric_fn(labels, probs, meta), "loss": mean loss}``."""
-    logits = predict_logits(model, x, norm=norm)
+    logits = predict_logits(model, inputs, y.shape[0], amp=amp, device=y.device)
     loss = float(loss_fn(logits, y))
     if not np.isfinite(loss):
         raise DivergedError(f"evaluation loss is {loss}: the model diverged; lower the learning rate")

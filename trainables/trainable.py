@@ -39,6 +39,7 @@ def train_depth(config: dict, data: SplitData, weights: dict[str, dict | None]) 
     node_id = ray.get_runtime_context().get_node_id()
     device = _device_for_trial()
     run = TrialRun(cfg, data, weights, device=device)
+    print(f"trial {cfg.depth} @ budget {cfg.budget:g} on {device}: feature cache {run.cache.reason}", flush=True)
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:

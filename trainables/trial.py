@@ -13,8 +13,9 @@ import torch
 from trainables.apps import get_app
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import SplitData
-from trainables.engine import IMAGENET_NORM, evaluate, train_one_epoch
-from trainables.models import SCRATCH, configure_depth, depth_index, get_backbone
+from trainables.engine import AUGMENT_VIEWS, IMAGENET_NORM, InputFn, evaluate, image_inputs, train_one_epoch
+from trainables.features import STORE, CachePlan, compute_features, feature_inputs, feature_key, plan_cache
+from trainables.models import SCRATCH, configure_depth, depth_index, get_backbone, trainable_groups
 from trainables.models.depth import set_train_mode
 from trainables.models.sources import load_pretrained
 from trainables.schedules import check_schedule, lr_factor
@@ -61,16 +62,21 @@ class TrialRun:
                 f"images are {data.train_x.shape[-1]}px but backbone {self.spec.name!r} takes {self.spec.input_size}px"
             )
 
+        self.data = data
         self.idx = data.budget_indices(cfg.budget)
-        # the trial's data lives on its device once (uint8: a few MB), not copied per batch
-        self.train_x, self.train_y = data.train_x[self.idx].to(self.device), data.train_y[self.idx].to(self.device)
-        self.val_x, self.val_y, self.val_meta = data.val_x.to(self.device), data.val_y.to(self.device), data.val_meta
+        self.train_y, self.val_y = data.train_y[self.idx].to(self.device), data.val_y.to(self.device)
+        self.val_meta = data.val_meta
+        self.views = AUGMENT_VIEWS[cfg.augment]
+        self.amp = cfg.amp and self.device.type == "cuda"
+        self.channels_last = self.device.type == "cuda"
 
         torch.manual_seed(cfg.seed)
         self.model = self.spec.build(data.num_classes or self.app.num_classes)  # real data may have more classes
         if self.source != "scratch":
             load_pretrained(self.model, self.spec, weights[self.source])
         self.model.to(self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         groups = configure_depth(self.model, self.spec, cfg.depth, cfg.lr, cfg.weight_decay,
                                  protocol=cfg.lr_protocol, layer_decay=cfg.layer_decay)
         self.optimizer = build_optimizer(cfg, groups)
@@ -82,6 +88,35 @@ class TrialRun:
         # latest checkpoints (safe to resume from) and still evaluates exactly the epoch it selected
         self.best: dict = {"epoch": 0, "val_metric": None, "model": None}
         self.elapsed = 0.0
+        self.cache: CachePlan = plan_cache(
+            self.spec, self.model, min(self.depth_index, len(self.spec.groups)), enabled=cfg.feature_cache,
+            freeze_bn=cfg.freeze_bn, augment=cfg.augment, n_samples=len(data.train_y) + len(data.val_y),
+            input_shape=tuple(data.train_x.shape[1:]),
+        )
+        self._inputs: tuple[torch.nn.Module, InputFn, InputFn] | None = None  # built on the first step()
+
+    def inputs(self) -> tuple[torch.nn.Module, InputFn, InputFn]:
+        """(network to train, train inputs, validation inputs): the suffix on cached prefix features when
+        ``self.cache`` is on, else the whole model on images. Built once, on first use."""
+        if self._inputs is None:
+            self._inputs = self._cached_inputs() if self.cache.on else self._image_inputs()
+        return self._inputs
+
+    def _image_inputs(self) -> tuple[torch.nn.Module, InputFn, InputFn]:
+        # the trial's images live on its device once (uint8: a few MB), not copied per batch
+        train_x, val_x = self.data.train_x[self.idx].to(self.device), self.data.val_x.to(self.device)
+        return (self.model, image_inputs(train_x, self.norm, self.channels_last),
+                image_inputs(val_x, self.norm, self.channels_last))
+
+    def _cached_inputs(self) -> tuple[torch.nn.Module, InputFn, InputFn]:
+        prefix, suffix = self.spec.split(self.model, self.cache.n_frozen)
+        feats = []
+        for split, x in (("train", self.data.train_x), ("val", self.data.val_x)):
+            key = feature_key(self.spec, prefix, self.data.fingerprint(split), self.norm, self.views, self.device,
+                              self.amp)
+            f = STORE.get(key, lambda x=x: compute_features(prefix, x, self.norm, self.views, self.device, self.amp))
+            feats.append(f.to(self.device) if self.device.type != "cpu" else f)
+        return suffix, feature_inputs(feats[0], self.idx.to(feats[0].device)), feature_inputs(feats[1])
 
     @property
     def n_trainable(self) -> int:
@@ -90,13 +125,15 @@ class TrialRun:
     def step(self) -> dict[str, float]:
         """Train one epoch on the budget's subset, validate, and return the epoch's metrics."""
         t0 = time.perf_counter()
+        net, train_inputs, val_inputs = self.inputs()
         train_loss = train_one_epoch(
-            self.model, self.train_x, self.train_y, self.optimizer, self.app.loss, self.cfg.batch_size,
+            net, train_inputs, self.train_y, self.optimizer, self.app.loss, self.cfg.batch_size,
             self.generator, self.lr_scheduler,
-            set_mode=lambda: set_train_mode(self.model, self.spec, self.cfg.depth, self.cfg.freeze_bn), norm=self.norm,
+            set_mode=lambda: set_train_mode(self.model, self.spec, self.cfg.depth, self.cfg.freeze_bn),
+            views=self.views, amp=self.amp,
         )
-        val = evaluate(self.model, self.val_x, self.val_y, self.app.loss, self.app.compute_metric, self.val_meta,
-                       norm=self.norm)
+        val = evaluate(net, val_inputs, self.val_y, self.app.loss, self.app.compute_metric, self.val_meta,
+                       amp=self.amp)
         self.epoch += 1
         self.elapsed += time.perf_counter() - t0
         self._track_best(val["metric"])
@@ -111,24 +148,39 @@ class TrialRun:
             "n_train": int(self.idx.numel()),
             "depth_index": self.depth_index,
             "trainable_params": self.n_trainable,
+            "feature_cache": self.cache.on,
         }
+
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        """The part of the model's state a trial changes: its tuned groups (plus, with ``freeze_bn`` off, the
+        running statistics of frozen BatchNorm layers). The rest equals the source's weights, which every
+        process of the run already holds, so checkpoints of a head-only trial stay small."""
+        tuned = set(trainable_groups(self.spec, self.cfg.depth))
+        params = {n for n, _ in self.model.named_parameters()}
+        return {k: v for k, v in self.model.state_dict().items()
+                if self.spec.find_group(k) in tuned or (not self.cfg.freeze_bn and k not in params)}
+
+    def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
+        if set(state) != set(self.trained_state()):
+            raise ConfigError("checkpoint does not match this trial's model and depth; start a new run")
+        self.model.load_state_dict(state, strict=False)
 
     def _track_best(self, value: float) -> None:
         best = self.best["val_metric"]
         if best is None or (value > best if self.app.mode == "max" else value < best):
-            model = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            model = {k: v.detach().to("cpu", copy=True) for k, v in self.trained_state().items()}
             self.best = {"epoch": self.epoch, "val_metric": float(value), "model": model}
 
     def load_best_model(self) -> int:
         """Put the best validation epoch's weights into the model; returns that epoch (0 if none yet)."""
         if self.best["model"] is not None:
-            self.model.load_state_dict(self.best["model"])
+            self.load_trained_state(self.best["model"])
         return int(self.best["epoch"]) or self.epoch
 
     def state_dict(self) -> dict:
         return {
             "best": self.best,
-            "model": self.model.state_dict(),
+            "model": self.trained_state(),
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.lr_scheduler.state_dict(),
             "generator": self.generator.get_state(),
@@ -141,7 +193,7 @@ class TrialRun:
     def load_state_dict(self, state: dict) -> None:
         if state["config"] != self.cfg.to_dict():
             raise ConfigError("checkpoint was written by a trial with a different config; start a new run")
-        self.model.load_state_dict(state["model"])
+        self.load_trained_state(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         self.generator.set_state(state["generator"].cpu())

@@ -23,7 +23,8 @@ FLAGS = {
     "--guideline-min-delta": ("guideline_min_delta", float), "--guideline-patience": ("guideline_patience", int),
     "--lr-protocol": ("lr_protocol", str), "--optimizer": ("optimizer", str), "--weight-decay": ("weight_decay", float),
     "--layer-decay": ("layer_decay", float), "--warmup-epochs": ("warmup_epochs", float),
-    "--freeze-bn": ("freeze_bn", str),
+    "--freeze-bn": ("freeze_bn", str), "--feature-cache": ("feature_cache", str), "--augment": ("augment", str),
+    "--amp": ("amp", str),
 }
 _LISTS = {"floats": float, "ints": int, "strs": str}
 

@@ -32,6 +32,10 @@ class BackboneSpec:
     imagenet: str | None = None  # torchvision weight enum for source "imagenet", e.g. "AlexNet_Weights.IMAGENET1K_V1"
     # renames keys of older checkpoints of this architecture (torchvision's DenseNet files); identity if None
     adapt_state_dict: Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+    # model -> one module per group, bottom -> top, sharing the model's modules, whose composition is
+    # ``model.forward``: what lets a frozen prefix be computed once (trainables.features). None = the forward
+    # is not a chain of its groups (skip connections across groups); such a backbone always runs in full
+    stages: Callable[[nn.Module], list[nn.Module]] | None = None
 
     @property
     def group_names(self) -> tuple[str, ...]:
@@ -53,6 +57,16 @@ class BackboneSpec:
     def adapt(self, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``state_dict`` with this architecture's historical key names updated (a copy; tensors shared)."""
         return self.adapt_state_dict(state_dict) if self.adapt_state_dict else dict(state_dict)
+
+    def split(self, model: nn.Module, n_frozen: int) -> tuple[nn.Module, nn.Module]:
+        """(prefix, suffix): the bottom ``n_frozen`` groups and the rest, as modules sharing ``model``'s
+        parameters, with ``suffix(prefix(x)) == model(x)``."""
+        if self.stages is None:
+            raise ValueError(f"backbone {self.name!r} declares no stages; it cannot be split")
+        stages = self.stages(model)
+        if len(stages) != len(self.groups):
+            raise ValueError(f"backbone {self.name!r}: {len(stages)} stages for {len(self.groups)} groups")
+        return nn.Sequential(*stages[:n_frozen]), nn.Sequential(*stages[n_frozen:])
 
     def group_of(self, param_name: str) -> str:
         group = self.find_group(param_name)
@@ -114,6 +128,7 @@ register_backbone(
         groups=_one_to_one(TinyAlexNet.group_names),
         input_size=64,
         build=TinyAlexNet,
+        stages=lambda m: [getattr(m, n) for n in TinyAlexNet.group_names],
         description="narrow AlexNet at 64x64 with the paper's groups conv1..fc8 (demo backbone, CPU-friendly)",
     )
 )
@@ -127,6 +142,12 @@ def _torchvision(arch: str) -> Callable[[int], nn.Module]:
 
     build.__name__ = f"build_{arch}"
     return build
+
+
+def _alexnet_stages(m: nn.Module) -> list[nn.Module]:
+    f, c = m.features, m.classifier  # forward: features -> avgpool -> flatten -> classifier
+    return [f[0:3], f[3:6], f[6:8], f[8:10], nn.Sequential(f[10:13], m.avgpool, nn.Flatten(1)),
+            c[0:3], c[3:6], c[6]]
 
 
 register_backbone(
@@ -146,10 +167,17 @@ register_backbone(
         ),
         input_size=224,
         build=_torchvision("alexnet"),
+        stages=_alexnet_stages,
         description="torchvision AlexNet at 224x224, the paper's groups conv1..fc8 (Table II)",
         imagenet="AlexNet_Weights.IMAGENET1K_V1",
     )
 )
+
+
+def _resnet_stages(m: nn.Module) -> list[nn.Module]:
+    # the global pooling goes with layer4, so a head-only trial caches one vector per image
+    return [nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool), m.layer1, m.layer2, m.layer3,
+            nn.Sequential(m.layer4, m.avgpool, nn.Flatten(1)), m.fc]
 
 
 def _resnet_groups() -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -163,6 +191,7 @@ register_backbone(
         groups=_resnet_groups(),
         input_size=224,
         build=_torchvision("resnet18"),
+        stages=_resnet_stages,
         description="torchvision ResNet-18 at 224x224, groups stem, layer1..layer4, fc",
         imagenet="ResNet18_Weights.IMAGENET1K_V1",
     )
@@ -173,6 +202,7 @@ register_backbone(
         groups=_resnet_groups(),
         input_size=224,
         build=_torchvision("resnet50"),
+        stages=_resnet_stages,
         description="torchvision ResNet-50 at 224x224, groups stem, layer1..layer4, fc",
         imagenet="ResNet50_Weights.IMAGENET1K_V2",
     )
@@ -202,12 +232,20 @@ def _densenet_groups() -> tuple[tuple[str, tuple[str, ...]], ...]:
     )
 
 
+def _densenet_stages(m: nn.Module) -> list[nn.Module]:
+    f = m.features  # forward: features -> relu -> global average pool -> flatten -> classifier
+    blocks = [nn.Sequential(getattr(f, f"denseblock{i}"), getattr(f, f"transition{i}")) for i in range(1, 4)]
+    top = nn.Sequential(f.denseblock4, f.norm5, nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+    return [nn.Sequential(f.conv0, f.norm0, f.relu0, f.pool0), *blocks, top, m.classifier]
+
+
 register_backbone(
     BackboneSpec(
         name="densenet121",
         groups=_densenet_groups(),
         input_size=224,
         build=_torchvision("densenet121"),
+        stages=_densenet_stages,
         description="torchvision DenseNet-121 at 224x224, groups stem, block1..block4 (dense block + transition), "
                     "classifier",
         imagenet="DenseNet121_Weights.IMAGENET1K_V1",

@@ -1,0 +1,118 @@
+"""Frozen-prefix caching: same numbers as the full network, computed once, shared, and off when it must be."""
+import pytest
+import torch
+
+from trainables.apps import get_app
+from trainables.config import TrialConfig
+from trainables.features import FeatureStore, features_dir, plan_cache
+from trainables.models import get_backbone, list_backbones
+from trainables.trial import TrialRun
+
+
+@pytest.fixture(scope="module")
+def data():
+    return get_app("colonoscopy-frames").build_data(160, 64, 0)
+
+
+@pytest.fixture(scope="module")
+def weights():
+    torch.manual_seed(7)
+    return {"fractal": {k: v.clone() for k, v in get_backbone("tiny-alexnet").build(16).state_dict().items()}}
+
+
+def _cfg(**kw):
+    base = dict(depth="fc7-fc8", budget=0.5, lr=1e-3, epochs=3, batch_size=16)
+    return TrialConfig.from_dict({**base, **kw})
+
+
+@pytest.mark.parametrize("name", list_backbones())
+def test_stages_compose_to_the_forward_and_follow_the_groups(name):
+    spec = get_backbone(name)
+    if spec.stages is None:
+        pytest.skip(f"{name} declares no stages (always runs in full)")
+    torch.manual_seed(0)
+    model = spec.build(3).eval()
+    stages = spec.stages(model)
+    assert len(stages) == len(spec.groups)
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group, stage in zip(spec.group_names, stages):
+        assert {spec.group_of(names[id(p)]) for p in stage.parameters()} == {group}
+    x = torch.randn(2, 3, spec.input_size, spec.input_size)
+    with torch.no_grad():
+        ref = model(x)
+        for n_frozen in (1, len(spec.groups) - 1):
+            prefix, suffix = spec.split(model, n_frozen)
+            torch.testing.assert_close(suffix(prefix(x)), ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("augment", ["none", "hflip"])
+@pytest.mark.parametrize("depth", ["fc8", "fc6-fc8", "conv3-fc8"])
+def test_cached_prefix_gives_the_same_loss_trajectory(data, weights, depth, augment):
+    runs, history = {}, {}
+    for on in (False, True):  # one after the other: dropout draws from torch's global generator
+        runs[on] = TrialRun(_cfg(depth=depth, augment=augment, feature_cache=on), data, weights)
+        history[on] = [runs[on].step() for _ in range(3)]
+    assert runs[True].cache.on and not runs[False].cache.on
+    for full, cached in zip(history[False], history[True]):
+        for key in ("train_loss", "val_loss", "val_metric"):
+            assert cached[key] == pytest.approx(full[key], rel=1e-4, abs=1e-5), key
+    for (k, a), b in zip(runs[False].model.state_dict().items(), runs[True].model.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_hflip_draws_both_views(data, weights):
+    run = TrialRun(_cfg(depth="fc8", augment="hflip", epochs=1), data, weights)
+    net, inputs, _ = run.inputs()
+    idx = torch.arange(4)
+    same, mirrored = inputs(idx, torch.zeros(4, dtype=torch.long)), inputs(idx, torch.ones(4, dtype=torch.long))
+    assert not torch.allclose(same, mirrored)  # the mirrored images have other features
+    assert run.cache.views == 2
+
+
+def test_features_are_computed_once_and_shared_through_the_disk(data, weights, monkeypatch, tmp_path):
+    monkeypatch.setenv("TUNEDEPTH_CACHE", str(tmp_path))
+    store = FeatureStore()
+    monkeypatch.setattr("trainables.trial.STORE", store)
+    for budget, lr in ((0.5, 1e-3), (1.0, 3e-3)):  # other budget, other lr: same prefix, same images
+        TrialRun(_cfg(depth="fc6-fc8", budget=budget, lr=lr), data, weights).step()
+    assert store.computed == 2  # the train and the validation split, once each
+    TrialRun(_cfg(depth="fc7-fc8"), data, weights).step()
+    assert store.computed == 4  # another prefix
+
+    other_process = FeatureStore()  # nothing in memory: reads the node's files
+    monkeypatch.setattr("trainables.trial.STORE", other_process)
+    TrialRun(_cfg(depth="fc6-fc8", budget=0.25), data, weights).step()
+    assert other_process.computed == 0
+    assert len(list(features_dir().glob("*.pt"))) == 4
+
+
+def test_truncated_feature_file_is_recomputed(data, weights, monkeypatch, tmp_path):
+    monkeypatch.setenv("TUNEDEPTH_CACHE", str(tmp_path))
+    store = FeatureStore()
+    monkeypatch.setattr("trainables.trial.STORE", store)
+    a = TrialRun(_cfg(depth="fc8"), data, weights).step()
+    for f in features_dir().glob("*.pt"):
+        f.write_bytes(f.read_bytes()[:100])  # a writer killed mid-file
+    fresh = FeatureStore()
+    monkeypatch.setattr("trainables.trial.STORE", fresh)
+    b = TrialRun(_cfg(depth="fc8"), data, weights).step()
+    assert fresh.computed == 2
+    assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-6)
+
+
+def test_cache_plan_says_why_it_is_off(monkeypatch):
+    spec = get_backbone("resnet18")
+    model = spec.build(2)
+    shape = (3, 224, 224)
+    plan = lambda **kw: plan_cache(spec, model, **{**dict(n_trained=1, enabled=True, freeze_bn=True,  # noqa: E731
+                                                          augment="none", n_samples=10, input_shape=shape), **kw})
+    assert plan().on and plan().n_frozen == len(spec.groups) - 1
+    assert "freeze_bn" in plan(freeze_bn=False).reason and not plan(freeze_bn=False).on
+    assert "every group" in plan(n_trained=len(spec.groups)).reason
+    assert "false" in plan(enabled=False).reason
+    tiny = get_backbone("tiny-alexnet")  # no BatchNorm: freeze_bn does not matter
+    assert plan_cache(tiny, tiny.build(2), 1, enabled=True, freeze_bn=False, augment="none", n_samples=10,
+                      input_shape=(3, 64, 64)).on
+    monkeypatch.setenv("TUNEDEPTH_FEATURE_CACHE_MB", "0.001")
+    off = plan()
+    assert not off.on and "TUNEDEPTH_FEATURE_CACHE_MB" in off.reason

@@ -1,0 +1,189 @@
+"""Frozen-prefix caching: the frozen bottom groups of a trial run once per sample, not once per epoch.
+
+At depth k the bottom ``G - k`` groups are frozen: no gradient, eval mode (no dropout, BatchNorm with its
+running statistics). Their output for a given input never changes during the trial, so it is computed
+once (the *prefix*, ``BackboneSpec.split``) and the trial trains only the top k groups (the *suffix*) on
+it. The loop, the batches, the random numbers and therefore the losses are the same as on the full
+network (``trainables.engine.InputFn``); only the work differs.
+
+When it applies (``plan_cache``): ``feature_cache`` is on, the backbone declares stages, at least one group
+is frozen, and the prefix is deterministic (``freeze_bn`` or no BatchNorm in it). Augmentation must have
+a finite set of views (``hflip``: the image and its mirror); every view is cached. Otherwise, or when
+the features would exceed ``$TUNEDEPTH_FEATURE_CACHE_MB`` (default 4096 MB), the trial runs the full
+network and says why (``TrialRun.cache_status``).
+
+Sharing: features depend on the backbone, the prefix's weights, the split's images, the input
+normalisation, the views and the device type, and are keyed by a hash of all of them. They cover the
+whole split (every budget indexes into them), live in this process's memory (trials of a reused actor
+hit them) and in ``$TUNEDEPTH_CACHE/features`` on the node's disk, written once under a file lock and
+memory-mapped by every other trial on the node.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from trainables.engine import AUGMENT_VIEWS, InputFn, Norm, apply_views, autocast, to_input
+from trainables.models.backbones import BackboneSpec
+
+DEFAULT_LIMIT_MB = 4096
+MEMORY_ENTRIES = 16  # feature tensors kept in this process (LRU); the disk copy stays memory-mapped
+DISK_LIMIT_MB = 16384  # oldest files are removed beyond this
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    n_frozen: int  # groups computed once (0 = the cache is off)
+    views: int
+    reason: str  # what happens and why, for the log and the trial's results
+
+    @property
+    def on(self) -> bool:
+        return self.n_frozen > 0
+
+
+def limit_mb() -> float:
+    return float(os.environ.get("TUNEDEPTH_FEATURE_CACHE_MB", DEFAULT_LIMIT_MB))
+
+
+def features_dir() -> Path:
+    from trainables.models.fractal import cache_dir
+
+    return cache_dir() / "features"
+
+
+def has_batchnorm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def plan_cache(spec: BackboneSpec, model: nn.Module, n_trained: int, *, enabled: bool, freeze_bn: bool,
+               augment: str, n_samples: int, input_shape: tuple[int, ...]) -> CachePlan:
+    """Whether (and how deep) a trial training the top ``n_trained`` groups can cache its frozen prefix."""
+    views = AUGMENT_VIEWS[augment]
+    n_frozen = len(spec.groups) - n_trained
+    if not enabled:
+        return CachePlan(0, views, "off (feature_cache is false)")
+    if spec.stages is None:
+        return CachePlan(0, views, f"off (backbone {spec.name} has skip connections across groups: no prefix)")
+    if n_frozen <= 0:
+        return CachePlan(0, views, "off (every group is trained)")
+    prefix, _ = spec.split(model, n_frozen)
+    if not freeze_bn and has_batchnorm(prefix):
+        return CachePlan(0, views, "off (freeze_bn is false: frozen BatchNorm layers use batch statistics)")
+    with torch.no_grad():
+        shape = prefix.eval()(torch.zeros(1, *input_shape)).shape[1:]
+    mb = n_samples * views * shape.numel() * 4 / 2**20
+    if mb > limit_mb():
+        return CachePlan(0, views, f"off ({mb:.0f} MB of features > TUNEDEPTH_FEATURE_CACHE_MB={limit_mb():.0f}; "
+                                   "raise it to cache)")
+    what = f"{n_frozen} frozen group(s) computed once" + (f", {views} views per sample" if views > 1 else "")
+    return CachePlan(n_frozen, views, f"on ({what}, {mb:.1f} MB)")
+
+
+@torch.no_grad()
+def compute_features(prefix: nn.Module, x_uint8: torch.Tensor, norm: Norm | None, views: int,
+                     device: torch.device, amp: bool = False, batch_size: int = 256) -> torch.Tensor:
+    """The prefix's output for every sample and view: (views, N, ...) float32 on the CPU."""
+    prefix.eval()
+    out = []
+    for v in range(views):
+        chunks = []
+        for i in range(0, x_uint8.shape[0], batch_size):
+            xb = x_uint8[i : i + batch_size].to(device)
+            xb = apply_views(xb, torch.full((xb.shape[0],), v)) if views > 1 else xb
+            with autocast(device, amp):
+                chunks.append(prefix(to_input(xb, norm)).float().cpu())
+        out.append(torch.cat(chunks))
+    return torch.stack(out)
+
+
+def feature_inputs(features: torch.Tensor, idx_map: torch.Tensor | None = None) -> InputFn:
+    """The ``InputFn`` of cached features (views, N, ...); ``idx_map`` maps trial sample -> feature row."""
+    def inputs(idx: torch.Tensor, view: torch.Tensor | None = None) -> torch.Tensor:
+        rows = idx_map[idx] if idx_map is not None else idx
+        return features[0, rows] if view is None else features[view.to(features.device), rows]
+    return inputs
+
+
+def feature_key(spec: BackboneSpec, prefix: nn.Module, x_fingerprint: str, norm: Norm | None, views: int,
+                device: torch.device, amp: bool) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr((spec.name, len(prefix), norm, views, device.type, amp and device.type == "cuda",
+                   x_fingerprint)).encode())
+    for name, t in prefix.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return f"{spec.name}-{len(prefix)}-{h.hexdigest()}"
+
+
+class FeatureStore:
+    """Feature tensors by key: this process's memory first, then the node's disk, else computed once."""
+
+    def __init__(self) -> None:
+        self.memory: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.computed = 0  # how many times this process ran a prefix over a split (tests and logs read it)
+
+    def get(self, key: str, compute: Callable[[], torch.Tensor], directory: Path | None = None) -> torch.Tensor:
+        if key in self.memory:
+            self.memory.move_to_end(key)
+            return self.memory[key]
+        directory = directory or features_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{key}.pt"
+        with _locked(directory / f"{key}.lock"):
+            features = _load(path)
+            if features is None:
+                features = compute()
+                self.computed += 1
+                tmp = path.with_suffix(f".tmp{os.getpid()}")
+                torch.save(features, tmp)
+                os.replace(tmp, path)  # atomic: another trial sees the whole file or none
+                features = _load(path) if path.exists() else features
+                _prune(directory, keep=path)
+        self.memory[key] = features
+        while len(self.memory) > MEMORY_ENTRIES:
+            self.memory.popitem(last=False)
+        return features
+
+
+def _load(path: Path) -> torch.Tensor | None:
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, mmap=True, weights_only=True)  # shared page cache, no copy per trial
+    except Exception:  # a truncated file from a killed writer: recompute it
+        path.unlink(missing_ok=True)
+        return None
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _prune(directory: Path, keep: Path) -> None:
+    files = sorted(directory.glob("*.pt"), key=lambda p: p.stat().st_mtime)
+    total = sum(p.stat().st_size for p in files)
+    for p in files:
+        if total <= DISK_LIMIT_MB * 2**20:
+            break
+        if p != keep:
+            total -= p.stat().st_size
+            p.unlink(missing_ok=True)
+
+
+STORE = FeatureStore()  # one per process: trials of a reused Ray actor share it
