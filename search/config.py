@@ -48,6 +48,7 @@ class SearchConfig:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0  # fractions allowed, e.g. 0.25 = four trials share a GPU
     max_concurrent: int = 0  # 0 = as many as the cluster's resources allow
+    reuse_actors: bool = True  # a finished trial's Ray actor runs the next (no process start; warm caches)
     address: str = ""  # "" = start a local Ray; "auto" or "ray://HOST:10001" = attach to a cluster
     storage: str = ""  # "" = results/<name>/tune; else a shared path or a pyarrow URI (s3://, gs://)
     dashboard: bool = False  # local Ray only: start the dashboard on 127.0.0.1:8265

@@ -50,6 +50,7 @@ class Outcome:
     errors: list[str]
     wall_s: float
     report: "Analysis | None" = None  # test-set answer (search.report), None if no trial reported
+    tune_s: float = 0.0  # wall time of Tuner.fit() alone
 
 
 # -- 1. resolve and prepare ----------------------------------------------------------------------------
@@ -198,13 +199,15 @@ def _dirname(trial) -> str:
     return f"{trial.config['depth']}_b{trial.config['budget']}_{trial.trial_id}"
 
 
-def make_tuner(cfg: SearchConfig, prep: Prepared, run_dir: Path, plan: SearchPlan, callbacks: list) -> tune.Tuner:
+def make_tuner(cfg: SearchConfig, prep: Prepared, run_dir: Path, plan: SearchPlan, callbacks: list,
+               trainable=None) -> tune.Tuner:
     return tune.Tuner(
-        make_trainable(cfg, prep),
+        trainable or make_trainable(cfg, prep),
         param_space=plan.param_space,
         tune_config=tune.TuneConfig(
             metric="val_metric", mode=prep.app.mode, scheduler=make_scheduler(cfg), search_alg=plan.search_alg,
-            num_samples=plan.num_samples, max_concurrent_trials=cfg.max_concurrent or None, reuse_actors=True,
+            num_samples=plan.num_samples, max_concurrent_trials=cfg.max_concurrent or None,
+            reuse_actors=cfg.reuse_actors,
             trial_dirname_creator=_dirname,
         ),
         run_config=make_run_config(cfg, prep, run_dir, callbacks),
@@ -217,7 +220,7 @@ def progress_callback(cfg: SearchConfig, prep: Prepared) -> BudgetProgress:
 
 # -- 3. collect ------------------------------------------------------------------------------------------
 def collect(results, prep: Prepared, run_dir: Path, t0: float, plan: SearchPlan | None = None,
-            log: Log = print) -> Outcome:
+            log: Log = print, tune_s: float = 0.0) -> Outcome:
     errors = [f"trial {r.config.get('depth')} @ budget {r.config.get('budget')}: "
               f"{str(r.error).strip().splitlines()[-1]}" for r in results if r.error]
     trials = trials_frame(results, prep.app.metric)
@@ -227,10 +230,11 @@ def collect(results, prep: Prepared, run_dir: Path, t0: float, plan: SearchPlan 
         (run_dir / "guideline.json").write_text(json.dumps(summary, indent=2))
     table = best_depth_table(trials, prep.app.mode) if len(trials) else pd.DataFrame()
     report = report_after_run(run_dir, trials, results, prep.data, prep.weights, prep.app.mode, log)
-    return Outcome(run_dir, trials, table, errors, time.time() - t0, report)
+    return Outcome(run_dir, trials, table, errors, time.time() - t0, report, tune_s)
 
 
-def run_search(cfg: SearchConfig, log: Log = print) -> Outcome:
+def run_search(cfg: SearchConfig, log: Log = print, trainable=None) -> Outcome:
+    """Run the search ``cfg``; ``trainable`` replaces the Tune trainable (bench/demo_speed.py's naive loop)."""
     t0 = time.time()
     prep = prepare(cfg, log)
     run_dir = fresh_run_dir(cfg, log)
@@ -240,8 +244,9 @@ def run_search(cfg: SearchConfig, log: Log = print) -> Outcome:
     plan = make_plan(cfg, prep.depths, fixed_trial_keys(cfg), "val_metric", prep.app.mode)
     log(f"search: {cfg.searcher} over {len(prep.depths)} depths x {len(cfg.budgets)} budgets "
         f"(up to {plan.num_samples} trial(s) per grid pass), up to {cfg.epochs} epochs, scheduler {cfg.scheduler}")
-    results = make_tuner(cfg, prep, run_dir, plan, [progress_callback(cfg, prep)]).fit()
-    return collect(results, prep, run_dir, t0, plan, log)
+    t_tune = time.time()
+    results = make_tuner(cfg, prep, run_dir, plan, [progress_callback(cfg, prep)], trainable).fit()
+    return collect(results, prep, run_dir, t0, plan, log, time.time() - t_tune)
 
 
 def resume_search(run: str, results_dir: str = "results", log: Log = print) -> Outcome:

@@ -24,7 +24,7 @@ def test_roc_auc_on_one_class_names_the_problem():
 
 
 def test_trial_config_rejects_unknown_keys_and_bad_values():
-    with pytest.raises(ConfigError, match="unknown config key.*learning_rate.*known keys: app"):
+    with pytest.raises(ConfigError, match="unknown config key.*learning_rate.*known keys: amp, app"):
         TrialConfig.from_dict({"learning_rate": 0.1})
     with pytest.raises(ConfigError, match="budget must be in"):
         TrialConfig.from_dict({"budget": 0})
