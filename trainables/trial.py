@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from trainables.apps import get_app
+from trainables.apps import check_backbone, get_app
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import SplitData
 from trainables.engine import IMAGENET_NORM, evaluate, train_one_epoch
@@ -49,6 +49,7 @@ class TrialRun:
         self.device = torch.device(device)
         self.app = get_app(cfg.app)
         self.spec = get_backbone(cfg.backbone)
+        check_backbone(self.app, self.spec)
         self.depth_index = depth_index(self.spec, cfg.depth)
         check_schedule(cfg.schedule)
         self.source = effective_source(cfg)
@@ -63,8 +64,9 @@ class TrialRun:
 
         self.idx = data.budget_indices(cfg.budget)
         # the trial's data lives on its device once (uint8: a few MB), not copied per batch
-        self.train_x, self.train_y = data.train_x[self.idx].to(self.device), data.train_y[self.idx].to(self.device)
-        self.val_x, self.val_y, self.val_meta = data.val_x.to(self.device), data.val_y.to(self.device), data.val_meta
+        # targets: the labels, or the per-pixel masks of a whole-image segmentation app
+        self.train_x, self.train_y = data.train_x[self.idx].to(self.device), data.targets("train")[self.idx].to(self.device)
+        self.val_x, self.val_y, self.val_meta = data.val_x.to(self.device), data.targets("val").to(self.device), data.val_meta
 
         torch.manual_seed(cfg.seed)
         self.model = self.spec.build(data.num_classes or self.app.num_classes)  # real data may have more classes
