@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from search.results import select_trials, write_parquet
+from trainables.apps import get_app
 from trainables.config import TrialConfig
 from trainables.data import SplitData
 from trainables.engine import image_inputs, predict_logits
@@ -87,7 +88,9 @@ def choose_checkpoint(kept: list[KeptCheckpoint], epoch: int, mode: str) -> Kept
 
 
 def predict_test(config: dict, checkpoint, data: SplitData, weights: dict) -> tuple[np.ndarray, int]:
-    """Class probabilities (N, C) of the test split from a trial's checkpoint, and the checkpoint's epoch."""
+    """Class probabilities (N, C) of the test split from a trial's checkpoint, and the checkpoint's epoch.
+
+    A whole-image segmentation backbone gives per-pixel probabilities (N, C, H, W) instead."""
     with torch.random.fork_rng(devices=[]):  # building a TrialRun reseeds torch; keep the driver's RNG as it was
         run = TrialRun(TrialConfig.from_dict(config), data, weights)
         with checkpoint.as_directory() as d:
@@ -149,7 +152,12 @@ def evaluate_selected(trials: pd.DataFrame, result_grid, data: SplitData, weight
             "trial_id": row.trial_id, "lr": float(row.lr), "seed": int(row.seed),
             "selected_epoch": int(row.epoch), "evaluated_epoch": epoch,
         }
-        frames.append(prediction_rows(info, data.test_y.numpy(), probs, data.test_meta))
+        meta = data.test_meta
+        if probs.ndim > 2:  # per-pixel output: keep the app's per-image summary, enough to score it again
+            app = get_app(row.app)
+            probs, meta = app.summarize(data.targets("test").numpy(), probs,
+                                        {k: v.numpy() for k, v in data.test_meta.items()})
+        frames.append(prediction_rows(info, data.test_y.numpy(), probs, meta))
     for note in notes:
         log(f"test evaluation: {note}")
     if not frames:

@@ -20,7 +20,7 @@ from search.report import Analysis, report_after_run
 from search.results import best_depth_table, format_table, trials_frame, write_parquet
 from search.schedulers import BudgetStratifiedASHA
 from search.searchers import SearchPlan, make_plan
-from trainables.apps import App, build_split_data, get_app
+from trainables.apps import App, build_split_data, check_backbone, get_app
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import SplitData, write_splits
 from trainables.models import SCRATCH, depth_names, get_backbone
@@ -70,6 +70,7 @@ def resolve_depths(cfg: SearchConfig, spec: BackboneSpec) -> list[str]:
 def prepare(cfg: SearchConfig, log: Log) -> Prepared:
     """Validate everything a trial will need, then build the data and the pretrained weights once."""
     app, spec = get_app(cfg.app), get_backbone(cfg.backbone)
+    check_backbone(app, spec)
     check_schedule(cfg.schedule)
     depths = resolve_depths(cfg, spec)
     TrialConfig.from_dict({**fixed_trial_keys(cfg), "depth": depths[0], "budget": min(cfg.budgets), "lr": cfg.lr_min})

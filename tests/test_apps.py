@@ -9,10 +9,11 @@ import ray
 import torch
 from ray import tune
 
-from trainables.apps import APPS, KINDS, build_split_data, get_app, list_apps
+from trainables.apps import APPS, KINDS, build_split_data, check_backbone, get_app, list_apps
+from trainables.config import ConfigError
 from trainables.config import TrialConfig
 from trainables.loaders import LAYOUTS
-from trainables.models import depth_names, get_backbone
+from trainables.models import BACKBONES, depth_names, get_backbone
 from trainables.trainable import train_depth
 from trainables.trial import TrialRun
 
@@ -23,18 +24,28 @@ HEAD_ONLY = depth_names(SPEC)[0]
 REQUIRED_META = {"group", "sample_id", "split_group"}
 APP_META = {"colonoscopy-frames": {"crop"}, "polyp-detection": {"candidate", "lesion", "scale"},
             "pe-detection": {"candidate", "lesion"},
-            "intima-media": {"column", "row", "li_true", "ma_true", "spacing_um"}}
+            "intima-media": {"column", "row", "li_true", "ma_true", "spacing_um"},
+            "intima-media-seg": {"li_true", "ma_true", "row_scale", "spacing_um"}}
+# an app's backbone: tiny-alexnet for the classifier apps, monai-unet for the whole-image segmentation app
+BACKBONE = {name: "tiny-alexnet" if get_app(name).target == "label" else "monai-unet" for name in list_apps()}
+
+
+def head_only(app: str) -> str:
+    return depth_names(get_backbone(BACKBONE[app]))[0]
 
 
 @pytest.fixture(scope="module")
 def smoke_data():
-    return {name: build_split_data(get_app(name), "", SPEC.input_size, seed=0, smoke=True) for name in list_apps()}
+    return {name: build_split_data(get_app(name), "", get_backbone(BACKBONE[name]).input_size, seed=0, smoke=True)
+            for name in list_apps()}
 
 
 @pytest.fixture(scope="module")
 def weights():
+    """Per backbone, random weights standing in for the fractal source (no pretraining in these tests)."""
     torch.manual_seed(0)
-    return {"fractal": {k: v.clone() for k, v in SPEC.build(16).state_dict().items()}}
+    return {b: {"fractal": {k: v.clone() for k, v in get_backbone(b).build(16).state_dict().items()}}
+            for b in sorted(set(BACKBONE.values()))}
 
 
 def test_the_four_applications_are_registered():
@@ -68,9 +79,10 @@ def test_generator_is_deterministic_fast_and_seeded(name):
 def test_samples_and_meta(name, smoke_data):
     app, data = get_app(name), smoke_data[name]
     assert data.num_classes == app.num_classes
+    size = get_backbone(BACKBONE[name]).input_size
     for x, y, meta in ((data.train_x, data.train_y, data.train_meta), (data.val_x, data.val_y, data.val_meta),
                        (data.test_x, data.test_y, data.test_meta)):
-        assert x.dtype == torch.uint8 and tuple(x.shape[1:]) == (3, 64, 64)
+        assert x.dtype == torch.uint8 and tuple(x.shape[1:]) == (3, size, size)
         assert y.min() >= 0 and y.max() < app.num_classes and len(y) == len(x)
         assert REQUIRED_META | APP_META[name] <= set(meta)
         assert all(len(v) == len(y) for v in meta.values())
@@ -81,8 +93,9 @@ def test_samples_and_meta(name, smoke_data):
     ids = torch.cat([data.train_meta["sample_id"], data.val_meta["sample_id"], data.test_meta["sample_id"]])
     assert ids.unique().numel() == ids.numel()
     rng = np.random.default_rng(0)
-    probs = rng.dirichlet(np.ones(app.num_classes), len(data.val_y))
-    metrics = app.all_metrics(data.val_y.numpy(), probs, {k: v.numpy() for k, v in data.val_meta.items()})
+    targets = data.targets("val").numpy()  # the labels, or the masks of a whole-image app
+    probs = np.moveaxis(rng.dirichlet(np.ones(app.num_classes), targets.shape), -1, 1)
+    metrics = app.all_metrics(targets, probs, {k: v.numpy() for k, v in data.val_meta.items()})
     assert app.metric in metrics and np.isfinite(metrics[app.metric])
 
 
@@ -123,10 +136,12 @@ def test_intima_media_evaluates_whole_columns_of_the_roi(smoke_data):
 
 
 @pytest.mark.parametrize("name", list_apps())
-@pytest.mark.parametrize("depth", [HEAD_ONLY, "scratch"])
+@pytest.mark.parametrize("depth", ["head", "scratch"])
 def test_one_epoch_through_trialrun(name, depth, smoke_data, weights):
     app, data = get_app(name), smoke_data[name]
-    run = TrialRun(TrialConfig(app=name, depth=depth, budget=1.0, lr=1e-3, epochs=1, batch_size=64), data, weights)
+    depth = head_only(name) if depth == "head" else depth
+    run = TrialRun(TrialConfig(app=name, backbone=BACKBONE[name], depth=depth, budget=1.0, lr=1e-3, epochs=1,
+                               batch_size=64), data, weights[BACKBONE[name]])
     m = run.step()
     assert m["epoch"] == 1 and np.isfinite(m["val_metric"]) and np.isfinite(m["train_loss"])
     assert m["n_train"] == len(data.train_y)
@@ -137,15 +152,18 @@ def test_one_epoch_through_trialrun(name, depth, smoke_data, weights):
 
 
 def _train_app(config, datasets, weights):
-    """The real trainable, fed the data of the trial's app (one Tune run covers every app)."""
-    return train_depth(config, datasets[config["app"]], weights)
+    """The real trainable, fed the data and backbone of the trial's app (one Tune run covers every app)."""
+    backbone = BACKBONE[config["app"]]
+    config = {**config, "backbone": backbone, "depth": head_only(config["app"]) if config["depth"] == "head" else
+              config["depth"]}
+    return train_depth(config, datasets[config["app"]], weights[backbone])
 
 
 @pytest.mark.slow
 def test_every_app_one_epoch_at_depth_1_and_scratch_through_tune(ray_local, tmp_path, smoke_data, weights):
     tuner = tune.Tuner(
         tune.with_parameters(_train_app, datasets=smoke_data, weights=weights),
-        param_space={"app": tune.grid_search(list_apps()), "depth": tune.grid_search([HEAD_ONLY, "scratch"]),
+        param_space={"app": tune.grid_search(list_apps()), "depth": tune.grid_search(["head", "scratch"]),
                      "budget": 1.0, "epochs": 1, "batch_size": 64, "lr": 1e-3},
         run_config=tune.RunConfig(storage_path=str(tmp_path), name="apps", verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)),
@@ -153,13 +171,13 @@ def test_every_app_one_epoch_at_depth_1_and_scratch_through_tune(ray_local, tmp_
     results = tuner.fit()
     assert not results.errors
     rows = {(r.config["app"], r.config["depth"]): r.metrics for r in results}
-    assert set(rows) == {(a, d) for a in list_apps() for d in (HEAD_ONLY, "scratch")}
+    assert set(rows) == {(a, d) for a in list_apps() for d in ("head", "scratch")}
     for (app, depth), metrics in rows.items():
         assert metrics["epoch"] == 1 and np.isfinite(metrics["val_metric"]), (app, depth)
         assert metrics["source"] == ("scratch" if depth == "scratch" else "fractal")
         assert metrics["n_train"] == len(smoke_data[app].train_y)
     for app in list_apps():
-        assert rows[(app, HEAD_ONLY)]["trainable_params"] < rows[(app, "scratch")]["trainable_params"]
+        assert rows[(app, "head")]["trainable_params"] < rows[(app, "scratch")]["trainable_params"]
 
 
 def test_apps_listing_shows_kind_and_layouts(capsys):
@@ -170,3 +188,36 @@ def test_apps_listing_shows_kind_and_layouts(capsys):
     for name, app in APPS.items():
         assert name in out and app.kind in out and app.metric in out
     assert "candidates-csv" in out and "medmnist" in out
+
+
+@pytest.mark.parametrize("app,backbone", [("intima-media-seg", "tiny-alexnet"), ("colonoscopy-frames", "monai-unet"),
+                                          ("intima-media", "monai-unet")])
+def test_a_wrong_backbone_for_the_app_is_one_line_naming_the_fix(app, backbone):
+    with pytest.raises(ConfigError) as e:
+        check_backbone(get_app(app), get_backbone(backbone))
+    msg = str(e.value)
+    assert "\n" not in msg and "--backbone" in msg
+    fits = [b for b, s in BACKBONES.items() if s.output == get_app(app).target]
+    assert all(b in msg for b in fits)
+
+
+def test_a_wrong_backbone_stops_the_cli_before_any_data_or_trial(tmp_path, capsys):
+    from search.cli import main
+
+    assert main(["run", "--app", "intima-media-seg", "--backbone", "tiny-alexnet", "--smoke",
+                 "--results-dir", str(tmp_path), "--name", "wrong"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--backbone monai-unet" in err[0]
+    assert not (tmp_path / "wrong" / "tune").exists()
+
+
+def test_intima_seg_masks_mark_the_rows_between_the_interfaces(smoke_data):
+    data = smoke_data["intima-media-seg"]
+    mask, meta = data.val_mask.numpy(), {k: v.numpy() for k, v in data.val_meta.items()}
+    assert data.val_mask.shape == (len(data.val_y), 96, 96) and set(np.unique(mask)) == {0, 1, 2}
+    assert np.allclose(meta["row_scale"], 1.0)  # the generator's 96x96 images at the backbone's 96 px
+    for i in range(len(mask)):
+        for c in (0, 40, 95):
+            col = mask[i, :, c]
+            li, ma = round(meta["li_true"][i, c]), round(meta["ma_true"][i, c])
+            assert (col[:li] == 0).all() and (col[li:ma + 1] == 1).all() and (col[ma + 1:] == 2).all()

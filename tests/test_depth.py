@@ -87,9 +87,15 @@ def test_optimizer_groups_carry_the_paper_learning_rates(backbone, depth):
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt = torch.optim.SGD(groups, lr=alpha, momentum=0.9)
     set_train_mode(model, spec, depth)
-    out = model(tiny_batch(spec))
-    assert out.shape == (2, 3) and torch.isfinite(out).all()
-    torch.nn.functional.cross_entropy(out, torch.tensor([0, 2])).backward()
+    x = tiny_batch(spec)
+    out = model(x)
+    if spec.output == "mask":  # per-pixel logits (N, C, H, W) against a class-id mask (N, H, W)
+        assert out.shape == (2, 3, *x.shape[-2:]) and torch.isfinite(out).all()
+        target = torch.randint(0, 3, (2, *x.shape[-2:]), generator=torch.Generator().manual_seed(0))
+    else:
+        assert out.shape == (2, 3) and torch.isfinite(out).all()
+        target = torch.tensor([0, 2])
+    torch.nn.functional.cross_entropy(out, target).backward()
     assert all(p.grad is None for p in model.parameters() if not p.requires_grad)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
     opt.step()

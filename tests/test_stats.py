@@ -161,6 +161,10 @@ def test_an_apps_batched_metric_reproduces_its_metric(name):
     labels = data.test_y.numpy()
     probs = np.random.default_rng(0).dirichlet(np.ones(app.num_classes), size=labels.size)
     meta = {k: v.numpy() for k, v in data.test_meta.items()}
+    if app.summarize is not None:  # whole-image apps are bootstrapped on their per-image summary
+        masks = data.targets("test").numpy()
+        dense = np.moveaxis(np.random.default_rng(0).dirichlet(np.ones(app.num_classes), size=masks.shape), -1, 1)
+        probs, meta = app.summarize(masks, dense, meta)
     r = make_resamples(labels, meta.get("group"), n_boot=20, seed=0)
     fast = bootstrap_values(app.compute_metric, labels, probs, meta, r, batched=app.batched_metric)
     loop = bootstrap_values(app.compute_metric, labels, probs, meta, r)

@@ -60,6 +60,11 @@ class SplitData:
     classes: tuple[str, ...] = ()  # class names, when the data has them
     units: pd.DataFrame | None = None  # unit_id, unit, source_group, group, split, label
     dropped_meta: dict[str, torch.Tensor] = field(default_factory=dict)
+    # whole-image segmentation apps: per-pixel targets (N, H, W) uint8 of each split (255 = not annotated); the
+    # labels above stay one class per sample (what budgets, splits.parquet and the bootstrap strata use)
+    train_mask: torch.Tensor | None = None
+    val_mask: torch.Tensor | None = None
+    test_mask: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if not self.num_classes:
@@ -83,6 +88,11 @@ class SplitData:
             h.update(x.contiguous().numpy().tobytes())
             memo[split] = h.hexdigest()
         return memo[split]
+
+    def targets(self, split: str) -> torch.Tensor:
+        """What the network is trained/scored against on ``split``: the masks (long) if any, else the labels."""
+        mask = getattr(self, f"{split}_mask")
+        return getattr(self, f"{split}_y") if mask is None else mask.long()
 
 
 # ----------------------------------------------------------------------------------------- splits

@@ -295,3 +295,113 @@ def _region_dice(units, cols, rows, cu, cc, li_p, ma_p, li_t, ma_t) -> float:
     if not scores:
         raise MetricError("Dice needs at least one image with an annotated intima-media region")
     return float(np.mean(scores))
+
+
+# ------------------------------------------------------- whole-image masks (intima-media-seg)
+
+MASK_IGNORE = 255  # mask value of pixels without annotation (trainables.apps.raw.IGNORE)
+
+
+def mask_boundaries(probs) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the two class transitions of a 3-class mask (above LI / intima-media / below MA).
+
+    ``probs`` (N, 3, H, W). Returns ``(r1, r2)`` (N, W): the first intima-media row and the first row below
+    it, r1 < r2, chosen by maximum likelihood of a two-step profile: the rows above r1 are class 0, rows
+    r1..r2-1 class 1 and rows from r2 class 2, i.e. argmax of sum log p0[:r1] + sum log p1[r1:r2] +
+    sum log p2[r2:]. Exact for a clean mask; stray pixels of a class elsewhere in the column do not move it.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    _finite(p)
+    n, _, h, w = p.shape
+    logp = np.log(np.clip(p, 1e-12, 1.0))
+    cum = np.concatenate([np.zeros((n, 3, 1, w)), np.cumsum(logp, axis=2)], axis=2)  # (N, 3, H+1, W)
+    g = cum[:, 0] - cum[:, 1]  # (N, H+1, W): value of r1
+    best, best_at = g[:, 0].copy(), np.zeros((n, w), dtype=np.int64)
+    prefix, prefix_at = np.empty_like(g), np.empty(g.shape, dtype=np.int64)
+    for r in range(h + 1):  # running max over r1 <= r
+        better = g[:, r] > best
+        best = np.where(better, g[:, r], best)
+        best_at = np.where(better, r, best_at)
+        prefix[:, r], prefix_at[:, r] = best, best_at
+    score = prefix[:, :-1] + cum[:, 1, 1:] + (cum[:, 2, -1:] - cum[:, 2, 1:])  # (N, H, W) for r2 = 1..H
+    r2 = 1 + np.argmax(score, axis=1)
+    r1 = np.take_along_axis(prefix_at, (r2 - 1)[:, None], axis=1)[:, 0]
+    return r1, r2
+
+
+def mask_interface_summary(masks, probs, meta) -> tuple[np.ndarray, dict]:
+    """Whole-image predictions -> one row per image: what ``mask_interface_metrics`` needs to score it again.
+
+    ``masks`` (N, H, W) true class ids (``MASK_IGNORE`` in columns without annotation), ``probs`` (N, 3, H, W).
+    Returns class probabilities averaged over each image (N, 3) and ``meta`` plus ``li_pred``/``ma_pred``
+    (N, W): the predicted first and last intima-media rows of each column in original pixel rows (input rows
+    x ``meta["row_scale"]``, as the truth ``li_true``/``ma_true``), and ``dice`` (N,): MONAI's DiceMetric of
+    the predicted intima-media region (rows between the transitions) vs the true one, annotated columns only.
+    """
+    import torch
+    from monai.metrics import DiceMetric
+
+    masks, probs = np.asarray(masks), np.asarray(probs, dtype=np.float64)
+    r1, r2 = mask_boundaries(probs)
+    scale = np.asarray(meta["row_scale"], dtype=np.float64).reshape(-1, 1)
+    annotated = ~(masks == MASK_IGNORE).any(axis=1)  # (N, W)
+    rows = np.arange(masks.shape[1])[None, :, None]
+    pred = (rows >= r1[:, None, :]) & (rows < r2[:, None, :]) & annotated[:, None, :]
+    true = (masks == 1) & annotated[:, None, :]
+    dice = DiceMetric(include_background=True, reduction="none", ignore_empty=True)(
+        torch.as_tensor(pred[:, None], dtype=torch.float32), torch.as_tensor(true[:, None], dtype=torch.float32))
+    out = dict(meta)
+    out["li_pred"] = r1 * scale
+    out["ma_pred"] = r2 * scale - 1.0
+    out["dice"] = dice.numpy().reshape(-1).astype(np.float64)
+    return probs.mean(axis=(2, 3)), out
+
+
+def mask_interface_values(meta) -> dict[str, np.ndarray]:
+    """Per-image boundary errors (um, mean over annotated columns) and Dice from a summary's meta."""
+    li_p, ma_p = np.asarray(meta["li_pred"], dtype=np.float64), np.asarray(meta["ma_pred"], dtype=np.float64)
+    li_t, ma_t = np.asarray(meta["li_true"], dtype=np.float64), np.asarray(meta["ma_true"], dtype=np.float64)
+    spacing = np.asarray(meta["spacing_um"], dtype=np.float64).reshape(-1, 1)
+    ok = np.isfinite(li_t) & np.isfinite(ma_t)
+    if not ok.any(axis=1).all():
+        raise MetricError("an evaluated image has no annotated column; check its mask")
+    _finite(np.where(ok, li_p + ma_p, 0.0))
+
+    def per_image(err):
+        return np.where(ok, err, 0.0).sum(axis=1) / ok.sum(axis=1)
+
+    li = per_image(np.abs(li_p - li_t) * spacing)
+    ma = per_image(np.abs(ma_p - ma_t) * spacing)
+    imt = per_image(np.abs((ma_p - li_p) - (ma_t - li_t)) * spacing)
+    return {"li_mae_um": li, "ma_mae_um": ma, "mae_um": 0.5 * (li + ma), "imt_mae_um": imt,
+            "dice": np.asarray(meta["dice"], dtype=np.float64)}
+
+
+def mask_interface_metrics(labels, probs, meta) -> dict[str, float]:
+    """Intima-media from whole-image masks: the patch head's metrics (``interface_metrics``), per image.
+
+    Takes the network's output (``labels`` = masks (N, H, W), ``probs`` (N, 3, H, W)), as validation does, or
+    its per-image summary (``probs`` (N, 3), ``meta`` with ``li_pred``/``ma_pred``/``dice``), as
+    predictions.parquet keeps it. Boundary errors: mean over an image's annotated columns of |predicted -
+    true row| x spacing, then mean over images; ``mae_um`` = mean of the LI and MA errors; ``dice`` = mean
+    over images whose intima-media region is not empty.
+    """
+    if np.asarray(probs).ndim == 4:
+        probs, meta = mask_interface_summary(labels, probs, meta)
+    v = mask_interface_values(meta)
+    out = {k: float(np.mean(v[k])) for k in ("li_mae_um", "ma_mae_um", "mae_um", "imt_mae_um")}
+    dice = v["dice"][np.isfinite(v["dice"])]
+    if dice.size == 0:
+        raise MetricError("Dice needs at least one image with an annotated intima-media region")
+    out["dice"] = float(dice.mean())
+    out["n_units"] = float(len(v["mae_um"]))
+    return out
+
+
+def mask_interface_batched(labels, probs, meta, counts) -> np.ndarray | None:
+    """``mae_um`` under each row of bootstrap counts (B, N) of the per-image summary (None for raw output)."""
+    if np.asarray(probs).ndim != 2:
+        return None
+    per_image = mask_interface_values(meta)["mae_um"]
+    counts = np.atleast_2d(np.asarray(counts, dtype=np.float64))
+    return counts @ per_image / counts.sum(axis=1)

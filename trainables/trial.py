@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from trainables.apps import get_app
+from trainables.apps import check_backbone, get_app
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import SplitData
 from trainables.engine import AUGMENT_VIEWS, IMAGENET_NORM, InputFn, evaluate, image_inputs, train_one_epoch
@@ -50,6 +50,7 @@ class TrialRun:
         self.device = torch.device(device)
         self.app = get_app(cfg.app)
         self.spec = get_backbone(cfg.backbone)
+        check_backbone(self.app, self.spec)
         self.depth_index = depth_index(self.spec, cfg.depth)
         check_schedule(cfg.schedule)
         self.source = effective_source(cfg)
@@ -64,7 +65,8 @@ class TrialRun:
 
         self.data = data
         self.idx = data.budget_indices(cfg.budget)
-        self.train_y, self.val_y = data.train_y[self.idx].to(self.device), data.val_y.to(self.device)
+        # targets: the labels, or the per-pixel masks of a whole-image segmentation app
+        self.train_y, self.val_y = data.targets("train")[self.idx].to(self.device), data.targets("val").to(self.device)
         self.val_meta = data.val_meta
         self.views = AUGMENT_VIEWS[cfg.augment]
         self.amp = cfg.amp and self.device.type == "cuda"

@@ -22,10 +22,13 @@ def depths(args: argparse.Namespace) -> int:
 
 def apps(args: argparse.Namespace) -> int:
     from trainables.apps import APPS
+    from trainables.models import BACKBONES
 
     for name in sorted(APPS):
         app = APPS[name]
         print(f"{name:<20} {app.kind:<14} {app.metric:<9} {app.mode:<4} {app.description}")
         if app.loaders:
             print(f"{'':<20} --data layouts: {', '.join(app.loaders)}")
+        fits = [b for b, spec in BACKBONES.items() if spec.output == app.target]
+        print(f"{'':<20} --backbone: {', '.join(sorted(fits))}")
     return 0

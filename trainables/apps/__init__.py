@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainables.apps.raw import KINDS, RawSet, Samples
+from trainables.apps.raw import IGNORE, KINDS, RawSet, Samples  # noqa: F401  (IGNORE re-exported)
 from trainables.config import ConfigError
 from trainables.data import SplitData
 
@@ -56,6 +56,12 @@ class App:
     # (units of one split, split name, image_size, seed, training units) -> samples with meta["unit"]
     make_samples: Callable[[RawSet, str, int, int, RawSet], Samples] | None = None
     neg_per_pos: float = 0.0  # default negative down-sampling of the training split (0 = keep every sample)
+    # "label": one class per sample, for backbones with output "label"; "mask": per-pixel targets (Samples.mask,
+    # SplitData.*_mask) for backbones with output "mask" (the trial trains and validates on the masks)
+    target: str = "label"
+    # target "mask": (masks (N, H, W), probs (N, C, H, W), meta) -> (probs (N, C), meta + per-sample summary):
+    # what predictions.parquet keeps of a whole-image prediction, enough for compute_metric to score it again
+    summarize: Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], tuple[np.ndarray, dict]] | None = None
 
     def all_metrics(self, labels: np.ndarray, probs: np.ndarray, meta: Mapping[str, np.ndarray]) -> dict[str, float]:
         if self.compute_metrics is None:
@@ -64,6 +70,22 @@ class App:
 
 
 APPS: dict[str, App] = {}
+TARGETS = ("label", "mask")
+
+
+def check_backbone(app: App, spec) -> None:
+    """A one-line ConfigError, before any data or trial, when ``spec``'s output does not fit ``app``'s target."""
+    if app.target == getattr(spec, "output", "label"):
+        return
+    from trainables.models.backbones import BACKBONES
+
+    fits = sorted(name for name, s in BACKBONES.items() if s.output == app.target)
+    alt = sorted(name for name, a in APPS.items() if a.target != app.target and a.kind == app.kind)
+    what = "per-pixel masks (whole images)" if app.target == "mask" else "one class per sample"
+    hint = f" (or keep --backbone {spec.name} with app {' or '.join(alt)})" if alt else ""
+    raise ConfigError(f"app {app.name!r} predicts {what} but backbone {spec.name!r} outputs "
+                      f"{'per-pixel logits' if spec.output == 'mask' else 'class logits'}; use --backbone "
+                      f"{' or '.join(fits)}{hint}")
 
 
 def register_app(app: App) -> App:
@@ -73,6 +95,8 @@ def register_app(app: App) -> App:
         raise ValueError(f"app {app.name!r}: mode must be 'max' or 'min'")
     if app.kind not in KINDS:
         raise ValueError(f"app {app.name!r}: kind must be one of {KINDS}")
+    if app.target not in TARGETS or (app.target == "mask") != (app.summarize is not None):
+        raise ValueError(f"app {app.name!r}: target must be one of {TARGETS}; a mask app needs summarize")
     APPS[app.name] = app
     return app
 

@@ -99,6 +99,7 @@ def split_units(app, raw: RawSet, image_size: int, seed: int, neg_per_pos: float
     train_raw = raw.subset(train_units)
 
     parts: dict[str, tuple[torch.Tensor, torch.Tensor, dict[str, np.ndarray]]] = {}
+    masks: dict[str, torch.Tensor | None] = {}
     next_id, id_offset = 0, {k: 0 for k in LOCAL_IDS}
     for name in SPLITS:
         units = np.flatnonzero(split == name)
@@ -115,6 +116,7 @@ def split_units(app, raw: RawSet, image_size: int, seed: int, neg_per_pos: float
                 meta[k] = np.where(v >= 0, v + id_offset[k], -1) if k == "lesion" else v + id_offset[k]
                 id_offset[k] += int(v.max(initial=-1)) + 1
         parts[name] = (s.x, s.y, meta)
+        masks[name] = s.mask
 
     empty = [name for name in SPLITS if len(parts[name][1]) == 0]
     if empty:
@@ -130,6 +132,8 @@ def split_units(app, raw: RawSet, image_size: int, seed: int, neg_per_pos: float
     tmeta = {k: v[keep] for k, v in tmeta.items()}
     keep_t = torch.as_tensor(keep)
     tx, ty = tx[keep_t], ty[keep_t]
+    if masks["train"] is not None:
+        masks["train"] = masks["train"][keep_t]
     ranks = budget_ranks(ty.numpy(), seed + 1, units=tmeta["group"])
 
     num_classes = max(app.num_classes if raw.kind != "classification" else 0, len(raw.classes),
@@ -143,6 +147,7 @@ def split_units(app, raw: RawSet, image_size: int, seed: int, neg_per_pos: float
         val_x=parts["val"][0], val_y=parts["val"][1], test_x=parts["test"][0], test_y=parts["test"][1],
         train_meta=_tensors(tmeta), val_meta=_tensors(parts["val"][2]), test_meta=_tensors(parts["test"][2]),
         num_classes=num_classes, classes=tuple(raw.classes), units=units_frame, dropped_meta=dropped_meta,
+        train_mask=masks["train"], val_mask=masks["val"], test_mask=masks["test"],
     )
     _check_metric(app, data)
     return data
@@ -165,8 +170,10 @@ def _tensors(meta: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
 def _check_metric(app, data: SplitData) -> None:
     """The validation metric must be computable (e.g. both classes present) before any trial starts."""
     rng = np.random.default_rng(0)
-    for name, y, meta in (("validation", data.val_y, data.val_meta), ("test", data.test_y, data.test_meta)):
-        probs = rng.dirichlet(np.ones(data.num_classes), size=len(y))
+    for name, split in (("validation", "val"), ("test", "test")):
+        y, meta = data.targets(split), getattr(data, f"{split}_meta")
+        probs = rng.dirichlet(np.ones(data.num_classes), size=tuple(y.shape))  # (N, [H, W,] C)
+        probs = np.moveaxis(probs, -1, 1)  # class axis second, as the network's softmax
         try:
             app.compute_metric(y.numpy(), probs, {k: v.numpy() for k, v in meta.items()})
         except MetricError as e:

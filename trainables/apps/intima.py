@@ -173,3 +173,79 @@ def interface_patches(raw, split: str, size: int, seed: int, train_raw=None):
     for k in ("unit", "column", "row"):
         out[k] = out[k].astype(np.int64)
     return Samples(torch.cat(xs), torch.as_tensor(np.concatenate(ys), dtype=torch.long), out)
+
+
+# ------------------------------------------------------------------ whole-image masks (intima-media-seg)
+# The alternative head of the paper's intima-media task: a segmentation network (monai-unet) reads the whole
+# image and labels every pixel 0 = above the lumen-intima interface (lumen, near wall), 1 = intima-media
+# complex (rows LI..MA of the column, inclusive), 2 = below the media-adventitia interface. Per column the
+# interfaces are the two class transitions (``trainables.metrics.mask_boundaries``), scored with the same
+# per-column boundary error in um and intima-media Dice as the patch head.
+
+MASK_CLASSES = ("above-LI", "intima-media", "below-MA")
+
+
+def image_masks(raw, split: str, size: int, seed: int, train_raw=None):
+    """Each unit as one sample: the image resized to ``size`` x ``size`` (3 channels) and its class mask.
+
+    Input column j shows original column ``floor((j + 0.5) * W / size)``; input row i is centred on original
+    row ``y_i = (i + 0.5) * H / size - 0.5`` and is class 1 where ``round(LI) - 0.5 <= y_i < round(MA) + 0.5``
+    (rows LI..MA as the patch head labels them), 0 above, 2 below; columns without annotation are ``IGNORE``.
+    meta: ``li_true``/``ma_true`` (N, size) original rows per input column (NaN = not annotated), ``row_scale``
+    (original rows per input row, to map predicted rows back) and ``spacing_um``.
+    """
+    from trainables.apps.patches import as_float01, resize_2d
+    from trainables.apps.raw import IGNORE, Samples
+
+    xs, masks = [], []
+    meta: dict[str, list] = {k: [] for k in ("unit", "li_true", "ma_true", "row_scale", "spacing_um")}
+    for unit in range(len(raw)):
+        image = as_float01(raw.image(unit))
+        h, w = image.shape[-2:]
+        bounds = np.asarray(raw.boundaries[unit], dtype=np.float64)
+        cols = np.minimum(((np.arange(size) + 0.5) * w / size).astype(np.int64), w - 1)
+        li, ma = bounds[0][cols], bounds[1][cols]
+        y = (np.arange(size) + 0.5) * h / size - 0.5
+        ok = np.isfinite(li) & np.isfinite(ma)
+        top = np.where(ok, np.round(np.nan_to_num(li)) - 0.5, 0.0)
+        bottom = np.where(ok, np.round(np.nan_to_num(ma)) + 0.5, 0.0)
+        mask = np.where(y[:, None] < top[None, :], 0, np.where(y[:, None] < bottom[None, :], 1, 2))
+        mask[:, ~ok] = IGNORE
+        xs.append(to_uint8(to_rgb(resize_2d(image, size))))
+        masks.append(torch.as_tensor(mask.astype(np.uint8)))
+        meta["unit"].append(unit)
+        meta["li_true"].append(li)
+        meta["ma_true"].append(ma)
+        meta["row_scale"].append(h / size)
+        meta["spacing_um"].append(float(raw.spacing_um[unit]))
+    if not xs:
+        return Samples(torch.zeros(0, 3, size, size, dtype=torch.uint8), torch.zeros(0, dtype=torch.long),
+                       {"unit": np.zeros(0, dtype=np.int64)}, mask=torch.zeros(0, size, size, dtype=torch.uint8))
+    out = {k: np.asarray(v, dtype=np.int64 if k == "unit" else np.float64) for k, v in meta.items()}
+    return Samples(torch.stack(xs), torch.zeros(len(xs), dtype=torch.long), out, mask=torch.stack(masks))
+
+
+_DICE_CE = None
+
+
+def mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MONAI's DiceCELoss (softmax, one-hot target) of per-pixel logits (N, C, H, W) and class ids (N, H, W).
+
+    Pixels marked ``IGNORE`` (columns without annotation) count for neither term: MONAI's MaskedDiceLoss plus
+    cross-entropy with ``ignore_index``, which equals DiceCELoss when nothing is ignored.
+    """
+    from monai.losses import DiceCELoss, MaskedDiceLoss
+
+    from trainables.apps.raw import IGNORE
+
+    global _DICE_CE
+    target = target.long()
+    ignored = target == IGNORE
+    if not bool(ignored.any()):
+        if _DICE_CE is None:
+            _DICE_CE = DiceCELoss(to_onehot_y=True, softmax=True)
+        return _DICE_CE(logits, target[:, None])
+    valid = ~ignored
+    dice = MaskedDiceLoss(to_onehot_y=True, softmax=True)(logits, target.masked_fill(ignored, 0)[:, None],
+                                                           mask=valid[:, None].float())
+    return dice + F.cross_entropy(logits, target, ignore_index=IGNORE)

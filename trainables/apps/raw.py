@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 KINDS = ("classification", "detection", "segmentation")
+IGNORE = 255  # mask value of pixels without annotation (no loss, no metric)
 
 
 @dataclass
@@ -91,12 +92,15 @@ class RawSet:
 class Samples:
     """Network-sized samples of one split: uint8 (N, 3, S, S), labels (N,), per-sample meta arrays.
 
-    ``meta["unit"]`` is the index of the sample's unit in the ``RawSet`` it was cut from.
+    ``meta["unit"]`` is the index of the sample's unit in the ``RawSet`` it was cut from. ``mask``: the
+    per-pixel targets (N, S, S) of whole-image segmentation samples (uint8 class ids, ``IGNORE`` where not
+    annotated); None for apps whose target is the label.
     """
 
     x: torch.Tensor
     y: torch.Tensor
     meta: dict[str, np.ndarray]
+    mask: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.x.shape[0]
@@ -106,3 +110,5 @@ class Samples:
             raise ValueError("samples: labels and every meta array need one entry per sample")
         if "unit" not in self.meta:
             raise ValueError("samples: meta['unit'] (the sample's unit) is required")
+        if self.mask is not None and (self.mask.dtype != torch.uint8 or tuple(self.mask.shape) != (n, *self.x.shape[-2:])):
+            raise ValueError(f"sample masks must be uint8 (N, S, S), got {self.mask.dtype} {tuple(self.mask.shape)}")

@@ -9,6 +9,7 @@ from trainables.apps import App, DataSize, build_split_data, get_app, register_a
 from trainables.apps import colonoscopy, intima, pe, polyp
 from trainables.metrics import (
     aggregate_mean, classification_metrics, compute_roc_auc_weighted, detection_metrics, interface_metrics,
+    mask_interface_batched, mask_interface_metrics, mask_interface_summary,
 )
 
 POLYP_FP_PER_FRAME = (0.01, 0.02, 0.05, 0.1)
@@ -94,4 +95,20 @@ register_app(App(
     sizes=DataSize(full=100, smoke=24),
     kind="segmentation", unit="image", loaders=("image-mask-folders", "datalist-json"),
     generate=intima.generate, make_samples=intima.interface_patches,
+))
+
+register_app(App(
+    name="intima-media-seg",
+    description="carotid ultrasound, the segmentation head: whole images, per-pixel masks (above LI, intima-media, "
+                "below MA) with --backbone monai-unet; boundary per column; mean absolute boundary error (um), Dice",
+    num_classes=3, metric="mae_um", mode="min",
+    build_data=_embedded("intima-media-seg"),
+    compute_metric=_pick(mask_interface_metrics, "mae_um"), compute_metrics=mask_interface_metrics,
+    batched_metric=mask_interface_batched,
+    sizes=DataSize(full=100, smoke=24),
+    loss=intima.mask_loss,
+    kind="segmentation", unit="image", loaders=("image-mask-folders", "datalist-json"),
+    head="a segmentation backbone's per-pixel output (monai-unet), softmax + MONAI DiceCELoss",
+    generate=intima.generate, make_samples=intima.image_masks,
+    target="mask", summarize=mask_interface_summary,
 ))

@@ -15,6 +15,7 @@ except ImportError:  # pragma: no cover
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm", ".pbm"}
 VOLUME_EXTS = (".npy", ".npz", ".nii", ".nii.gz", ".mha", ".mhd", ".nrrd")
+NIFTI_EXTS = (".nii", ".nii.gz")
 
 
 def read_table(csv_path: Path, header: str, row: str, dtype: dict | None = None):
@@ -129,3 +130,37 @@ def read_volume(path: str | Path, where: str = "") -> torch.Tensor:
     if a.ndim != 3:
         raise ConfigError(f"volume {path}{where} has shape {tuple(a.shape)}; give a single-channel 3-D volume")
     return a.permute(2, 1, 0).contiguous()
+
+
+def is_nifti(path: Path) -> bool:
+    name = Path(path).name.lower()
+    return name.endswith(NIFTI_EXTS) and not name.startswith(".")
+
+
+def read_nifti(path: str | Path, where: str = "") -> np.ndarray:
+    """A NIfTI file (``.nii``/``.nii.gz``) as a float array indexed like an image: 2-D data (i, j) -> [j, i]
+    (rows = j), 3-D data (i, j, k) -> [k, j, i] (slices along the last axis k); singleton axes dropped.
+
+    Read with nibabel (the array as stored, no reorientation). A missing, truncated or non-NIfTI file, or
+    one with more than three non-singleton axes, is a one-line ConfigError naming the file and the fix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise _missing(path, where)
+    try:
+        import nibabel as nib
+    except ImportError:  # pragma: no cover - nibabel is a dependency
+        raise ConfigError(f"cannot read {path}{where}: NIfTI needs nibabel; pip install nibabel") from None
+    try:
+        a = np.asarray(nib.load(str(path)).get_fdata(dtype=np.float32))
+    except Exception as e:  # nibabel raises ImageFileError, EOFError, OSError, zlib/gzip errors, ValueError...
+        reason = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+        raise ConfigError(f"cannot read {path}{where} as NIfTI ({reason}); replace the file (write it with nibabel "
+                          f"or another NIfTI writer) or remove the entry") from None
+    a = a.reshape([d for d in a.shape if d != 1] or [1])
+    if a.ndim not in (2, 3):
+        raise ConfigError(f"NIfTI {path}{where} has shape {a.shape}; give a 2-D image or a 3-D volume "
+                          "(one channel, slices along the last axis)")
+    if not np.isfinite(a).all():
+        raise ConfigError(f"NIfTI {path}{where} holds NaN or infinite values; fix or replace the file")
+    return np.ascontiguousarray(a.T)  # (i, j) -> [j, i]; (i, j, k) -> [k, j, i]

@@ -7,6 +7,10 @@ lumen-intima interface is the first such row and the media-adventitia interface 
 * folders: ``PATH/spacing.csv`` with columns ``image,spacing_um[,group]`` (``image`` = file name or stem;
   a row with image ``*`` sets the default);
 * datalist: ``"spacing_um"`` in an item, or at the top level of the JSON as the default; ``"group"`` too.
+
+Images and masks may be NIfTI (``.nii``/``.nii.gz``, read with nibabel): 2-D, or 3-D volumes cut into 2-D
+slices along the last axis, each annotated slice a unit whose split group is the volume (or the item's
+``group``), so a volume's slices never straddle train/validation/test (see ``_slices``).
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import pandas as pd
 
 from trainables.apps.raw import RawSet
 from trainables.config import ConfigError
-from trainables.loaders.files import is_image, read_image, read_mask
+from trainables.loaders.files import is_image, is_nifti, read_image, read_mask, read_nifti
 
 IMAGE_DIRS = ("images", "imagesTr", "image", "img", "imgs")
 MASK_DIRS = ("masks", "labelsTr", "mask", "labels", "label", "annotations")
@@ -45,34 +49,63 @@ def boundaries_from_mask(mask: np.ndarray) -> np.ndarray:
 
 def _stem(name: str) -> str:
     s = Path(name).name
-    for ext in (".nii.gz",):
-        if s.lower().endswith(ext):
-            return s[: -len(ext)]
-    s = Path(s).stem
+    s = s[: -len(".nii.gz")] if s.lower().endswith(".nii.gz") else Path(s).stem
     for suf in MASK_SUFFIXES:
         if s.lower().endswith(suf):
             return s[: -len(suf)]
     return s
 
 
+def _slices(img_path: Path, mask_path: Path) -> list[tuple[str, "torch.Tensor", np.ndarray]]:
+    """(name suffix, image (1, H, W) in [0, 1], mask (H, W)) of one pair: one 2-D image, or the slices of a volume.
+
+    NIfTI images/masks (``.nii``, ``.nii.gz``) may be 2-D or 3-D; a 3-D volume is cut into 2-D slices along
+    its last axis (k), each slice a unit named ``<image>#k<index>``; its intensities are scaled to [0, 1] from
+    the volume's own min..max, and slices whose mask is empty (nothing annotated) are skipped.
+    """
+    import torch
+
+    if is_nifti(img_path) or is_nifti(mask_path):
+        vol = read_nifti(img_path) if is_nifti(img_path) else read_image(img_path, grey=True)[0].numpy()
+        mask = np.rint(read_nifti(mask_path)).astype(np.int64) if is_nifti(mask_path) else read_mask(mask_path)
+        if vol.shape != mask.shape:
+            raise ConfigError(f"mask {mask_path} is {mask.shape} but image {img_path} is {vol.shape}; "
+                              "give masks of the image's size")
+        lo, hi = float(vol.min()), float(vol.max())
+        vol = (vol - lo) / (hi - lo) if hi > lo else np.zeros_like(vol)
+        if vol.ndim == 2:
+            return [("", torch.as_tensor(vol, dtype=torch.float32)[None], mask)]
+        out = [(f"#k{k}", torch.as_tensor(vol[k], dtype=torch.float32)[None], mask[k])
+               for k in range(vol.shape[0]) if (mask[k] > 0).any()]
+        if not out:
+            raise ConfigError(f"mask {mask_path} is empty in every slice; mark the intima-media region or remove the pair")
+        return out
+    img = read_image(img_path, grey=True)
+    mask = read_mask(mask_path)
+    if mask.shape != tuple(img.shape[-2:]):
+        raise ConfigError(f"mask {mask_path} is {mask.shape} but image {img_path} is {tuple(img.shape[-2:])}; "
+                          "give masks of the image's size")
+    return [("", img, mask)]
+
+
 def _units(pairs: list[tuple[Path, Path]], spacing: list[float], groups: list[str] | None, names: list[str],
            where: str) -> RawSet:
-    images, bounds = [], []
-    for (img_path, mask_path), name in zip(pairs, names):
-        img = read_image(img_path, grey=True)
-        mask = read_mask(mask_path)
-        if mask.shape != tuple(img.shape[-2:]):
-            raise ConfigError(f"mask {mask_path} is {mask.shape} but image {img_path} is {tuple(img.shape[-2:])}; "
-                              "give masks of the image's size")
-        b = boundaries_from_mask(mask)
-        if not np.isfinite(b).any():
-            raise ConfigError(f"mask {mask_path} is empty; mark the intima-media region or remove the pair")
-        images.append(img)
-        bounds.append(b)
+    """Units of the pairs; a volume's slices share its group (given, else the volume itself) and its spacing."""
+    images, bounds, unit_names, unit_groups, unit_spacing = [], [], [], [], []
+    for (img_path, mask_path), name, s, g in zip(pairs, names, spacing, groups or names):
+        for suffix, img, mask in _slices(img_path, mask_path):
+            b = boundaries_from_mask(mask)
+            if not np.isfinite(b).any():
+                raise ConfigError(f"mask {mask_path} is empty; mark the intima-media region or remove the pair")
+            images.append(img)
+            bounds.append(b)
+            unit_names.append(name + suffix)
+            unit_groups.append(g)
+            unit_spacing.append(s)
     if len(images) < 3:
         raise ConfigError(f"{where} holds {len(images)} image/mask pair(s); train/validation/test need at least 3")
-    return RawSet("segmentation", images, np.zeros(len(images), dtype=np.int64), names, groups=groups,
-                  classes=CLASSES, boundaries=bounds, spacing_um=np.asarray(spacing, dtype=np.float64))
+    return RawSet("segmentation", images, np.zeros(len(images), dtype=np.int64), unit_names, groups=unit_groups,
+                  classes=CLASSES, boundaries=bounds, spacing_um=np.asarray(unit_spacing, dtype=np.float64))
 
 
 def load_pair_folders(root: Path) -> RawSet:
@@ -80,10 +113,11 @@ def load_pair_folders(root: Path) -> RawSet:
     if found is None:
         raise ConfigError(f"{root} needs an images/ and a masks/ folder (same file stems)")
     img_dir, mask_dir = found
-    masks = {_stem(p.name): p for p in sorted(mask_dir.iterdir()) if is_image(p) or p.name.endswith((".npy",))}
+    masks = {_stem(p.name): p for p in sorted(mask_dir.iterdir())
+             if is_image(p) or is_nifti(p) or p.name.endswith((".npy",))}
     pairs, names, unmatched = [], [], []
     for p in sorted(img_dir.iterdir()):
-        if not is_image(p):
+        if not (is_image(p) or is_nifti(p)):
             continue
         m = masks.get(_stem(p.name))
         if m is None:

@@ -7,7 +7,10 @@ AlexNet's fc6): the group's train/eval mode applies to it.
 
 Registered: ``tiny-alexnet`` (the CPU demo backbone) and torchvision's ``alexnet``, ``resnet18``,
 ``resnet50``, ``densenet121`` (built with ``weights=None``; pretrained weights come from a source, see
-``trainables.models.sources``).
+``trainables.models.sources``), which output class logits (N, C); and MONAI's 2-D ``BasicUNet`` as
+``monai-unet``, which outputs per-pixel logits (N, C, H, W) (``output="mask"``) for whole-image segmentation
+apps. Its groups run encoder -> bottleneck -> decoder -> output convolution, so "the top k groups" are the
+output convolution and the decoder levels nearest to it.
 """
 from __future__ import annotations
 
@@ -36,6 +39,8 @@ class BackboneSpec:
     # ``model.forward``: what lets a frozen prefix be computed once (trainables.features). None = the forward
     # is not a chain of its groups (skip connections across groups); such a backbone always runs in full
     stages: Callable[[nn.Module], list[nn.Module]] | None = None
+    # what the network predicts: "label" = class logits (N, C); "mask" = per-pixel class logits (N, C, H, W)
+    output: str = "label"
 
     @property
     def group_names(self) -> tuple[str, ...]:
@@ -250,6 +255,41 @@ register_backbone(
                     "classifier",
         imagenet="DenseNet121_Weights.IMAGENET1K_V1",
         adapt_state_dict=_densenet_keys,
+    )
+)
+
+
+# MONAI's BasicUNet (2-D): conv_0 -> down_1..down_4 (encoder) -> upcat_4..upcat_1 (decoder, with skips) ->
+# final_conv (1x1, the head). Features are a quarter of MONAI's default so a CPU epoch takes seconds.
+UNET_FEATURES = (16, 16, 32, 64, 128, 16)
+
+
+def _build_monai_unet(num_classes: int) -> nn.Module:
+    from monai.networks.nets import BasicUNet
+
+    return BasicUNet(spatial_dims=2, in_channels=3, out_channels=num_classes, features=UNET_FEATURES)
+
+
+register_backbone(
+    BackboneSpec(
+        name="monai-unet",
+        groups=(
+            ("enc1", ("conv_0",)),
+            ("enc2", ("down_1",)),
+            ("enc3", ("down_2",)),
+            ("enc4", ("down_3",)),
+            ("bottleneck", ("down_4",)),
+            ("dec4", ("upcat_4",)),
+            ("dec3", ("upcat_3",)),
+            ("dec2", ("upcat_2",)),
+            ("dec1", ("upcat_1",)),
+            ("out", ("final_conv",)),
+        ),
+        input_size=96,
+        build=_build_monai_unet,
+        description="MONAI BasicUNet (2-D, features 16-128) at 96x96, per-pixel logits; groups enc1..enc4, "
+                    "bottleneck, dec4..dec1, out (for segmentation apps, e.g. intima-media-seg)",
+        output="mask",
     )
 )
 

@@ -236,6 +236,11 @@ def atomic_save(obj, path: Path) -> None:
 def fractal_weights(spec: BackboneSpec, recipe: FractalRecipe, log: Callable[[str], None] = print,
                     force: bool = False) -> tuple[dict[str, torch.Tensor], Path]:
     """The fractal-pretrained state_dict of ``spec`` (from the cache, or pretrained now and cached) and its file."""
+    if spec.output != "label":  # FractalDB pretraining is classification of fractal categories
+        from trainables.config import ConfigError
+
+        raise ConfigError(f"source fractal pretrains a classifier; backbone {spec.name!r} outputs per-pixel masks: "
+                          f"use --source file:PATH (a state_dict saved from {spec.name}) or --depths scratch")
     path = fractal_cache_path(spec, recipe)
     if path.exists() and not force:
         try:
