@@ -21,12 +21,19 @@ def depth_budget_space(
     seeds: Sequence[int] = (0,),
     **fixed: Any,
 ) -> dict[str, Any]:
-    """``fixed`` holds the remaining ``TrialConfig`` keys (app, backbone, source, schedule, epochs, ...)."""
+    """``fixed`` holds the remaining ``TrialConfig`` keys (app, backbone, source, schedule, epochs, ...).
+
+    Trials start budget by budget, largest first, each budget's depths in the given order (head only
+    first, as the paper's guideline). Tune varies the last grid key fastest, so ``budget`` comes first: the
+    long trials start early and the last ones to start are the shortest, which leaves no worker idle
+    behind a long trial at the end. ASHA compares trials within a budget only, and within a budget the
+    order is unchanged.
+    """
     lr = tune.loguniform(*lr_range) if lr_range[0] < lr_range[1] else lr_range[0]
     return {
         **fixed,
+        "budget": tune.grid_search(sorted((float(b) for b in budgets), reverse=True)),
         "depth": tune.grid_search(list(depths)),
-        "budget": tune.grid_search([float(b) for b in budgets]),
         "seed": tune.grid_search([int(s) for s in seeds]) if len(seeds) > 1 else int(seeds[0]),
         "lr": lr,
     }

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import torch
-import torchvision
 from torch import nn
 
 from trainables.config import ConfigError
@@ -143,6 +142,8 @@ def _torchvision(arch: str) -> Callable[[int], nn.Module]:
     """torchvision's ``arch`` with random weights and a ``num_classes``-way head (torchvision's own init)."""
 
     def build(num_classes: int) -> nn.Module:
+        import torchvision  # here, not at module level: a trial process that never builds one skips its import
+
         return getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
 
     build.__name__ = f"build_{arch}"

@@ -23,7 +23,6 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlparse
 
 import torch
-import torchvision
 from torch import nn
 
 from trainables.config import ConfigError
@@ -75,6 +74,8 @@ def imagenet_file(spec: BackboneSpec) -> tuple[str, Path]:
     if spec.imagenet is None:
         raise ConfigError(f"backbone {spec.name!r} has no ImageNet weights in torchvision; "
                           f"choose another source: {_others('imagenet')}")
+    import torchvision
+
     url = torchvision.models.get_weight(spec.imagenet).url
     return url, Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
