@@ -23,7 +23,6 @@ from search.results import select_trials, write_parquet
 from trainables.apps import get_app
 from trainables.config import TrialConfig
 from trainables.data import SplitData
-from trainables.engine import image_inputs, predict_logits
 from trainables.trainable import CHECKPOINT_FILE
 from trainables.trial import TrialRun, effective_source
 
@@ -97,7 +96,7 @@ def predict_test(config: dict, checkpoint, data: SplitData, weights: dict) -> tu
             state = torch.load(os.path.join(d, CHECKPOINT_FILE), weights_only=True)
         run.load_state_dict(state)
         epoch = run.load_best_model()
-    logits = predict_logits(run.model, image_inputs(data.test_x, run.norm), len(data.test_y))
+    logits = run.predict("test")
     return torch.softmax(logits.double(), dim=1).numpy(), epoch
 
 

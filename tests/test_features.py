@@ -116,3 +116,13 @@ def test_cache_plan_says_why_it_is_off(monkeypatch):
     monkeypatch.setenv("TUNEDEPTH_FEATURE_CACHE_MB", "0.001")
     off = plan()
     assert not off.on and "TUNEDEPTH_FEATURE_CACHE_MB" in off.reason
+
+
+def test_test_split_predictions_match_with_and_without_the_cache(data, weights):
+    logits = {}
+    for on in (False, True):
+        run = TrialRun(_cfg(depth="fc6-fc8", feature_cache=on, epochs=1), data, weights)
+        run.step()
+        logits[on] = run.predict("test")
+    assert logits[True].shape == (len(data.test_y), 2)
+    torch.testing.assert_close(logits[True], logits[False], rtol=1e-4, atol=1e-4)

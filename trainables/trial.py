@@ -13,7 +13,9 @@ import torch
 from trainables.apps import check_backbone, get_app
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import SplitData
-from trainables.engine import AUGMENT_VIEWS, IMAGENET_NORM, InputFn, evaluate, image_inputs, train_one_epoch
+from trainables.engine import (
+    AUGMENT_VIEWS, IMAGENET_NORM, InputFn, evaluate, image_inputs, predict_logits, train_one_epoch,
+)
 from trainables.features import STORE, CachePlan, compute_features, feature_inputs, feature_key, plan_cache
 from trainables.models import SCRATCH, configure_depth, depth_index, get_backbone, trainable_groups
 from trainables.models.depth import set_train_mode
@@ -111,14 +113,29 @@ class TrialRun:
                 image_inputs(val_x, self.norm, self.channels_last))
 
     def _cached_inputs(self) -> tuple[torch.nn.Module, InputFn, InputFn]:
-        prefix, suffix = self.spec.split(self.model, self.cache.n_frozen)
-        feats = []
-        for split, x in (("train", self.data.train_x), ("val", self.data.val_x)):
-            key = feature_key(self.spec, prefix, self.data.fingerprint(split), self.norm, self.views, self.device,
-                              self.amp)
-            f = STORE.get(key, lambda x=x: compute_features(prefix, x, self.norm, self.views, self.device, self.amp))
-            feats.append(f.to(self.device) if self.device.type != "cpu" else f)
-        return suffix, feature_inputs(feats[0], self.idx.to(feats[0].device)), feature_inputs(feats[1])
+        _, suffix = self.spec.split(self.model, self.cache.n_frozen)
+        train = self._features("train", self.views)
+        return suffix, feature_inputs(train, self.idx.to(train.device)), feature_inputs(self._features("val", 1))
+
+    def _features(self, split: str, views: int) -> torch.Tensor:
+        """The frozen prefix's output for every sample of ``split`` (views, N, ...), from the node's store."""
+        prefix, _ = self.spec.split(self.model, self.cache.n_frozen)
+        x = getattr(self.data, f"{split}_x")
+        key = feature_key(self.spec, prefix, self.data.fingerprint(split), self.norm, views, self.device, self.amp)
+        f = STORE.get(key, lambda: compute_features(prefix, x, self.norm, views, self.device, self.amp))
+        return f.to(self.device) if self.device.type != "cpu" else f
+
+    def predict(self, split: str) -> torch.Tensor:
+        """Logits (N, C) of a whole split ("val" or "test") with the model's current weights, through the
+        cached prefix when the cache is on (the driver scores every selected checkpoint this way)."""
+        n = len(getattr(self.data, f"{split}_y"))
+        if self.cache.on:
+            _, suffix = self.spec.split(self.model, self.cache.n_frozen)
+            return predict_logits(suffix, feature_inputs(self._features(split, 1)), n, amp=self.amp,
+                                  device=self.device)
+        x = getattr(self.data, f"{split}_x").to(self.device)
+        return predict_logits(self.model, image_inputs(x, self.norm, self.channels_last), n, amp=self.amp,
+                              device=self.device)
 
     @property
     def n_trainable(self) -> int:
