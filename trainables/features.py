@@ -79,8 +79,9 @@ def plan_cache(spec: BackboneSpec, model: nn.Module, n_trained: int, *, enabled:
     prefix, _ = spec.split(model, n_frozen)
     if not freeze_bn and has_batchnorm(prefix):
         return CachePlan(0, views, "off (freeze_bn is false: frozen BatchNorm layers use batch statistics)")
+    device = next(model.parameters()).device
     with torch.no_grad():
-        shape = prefix.eval()(torch.zeros(1, *input_shape)).shape[1:]
+        shape = prefix.eval()(torch.zeros(1, *input_shape, device=device)).shape[1:]
     mb = n_samples * views * shape.numel() * 4 / 2**20
     if mb > limit_mb():
         return CachePlan(0, views, f"off ({mb:.0f} MB of features > TUNEDEPTH_FEATURE_CACHE_MB={limit_mb():.0f}; "
@@ -114,15 +115,21 @@ def feature_inputs(features: torch.Tensor, idx_map: torch.Tensor | None = None) 
     return inputs
 
 
-def feature_key(spec: BackboneSpec, prefix: nn.Module, x_fingerprint: str, norm: Norm | None, views: int,
-                device: torch.device, amp: bool) -> str:
+def module_fingerprint(module: nn.Module) -> str:
+    """A content hash of a module's state (names and values)."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(repr((spec.name, len(prefix), norm, views, device.type, amp and device.type == "cuda",
-                   x_fingerprint)).encode())
-    for name, t in prefix.state_dict().items():
+    for name, t in module.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return f"{spec.name}-{len(prefix)}-{h.hexdigest()}"
+    return h.hexdigest()
+
+
+def feature_key(spec: BackboneSpec, n_frozen: int, prefix_fingerprint: str, x_fingerprint: str,
+                norm: Norm | None, views: int, device: torch.device, amp: bool) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr((spec.name, n_frozen, prefix_fingerprint, x_fingerprint, norm, views, device.type,
+                   amp and device.type == "cuda")).encode())
+    return f"{spec.name}-{n_frozen}-{h.hexdigest()}"
 
 
 class FeatureStore:

@@ -16,7 +16,9 @@ from trainables.data import SplitData
 from trainables.engine import (
     AUGMENT_VIEWS, IMAGENET_NORM, InputFn, evaluate, image_inputs, predict_logits, train_one_epoch,
 )
-from trainables.features import STORE, CachePlan, compute_features, feature_inputs, feature_key, plan_cache
+from trainables.features import (
+    STORE, CachePlan, compute_features, feature_inputs, feature_key, module_fingerprint, plan_cache,
+)
 from trainables.models import SCRATCH, configure_depth, depth_index, get_backbone, trainable_groups
 from trainables.models.depth import set_train_mode
 from trainables.models.sources import load_pretrained
@@ -98,6 +100,7 @@ class TrialRun:
             input_shape=tuple(data.train_x.shape[1:]),
         )
         self._inputs: tuple[torch.nn.Module, InputFn, InputFn] | None = None  # built on the first step()
+        self._prefix_fingerprint: str | None = None
 
     def inputs(self) -> tuple[torch.nn.Module, InputFn, InputFn]:
         """(network to train, train inputs, validation inputs): the suffix on cached prefix features when
@@ -121,7 +124,10 @@ class TrialRun:
         """The frozen prefix's output for every sample of ``split`` (views, N, ...), from the node's store."""
         prefix, _ = self.spec.split(self.model, self.cache.n_frozen)
         x = getattr(self.data, f"{split}_x")
-        key = feature_key(self.spec, prefix, self.data.fingerprint(split), self.norm, views, self.device, self.amp)
+        if self._prefix_fingerprint is None:  # frozen: hashed once per trial
+            self._prefix_fingerprint = module_fingerprint(prefix)
+        key = feature_key(self.spec, self.cache.n_frozen, self._prefix_fingerprint, self.data.fingerprint(split),
+                          self.norm, views, self.device, self.amp)
         f = STORE.get(key, lambda: compute_features(prefix, x, self.norm, views, self.device, self.amp))
         return f.to(self.device) if self.device.type != "cpu" else f
 

@@ -24,7 +24,7 @@ FLAGS = {
     "--lr-protocol": ("lr_protocol", str), "--optimizer": ("optimizer", str), "--weight-decay": ("weight_decay", float),
     "--layer-decay": ("layer_decay", float), "--warmup-epochs": ("warmup_epochs", float),
     "--freeze-bn": ("freeze_bn", str), "--feature-cache": ("feature_cache", str), "--augment": ("augment", str),
-    "--amp": ("amp", str),
+    "--amp": ("amp", str), "--reuse-actors": ("reuse_actors", str),
 }
 _LISTS = {"floats": float, "ints": int, "strs": str}
 
