@@ -1,7 +1,8 @@
 """Trials and epochs each search strategy spends on the demo app, and whether they agree on the answer.
 
 Runs, on the embedded colonoscopy-frames app (tiny-alexnet, fractal source, 5 budgets, 9 depths, lr fixed at
---lr so that strategies differ only in how they search): grid (exhaustive), grid + budget-stratified ASHA (reduction factor 3, the default, and 4),
+--lr so that strategies differ only in how they search): grid (exhaustive), grid + budget-stratified ASHA (reduction factor 3, the default, and 4), grid +
+promotion-based ASHA (``--scheduler promote``),
 optuna (per-budget TPE, --optuna-samples trials per budget) + ASHA, and the paper's guideline. Prints one
 row per strategy and, per budget, the best depth each picked (by validation).
 
@@ -24,6 +25,7 @@ STRATEGIES = {
     "grid": dict(searcher="grid", scheduler="none"),
     "grid+asha": dict(searcher="grid", scheduler="asha"),
     "grid+asha4": dict(searcher="grid", scheduler="asha", reduction_factor=4),
+    "grid+promote": dict(searcher="grid", scheduler="promote"),
     "optuna+asha": dict(searcher="optuna", scheduler="asha"),
     "guideline": dict(searcher="guideline", scheduler="none"),
 }

@@ -8,6 +8,8 @@ from typing import Any, Mapping
 from trainables.config import ConfigError, from_mapping
 
 
+SCHEDULERS = ("asha", "promote", "none")  # see search.schedulers and search.promotion
+
 # keys config.yaml adds beside the SearchConfig fields (resolved at run time, ignored when read back)
 DERIVED_KEYS = frozenset({"n_train", "n_val", "n_test", "metric", "mode", "experiment_path"})
 
@@ -40,7 +42,7 @@ class SearchConfig:
     epochs: int = 8  # max epochs per trial (ASHA's max_t)
     grace_period: int = 1
     reduction_factor: int = 3
-    scheduler: str = "asha"  # "asha" (stratified by budget) or "none"
+    scheduler: str = "asha"  # "asha" (stopping, stratified by budget), "promote" (promotion-based) or "none"
     searcher: str = "grid"  # grid | random | optuna | guideline (see search/searchers)
     guideline_min_delta: float = 0.01  # guideline: a deeper level must beat the best by more than this
     guideline_patience: int = 1  # guideline: stop after this many deeper levels without such a gain
@@ -65,8 +67,11 @@ class SearchConfig:
             raise ConfigError(f"budgets must be fractions in (0, 1] of the training split, got {bad}")
         if not 0 < self.lr_min <= self.lr_max:
             raise ConfigError(f"need 0 < lr_min <= lr_max, got {self.lr_min}, {self.lr_max}")
-        if self.scheduler not in ("asha", "none"):
-            raise ConfigError(f"scheduler must be 'asha' or 'none', got {self.scheduler!r}")
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+        if self.scheduler == "promote" and self.searcher not in ("grid", "random"):
+            raise ConfigError(f"scheduler 'promote' pauses trials until their rung fills, which searcher "
+                              f"{self.searcher!r} waits on; use --scheduler asha with it")
         if self.samples < 1 or self.epochs < 1 or not self.seeds:
             raise ConfigError("samples and epochs must be >= 1 and seeds non-empty")
         if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:

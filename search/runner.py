@@ -18,6 +18,7 @@ from search.config import SearchConfig
 from search.progress import BudgetProgress
 from search.report import Analysis, report_after_run
 from search.results import best_depth_table, format_table, trials_frame, write_parquet
+from search.promotion import BudgetStratifiedPromotionASHA
 from search.schedulers import BudgetStratifiedASHA
 from search.searchers import SearchPlan, make_plan
 from trainables.apps import App, build_split_data, check_backbone, get_app
@@ -175,6 +176,9 @@ def lr_protocol_keys(cfg: SearchConfig) -> dict:
 def make_scheduler(cfg: SearchConfig):
     if cfg.scheduler == "none":
         return None
+    if cfg.scheduler == "promote":
+        return BudgetStratifiedPromotionASHA(max_t=cfg.epochs, grace_period=cfg.grace_period,
+                                             reduction_factor=cfg.reduction_factor)
     return BudgetStratifiedASHA(max_t=cfg.epochs, grace_period=cfg.grace_period,
                                 reduction_factor=cfg.reduction_factor)
 

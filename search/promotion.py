@@ -1,0 +1,135 @@
+"""Promotion-based ASHA (Li et al., MLSys 2020, Algorithm 2), one set of rungs per data budget.
+
+Ray's ``AsyncHyperBandScheduler`` decides at a rung as each result arrives: a trial that reaches a rung
+before many others have is compared with too few of them and goes on, so early arrivals are promoted
+more often than 1/eta of the time. Here a trial *pauses* at each rung (Tune keeps its checkpoint and frees
+its resources) and is resumed only when it is among the top ``floor(n / eta)`` of the ``n`` results its
+rung holds, exactly the promotions of successive halving. When the searcher has proposed every trial and
+a budget has nothing left to run or promote, its paused trials are stopped: they lost their rung.
+
+Works with searchers that propose trials without waiting for results (grid, random). An adaptive searcher
+behind a concurrency limit (optuna) would wait for paused trials that wait for more results: use the
+stopping ``asha`` there (``SearchConfig`` refuses the combination).
+"""
+from __future__ import annotations
+
+import math
+import pickle
+from typing import Any
+
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+
+class BudgetStratifiedPromotionASHA(FIFOScheduler):
+    def __init__(self, *, stratify_by: str = "budget", time_attr: str = "training_iteration",
+                 metric: str | None = None, mode: str | None = None, max_t: int = 8, grace_period: int = 1,
+                 reduction_factor: float = 3):
+        super().__init__()
+        if grace_period < 1 or max_t < grace_period or reduction_factor <= 1:
+            raise ValueError("need 1 <= grace_period <= max_t and reduction_factor > 1")
+        self._stratify_by, self._time_attr = stratify_by, time_attr
+        self._metric, self._mode = metric, mode
+        self._rf = reduction_factor
+        k_max = int(math.floor(math.log(max_t / grace_period, reduction_factor) + 1e-9))
+        self.milestones = [int(grace_period * reduction_factor ** k) for k in range(k_max + 1)]
+        self.milestones = [m for m in self.milestones if m < max_t]
+        # stratum -> rung milestone -> {trial_id: score (higher is better)}
+        self._rungs: dict[Any, dict[int, dict[str, float]]] = {}
+        self._promoted: dict[Any, dict[int, set[str]]] = {}
+        self._stratum_of: dict[str, Any] = {}
+        self.paused_at: dict[str, int] = {}  # trial id -> milestone it waits at
+        self.stopped_at_rung: dict[Any, int] = {}
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
+        if (self._metric and metric) or (self._mode and mode):
+            return False
+        self._metric = metric or self._metric
+        self._mode = mode or self._mode
+        return True
+
+    def stratum(self, trial: Trial) -> Any:
+        try:
+            return trial.config[self._stratify_by]
+        except KeyError:
+            raise ValueError(f"the promotion ASHA stratifies by config[{self._stratify_by!r}], which trial {trial} "
+                             f"lacks; put {self._stratify_by!r} in the search space") from None
+
+    def on_trial_add(self, tune_controller, trial: Trial) -> None:
+        s = self.stratum(trial)
+        self._stratum_of[trial.trial_id] = s
+        self._rungs.setdefault(s, {m: {} for m in self.milestones})
+        self._promoted.setdefault(s, {m: set() for m in self.milestones})
+
+    def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
+        t = result.get(self._time_attr)
+        if t not in self.milestones or self._metric not in result:
+            return TrialScheduler.CONTINUE
+        s = self._stratum_of[trial.trial_id]
+        if trial.trial_id in self._rungs[s][t]:  # a resumed trial reporting its rung again
+            return TrialScheduler.CONTINUE
+        score = float(result[self._metric])
+        self._rungs[s][t][trial.trial_id] = score if self._mode == "max" else -score
+        self.paused_at[trial.trial_id] = t
+        return TrialScheduler.PAUSE
+
+    def promotable(self, stratum: Any) -> list[str]:
+        """Ids of paused trials of ``stratum`` now in the top floor(n / eta) of their rung, not yet promoted."""
+        out = []
+        for m in self.milestones:
+            rung = self._rungs[stratum][m]
+            k = int(len(rung) // self._rf)
+            top = sorted(rung, key=lambda tid: -rung[tid])[:k]
+            out += [tid for tid in top if tid not in self._promoted[stratum][m] and self.paused_at.get(tid) == m]
+        return out
+
+    def choose_trial_to_run(self, tune_controller) -> Trial | None:
+        trials = {t.trial_id: t for t in tune_controller.get_trials()}
+        for s in self._rungs:
+            for tid in self.promotable(s):
+                if trials.get(tid) is not None and trials[tid].status == Trial.PAUSED:
+                    self._promoted[s][self.paused_at.pop(tid)].add(tid)
+                    return trials[tid]
+        for trial in trials.values():
+            if trial.status == Trial.PENDING:
+                return trial
+        self._stop_losers(tune_controller, trials)
+        return None
+
+    def _stop_losers(self, tune_controller, trials: dict[str, Trial]) -> None:
+        """Once no trial can join a budget, its paused trials that were not promoted have lost: stop them."""
+        if not tune_controller.search_alg.is_finished():
+            return
+        active = {self._stratum_of.get(t.trial_id) for t in trials.values()
+                  if t.status in (Trial.PENDING, Trial.RUNNING)}
+        for tid, trial in trials.items():
+            s = self._stratum_of.get(tid)
+            if trial.status == Trial.PAUSED and tid in self.paused_at and s not in active and not self.promotable(s):
+                self.stopped_at_rung[tid] = self.paused_at.pop(tid)
+                tune_controller.stop_trial(trial)
+
+    def on_trial_complete(self, tune_controller, trial: Trial, result: dict) -> None:
+        self.paused_at.pop(trial.trial_id, None)
+
+    def on_trial_remove(self, tune_controller, trial: Trial) -> None:
+        self.paused_at.pop(trial.trial_id, None)
+
+    def on_trial_error(self, tune_controller, trial: Trial) -> None:
+        self.paused_at.pop(trial.trial_id, None)
+
+    def num_stopped(self) -> dict[Any, int]:
+        out: dict[Any, int] = {}
+        for tid in self.stopped_at_rung:
+            out[self._stratum_of[tid]] = out.get(self._stratum_of[tid], 0) + 1
+        return out
+
+    def debug_string(self) -> str:
+        return f"Using budget-stratified promotion ASHA (rungs {self.milestones}, eta {self._rf})"
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
