@@ -1,4 +1,5 @@
 """End to end on a real local Ray: a smoke search, resuming a trial from its checkpoint, the CLI."""
+import json
 import os
 import subprocess
 import sys
@@ -50,6 +51,13 @@ def test_smoke_search_end_to_end(ray_local, tmp_path, capsys):
     per_trial = table.groupby(["budget", "trial_id"])["val_metric"].max()
     assert best[1.0] == pytest.approx(per_trial[1.0].max())
     assert "budget 0.25" in capsys.readouterr().out  # live progress was printed
+
+    # trials with frozen groups trained on cached prefix features; conv1-fc8 and scratch ran in full
+    cached = {}
+    for result_file in (run_dir / "tune").glob("*/result.json"):
+        rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+        cached[rows[0]["config"]["depth"]] = rows[0]["feature_cache"]
+    assert cached == {"fc8": True, "conv4-fc8": True, "conv1-fc8": False, "scratch": False}
 
 
 def test_impossible_budget_fails_before_any_trial(tmp_path):
