@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
 import pandas as pd
 import ray

@@ -7,6 +7,11 @@ its resources) and is resumed only when it is among the top ``floor(n / eta)`` o
 rung holds, exactly the promotions of successive halving. When the searcher has proposed every trial and
 a budget has nothing left to run or promote, its paused trials are stopped: they lost their rung.
 
+Tune does not checkpoint a scheduler's state, so with ``state_file`` (the runner passes
+``results/<name>/promotion.pkl``) every decision is written there and a resumed run reads it back: the
+rungs, the promotions, and which trials wait at a rung (Tune requeues those as pending; they are put
+back to paused).
+
 Works with searchers that propose trials without waiting for results (grid, random). An adaptive searcher
 behind a concurrency limit (optuna) would wait for paused trials that wait for more results: use the
 stopping ``asha`` there (``SearchConfig`` refuses the combination).
@@ -14,6 +19,7 @@ stopping ``asha`` there (``SearchConfig`` refuses the combination).
 from __future__ import annotations
 
 import math
+import os
 import pickle
 from typing import Any
 
@@ -24,8 +30,11 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 class BudgetStratifiedPromotionASHA(FIFOScheduler):
     def __init__(self, *, stratify_by: str = "budget", time_attr: str = "training_iteration",
                  metric: str | None = None, mode: str | None = None, max_t: int = 8, grace_period: int = 1,
-                 reduction_factor: float = 3):
+                 reduction_factor: float = 3, state_file: str | None = None):
         super().__init__()
+        self._state_file = state_file
+        self._loaded = False
+        self._requeued: set[str] = set()
         if grace_period < 1 or max_t < grace_period or reduction_factor <= 1:
             raise ValueError("need 1 <= grace_period <= max_t and reduction_factor > 1")
         self._stratify_by, self._time_attr = stratify_by, time_attr
@@ -55,11 +64,34 @@ class BudgetStratifiedPromotionASHA(FIFOScheduler):
             raise ValueError(f"the promotion ASHA stratifies by config[{self._stratify_by!r}], which trial {trial} "
                              f"lacks; put {self._stratify_by!r} in the search space") from None
 
+    STATE_KEYS = ("_rungs", "_promoted", "_stratum_of", "paused_at", "stopped_at_rung")
+
+    def _save(self) -> None:
+        if self._state_file:
+            tmp = f"{self._state_file}.tmp"
+            with open(tmp, "wb") as f:
+                pickle.dump({k: getattr(self, k) for k in self.STATE_KEYS}, f)
+            os.replace(tmp, self._state_file)
+
+    def _load_once(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        if self._state_file and os.path.exists(self._state_file):
+            with open(self._state_file, "rb") as f:
+                self.__dict__.update(pickle.load(f))
+
     def on_trial_add(self, tune_controller, trial: Trial) -> None:
+        self._load_once()
         s = self.stratum(trial)
         self._stratum_of[trial.trial_id] = s
         self._rungs.setdefault(s, {m: {} for m in self.milestones})
         self._promoted.setdefault(s, {m: set() for m in self.milestones})
+        held = trial.trial_id in self.paused_at or trial.trial_id in self.stopped_at_rung
+        if trial.status == Trial.PENDING and held:
+            # a resumed run requeues every unfinished trial as pending; the next choose_trial_to_run puts it back
+            # where this scheduler left it (Tune has not filed the trial yet while adding it)
+            self._requeued.add(trial.trial_id)
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
         t = result.get(self._time_attr)
@@ -71,6 +103,7 @@ class BudgetStratifiedPromotionASHA(FIFOScheduler):
         score = float(result[self._metric])
         self._rungs[s][t][trial.trial_id] = score if self._mode == "max" else -score
         self.paused_at[trial.trial_id] = t
+        self._save()
         return TrialScheduler.PAUSE
 
     def promotable(self, stratum: Any) -> list[str]:
@@ -85,10 +118,19 @@ class BudgetStratifiedPromotionASHA(FIFOScheduler):
 
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
         trials = {t.trial_id: t for t in tune_controller.get_trials()}
+        for tid in [t for t in self._requeued if t in trials]:
+            self._requeued.discard(tid)
+            if trials[tid].status != Trial.PENDING:
+                continue
+            if tid in self.paused_at:  # it was waiting at a rung
+                tune_controller._set_trial_status(trials[tid], Trial.PAUSED)
+            else:  # it had lost its rung (Tune's last snapshot may still call it paused)
+                tune_controller.stop_trial(trials[tid])
         for s in self._rungs:
             for tid in self.promotable(s):
                 if trials.get(tid) is not None and trials[tid].status == Trial.PAUSED:
                     self._promoted[s][self.paused_at.pop(tid)].add(tid)
+                    self._save()
                     return trials[tid]
         for trial in trials.values():
             if trial.status == Trial.PENDING:
@@ -106,6 +148,7 @@ class BudgetStratifiedPromotionASHA(FIFOScheduler):
             s = self._stratum_of.get(tid)
             if trial.status == Trial.PAUSED and tid in self.paused_at and s not in active and not self.promotable(s):
                 self.stopped_at_rung[tid] = self.paused_at.pop(tid)
+                self._save()
                 tune_controller.stop_trial(trial)
 
     def on_trial_complete(self, tune_controller, trial: Trial, result: dict) -> None:

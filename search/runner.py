@@ -173,12 +173,13 @@ def lr_protocol_keys(cfg: SearchConfig) -> dict:
     return {k: getattr(cfg, k) for k in keys}
 
 
-def make_scheduler(cfg: SearchConfig):
+def make_scheduler(cfg: SearchConfig, run_dir: Path | None = None):
     if cfg.scheduler == "none":
         return None
     if cfg.scheduler == "promote":
         return BudgetStratifiedPromotionASHA(max_t=cfg.epochs, grace_period=cfg.grace_period,
-                                             reduction_factor=cfg.reduction_factor)
+                                             reduction_factor=cfg.reduction_factor,
+                                             state_file=str(run_dir / "promotion.pkl") if run_dir else None)
     return BudgetStratifiedASHA(max_t=cfg.epochs, grace_period=cfg.grace_period,
                                 reduction_factor=cfg.reduction_factor)
 
@@ -210,7 +211,7 @@ def make_tuner(cfg: SearchConfig, prep: Prepared, run_dir: Path, plan: SearchPla
         trainable or make_trainable(cfg, prep),
         param_space=plan.param_space,
         tune_config=tune.TuneConfig(
-            metric="val_metric", mode=prep.app.mode, scheduler=make_scheduler(cfg), search_alg=plan.search_alg,
+            metric="val_metric", mode=prep.app.mode, scheduler=make_scheduler(cfg, run_dir), search_alg=plan.search_alg,
             num_samples=plan.num_samples, max_concurrent_trials=cfg.max_concurrent or None,
             reuse_actors=cfg.reuse_actors,
             trial_dirname_creator=_dirname,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,9 @@ import pandas as pd
 from trainables.apps.raw import RawSet
 from trainables.config import ConfigError
 from trainables.loaders.files import is_image, is_nifti, read_image, read_mask, read_nifti
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_DIRS = ("images", "imagesTr", "image", "img", "imgs")
 MASK_DIRS = ("masks", "labelsTr", "mask", "labels", "label", "annotations")
