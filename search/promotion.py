@@ -24,21 +24,22 @@ import pickle
 from typing import Any
 
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import TrialScheduler
+
+from search.schedulers import StratifiedScheduler
 
 
-class BudgetStratifiedPromotionASHA(FIFOScheduler):
+class BudgetStratifiedPromotionASHA(StratifiedScheduler):
     def __init__(self, *, stratify_by: str = "budget", time_attr: str = "training_iteration",
                  metric: str | None = None, mode: str | None = None, max_t: int = 8, grace_period: int = 1,
                  reduction_factor: float = 3, state_file: str | None = None):
-        super().__init__()
+        super().__init__(stratify_by=stratify_by, metric=metric, mode=mode)
         self._state_file = state_file
         self._loaded = False
         self._requeued: set[str] = set()
         if grace_period < 1 or max_t < grace_period or reduction_factor <= 1:
             raise ValueError("need 1 <= grace_period <= max_t and reduction_factor > 1")
-        self._stratify_by, self._time_attr = stratify_by, time_attr
-        self._metric, self._mode = metric, mode
+        self._time_attr = time_attr
         self._rf = reduction_factor
         k_max = int(math.floor(math.log(max_t / grace_period, reduction_factor) + 1e-9))
         self.milestones = [int(grace_period * reduction_factor ** k) for k in range(k_max + 1)]
@@ -49,20 +50,6 @@ class BudgetStratifiedPromotionASHA(FIFOScheduler):
         self._stratum_of: dict[str, Any] = {}
         self.paused_at: dict[str, int] = {}  # trial id -> milestone it waits at
         self.stopped_at_rung: dict[Any, int] = {}
-
-    def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
-        if (self._metric and metric) or (self._mode and mode):
-            return False
-        self._metric = metric or self._metric
-        self._mode = mode or self._mode
-        return True
-
-    def stratum(self, trial: Trial) -> Any:
-        try:
-            return trial.config[self._stratify_by]
-        except KeyError:
-            raise ValueError(f"the promotion ASHA stratifies by config[{self._stratify_by!r}], which trial {trial} "
-                             f"lacks; put {self._stratify_by!r} in the search space") from None
 
     STATE_KEYS = ("_rungs", "_promoted", "_stratum_of", "paused_at", "stopped_at_rung")
 
@@ -144,9 +131,9 @@ class BudgetStratifiedPromotionASHA(FIFOScheduler):
             return
         active = {self._stratum_of.get(t.trial_id) for t in trials.values()
                   if t.status in (Trial.PENDING, Trial.RUNNING)}
+        done = {s for s in self._rungs if s not in active and not self.promotable(s)}
         for tid, trial in trials.items():
-            s = self._stratum_of.get(tid)
-            if trial.status == Trial.PAUSED and tid in self.paused_at and s not in active and not self.promotable(s):
+            if trial.status == Trial.PAUSED and tid in self.paused_at and self._stratum_of.get(tid) in done:
                 self.stopped_at_rung[tid] = self.paused_at.pop(tid)
                 self._save()
                 tune_controller.stop_trial(trial)
@@ -168,11 +155,3 @@ class BudgetStratifiedPromotionASHA(FIFOScheduler):
 
     def debug_string(self) -> str:
         return f"Using budget-stratified promotion ASHA (rungs {self.milestones}, eta {self._rf})"
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))

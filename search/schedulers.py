@@ -16,7 +16,41 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 
-class BudgetStratifiedASHA(FIFOScheduler):
+class StratifiedScheduler(FIFOScheduler):
+    """What every budget-stratified scheduler shares: the stratum of a trial, the metric and mode Tune
+    passes on, and save/restore of the whole state."""
+
+    def __init__(self, *, stratify_by: str = "budget", metric: str | None = None, mode: str | None = None):
+        super().__init__()
+        self._stratify_by = stratify_by
+        self._metric, self._mode = metric, mode
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
+        if (self._metric and metric) or (self._mode and mode):
+            return False
+        self._metric = metric or self._metric
+        self._mode = mode or self._mode
+        return True
+
+    def stratum(self, trial: Trial) -> Any:
+        try:
+            return trial.config[self._stratify_by]
+        except KeyError:
+            raise ValueError(
+                f"{type(self).__name__} stratifies by config[{self._stratify_by!r}], which trial {trial} lacks; "
+                f"put {self._stratify_by!r} in the search space"
+            ) from None
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+
+class BudgetStratifiedASHA(StratifiedScheduler):
     def __init__(
         self,
         *,
@@ -29,32 +63,19 @@ class BudgetStratifiedASHA(FIFOScheduler):
         reduction_factor: float = 3,
         brackets: int = 1,
     ):
-        super().__init__()
-        self._stratify_by = stratify_by
+        super().__init__(stratify_by=stratify_by, metric=metric, mode=mode)
         self._asha_kwargs = dict(time_attr=time_attr, max_t=max_t, grace_period=grace_period,
                                  reduction_factor=reduction_factor, brackets=brackets)
         AsyncHyperBandScheduler(**self._asha_kwargs)  # validate arguments now, not at the first trial
-        self._metric, self._mode = metric, mode
         self._strata: dict[Any, AsyncHyperBandScheduler] = {}
         self._stratum_of: dict[str, Any] = {}
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
-        if (self._metric and metric) or (self._mode and mode):
+        if not super().set_search_properties(metric, mode, **spec):
             return False
-        self._metric = metric or self._metric
-        self._mode = mode or self._mode
         for asha in self._strata.values():
             asha.set_search_properties(metric, mode, **spec)
         return True
-
-    def stratum(self, trial: Trial) -> Any:
-        try:
-            return trial.config[self._stratify_by]
-        except KeyError:
-            raise ValueError(
-                f"BudgetStratifiedASHA stratifies by config[{self._stratify_by!r}], which trial {trial} lacks; "
-                f"put {self._stratify_by!r} in the search space"
-            ) from None
 
     def _asha(self, stratum: Any) -> AsyncHyperBandScheduler:
         if stratum not in self._strata:
@@ -87,13 +108,4 @@ class BudgetStratifiedASHA(FIFOScheduler):
         parts = [f"{self._stratify_by}={s}: stopped {a._num_stopped}" for s, a in sorted(self._strata.items())]
         return "Using budget-stratified ASHA: " + "; ".join(parts)
 
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
-
-
-__all__ = ["BudgetStratifiedASHA", "TrialScheduler"]
+__all__ = ["BudgetStratifiedASHA", "StratifiedScheduler", "TrialScheduler"]
