@@ -106,19 +106,22 @@ class TrialRun:
         """(network to train, train inputs, validation inputs): the suffix on cached prefix features when
         ``self.cache`` is on, else the whole model on images. Built once, on first use."""
         if self._inputs is None:
-            self._inputs = self._cached_inputs() if self.cache.on else self._image_inputs()
+            net, train = self._split_inputs("train", self.views, self.idx)
+            self._inputs = (net, train, self._split_inputs("val")[1])
         return self._inputs
 
-    def _image_inputs(self) -> tuple[torch.nn.Module, InputFn, InputFn]:
-        # the trial's images live on its device once (uint8: a few MB), not copied per batch
-        train_x, val_x = self.data.train_x[self.idx].to(self.device), self.data.val_x.to(self.device)
-        return (self.model, image_inputs(train_x, self.norm, self.channels_last),
-                image_inputs(val_x, self.norm, self.channels_last))
-
-    def _cached_inputs(self) -> tuple[torch.nn.Module, InputFn, InputFn]:
-        _, suffix = self.spec.split(self.model, self.cache.n_frozen)
-        train = self._features("train", self.views)
-        return suffix, feature_inputs(train, self.idx.to(train.device)), feature_inputs(self._features("val", 1))
+    def _split_inputs(self, split: str, views: int = 1,
+                      idx: torch.Tensor | None = None) -> tuple[torch.nn.Module, InputFn]:
+        """(network, inputs) for samples ``idx`` (default all) of ``split``: the suffix on the cached prefix
+        features when the cache is on, else the whole model on the images, which then live on the trial's
+        device once (uint8: a few MB), not copied per batch."""
+        if self.cache.on:
+            _, suffix = self.spec.split(self.model, self.cache.n_frozen)
+            f = self._features(split, views)
+            return suffix, feature_inputs(f, idx.to(f.device) if idx is not None else None)
+        x = getattr(self.data, f"{split}_x")
+        x = (x if idx is None else x[idx]).to(self.device)
+        return self.model, image_inputs(x, self.norm, self.channels_last)
 
     def _features(self, split: str, views: int) -> torch.Tensor:
         """The frozen prefix's output for every sample of ``split`` (views, N, ...), from the node's store."""
@@ -134,14 +137,8 @@ class TrialRun:
     def predict(self, split: str) -> torch.Tensor:
         """Logits (N, C) of a whole split ("val" or "test") with the model's current weights, through the
         cached prefix when the cache is on (the driver scores every selected checkpoint this way)."""
-        n = len(getattr(self.data, f"{split}_y"))
-        if self.cache.on:
-            _, suffix = self.spec.split(self.model, self.cache.n_frozen)
-            return predict_logits(suffix, feature_inputs(self._features(split, 1)), n, amp=self.amp,
-                                  device=self.device)
-        x = getattr(self.data, f"{split}_x").to(self.device)
-        return predict_logits(self.model, image_inputs(x, self.norm, self.channels_last), n, amp=self.amp,
-                              device=self.device)
+        net, inputs = self._split_inputs(split)
+        return predict_logits(net, inputs, len(getattr(self.data, f"{split}_y")), amp=self.amp, device=self.device)
 
     @property
     def n_trainable(self) -> int:
