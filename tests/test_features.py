@@ -126,3 +126,37 @@ def test_test_split_predictions_match_with_and_without_the_cache(data, weights):
         logits[on] = run.predict("test")
     assert logits[True].shape == (len(data.test_y), 2)
     torch.testing.assert_close(logits[True], logits[False], rtol=1e-4, atol=1e-4)
+
+
+def test_real_image_folder_needing_resize_runs_through_the_cache(monkeypatch, tmp_path):
+    """Images that MONAI resizes come back as MetaTensors; the data boundary makes them plain, and the cached
+    prefix (saved and re-read with ``weights_only=True``) serves every frozen depth (was: features lost, crash)."""
+    import numpy as np
+    from PIL import Image
+
+    from trainables.apps import build_split_data
+
+    rng = np.random.default_rng(0)
+    for c, shift in (("a", 0), ("b", 60)):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(40):
+            arr = np.clip(rng.integers(0, 160, (100, 100, 3)) + shift, 0, 255).astype(np.uint8)
+            Image.fromarray(arr).save(tmp_path / "imgs" / c / f"{i}.png")
+    data = build_split_data(get_app("colonoscopy-frames"), str(tmp_path / "imgs"), 64, seed=0)
+    assert all(type(t) is torch.Tensor for t in (data.train_x, data.val_x, data.test_x))
+    monkeypatch.setenv("TUNEDEPTH_CACHE", str(tmp_path / "cache"))
+    store = FeatureStore()
+    monkeypatch.setattr("trainables.trial.STORE", store)
+    torch.manual_seed(7)
+    w = {"fractal": get_backbone("tiny-alexnet").build(data.num_classes).state_dict()}
+    out = TrialRun(_cfg(backbone="tiny-alexnet", depth="fc8", budget=1.0), data, w).step()
+    assert store.computed == 2 and torch.isfinite(torch.tensor(out["train_loss"]))
+    assert all(type(torch.load(f, weights_only=True)) is torch.Tensor for f in features_dir().glob("*.pt"))
+
+
+def test_a_feature_file_unreadable_right_after_writing_is_a_clear_error(monkeypatch, tmp_path):
+    from trainables.features import FeatureCacheError
+
+    store = FeatureStore()
+    with pytest.raises(FeatureCacheError, match="does not load"):
+        store.get("k", lambda: {"not": "a tensor"}, directory=tmp_path)  # type: ignore[arg-type,return-value]

@@ -67,6 +67,13 @@ class SplitData:
     test_mask: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
+        for name, value in vars(self).items():  # the data boundary: plain tensors only (no MONAI MetaTensor)
+            if isinstance(value, torch.Tensor) and type(value) is not torch.Tensor:
+                object.__setattr__(self, name, torch.Tensor.as_subclass(value, torch.Tensor))
+            elif isinstance(value, dict):
+                object.__setattr__(self, name, {k: torch.Tensor.as_subclass(v, torch.Tensor)
+                                                if isinstance(v, torch.Tensor) and type(v) is not torch.Tensor else v
+                                                for k, v in value.items()})
         if not self.num_classes:
             top = max(int(y.max()) if y.numel() else 0 for y in (self.train_y, self.val_y, self.test_y))
             object.__setattr__(self, "num_classes", max(top + 1, len(self.classes), 2))

@@ -104,7 +104,7 @@ def compute_features(prefix: nn.Module, x_uint8: torch.Tensor, norm: Norm | None
             with autocast(device, amp):
                 chunks.append(prefix(to_input(xb, norm)).float().cpu())
         out.append(torch.cat(chunks))
-    return torch.stack(out)
+    return torch.Tensor.as_subclass(torch.stack(out), torch.Tensor)  # plain: torch.load(weights_only) reads it
 
 
 def feature_inputs(features: torch.Tensor, idx_map: torch.Tensor | None = None) -> InputFn:
@@ -154,7 +154,7 @@ class FeatureStore:
                 tmp = path.with_suffix(f".tmp{os.getpid()}")
                 torch.save(features, tmp)
                 os.replace(tmp, path)  # atomic: another trial sees the whole file or none
-                features = _load(path) if path.exists() else features
+                features = _load(path, retry=False)
                 _prune(directory, keep=path)
         self.memory[key] = features
         while len(self.memory) > MEMORY_ENTRIES:
@@ -162,12 +162,29 @@ class FeatureStore:
         return features
 
 
-def _load(path: Path) -> torch.Tensor | None:
+class FeatureCacheError(RuntimeError):
+    """A feature file that was just written cannot be read back: not a stale entry, a real fault."""
+
+
+def _load(path: Path, retry: bool = True) -> torch.Tensor | None:
+    """The cached features at ``path``; None if there are none (or, with ``retry``, if the entry is
+    unreadable: it is removed and recomputed once). A file this process just wrote that still does not
+    load is a :class:`FeatureCacheError` naming the file and the cause, never a silent None."""
     if not path.exists():
-        return None
+        if retry:
+            return None
+        raise FeatureCacheError(f"feature cache file {path} vanished right after it was written; "
+                                f"check the disk under {path.parent} (or set feature_cache false)")
     try:
-        return torch.load(path, mmap=True, weights_only=True)  # shared page cache, no copy per trial
-    except Exception:  # a truncated file from a killed writer: recompute it
+        features = torch.load(path, mmap=True, weights_only=True)  # shared page cache, no copy per trial
+        if not isinstance(features, torch.Tensor):
+            raise TypeError(f"holds a {type(features).__name__}, not a tensor")
+        return features
+    except Exception as e:  # a truncated file from a killed writer: recompute it once
+        if not retry:
+            raise FeatureCacheError(f"feature cache file {path} was just written but does not load "
+                                    f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); delete {path.parent} "
+                                    f"or set feature_cache false") from None
         path.unlink(missing_ok=True)
         return None
 

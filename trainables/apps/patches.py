@@ -30,6 +30,11 @@ def to_rgb(x: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"expected 1 or 3 channels, got {c}")
 
 
+def plain_tensor(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as a plain ``torch.Tensor`` (MONAI's ``MetaTensor`` and other subclasses stripped, no copy)."""
+    return t if type(t) is torch.Tensor else torch.Tensor.as_subclass(torch.as_tensor(t), torch.Tensor)
+
+
 def resize_2d(img: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     """Resize a (C, H, W) float image with MONAI (area averaging when shrinking, bilinear when enlarging)."""
     from monai.transforms import Resize
@@ -40,7 +45,7 @@ def resize_2d(img: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     shrink = img.shape[-2] >= size[0] and img.shape[-1] >= size[1]
     mode = "area" if shrink else "bilinear"
     out = Resize(spatial_size=size, mode=mode, **({} if shrink else {"align_corners": False}))(img.float())
-    return torch.as_tensor(out).float()
+    return plain_tensor(out).float()  # MONAI returns a MetaTensor: keep plain tensors past the data boundary
 
 
 def crop_patches(image: torch.Tensor, cx, cy, side, flip_h=None, flip_v=None, out_size: int = 64,
