@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from search.commands import compare, demo, listing, pretrain, report, run
+from search.guard import Interrupted
 from trainables.config import ConfigError
 from trainables.metrics import MetricError
 
@@ -26,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, MetricError) as e:
         print(f"tunedepth: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:  # Ctrl-C / SIGTERM during the search: results so far are kept, no answer presented
+        print(f"tunedepth: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("tunedepth: interrupted; finished trials are kept under results/", file=sys.stderr)
         return 130

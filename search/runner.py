@@ -15,6 +15,7 @@ import yaml
 from ray import tune
 
 from search.config import SearchConfig
+from search.guard import InterruptWatch, RunLock, check_run_name
 from search.progress import BudgetProgress
 from search.report import Analysis, report_after_run
 from search.results import best_depth_table, format_table, trials_frame, write_parquet
@@ -197,7 +198,7 @@ def make_run_config(cfg: SearchConfig, prep: Prepared, run_dir: Path, callbacks:
         # any moment resumes (score-ordered retention can delete the checkpoint the snapshot names); each
         # checkpoint also carries the best validation epoch's weights for the test evaluation
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        failure_config=tune.FailureConfig(max_failures=0),
+        failure_config=tune.FailureConfig(max_failures=1),  # a trial whose worker died resumes from its checkpoint
     )
 
 
@@ -241,6 +242,11 @@ def collect(results, prep: Prepared, run_dir: Path, t0: float, plan: SearchPlan 
 
 def run_search(cfg: SearchConfig, log: Log = print, trainable=None) -> Outcome:
     """Run the search ``cfg``; ``trainable`` replaces the Tune trainable (bench/demo_speed.py's naive loop)."""
+    with RunLock(cfg.results_dir, check_run_name(cfg.name)):  # one owner per run name, before anything moves
+        return _run_search(cfg, log, trainable)
+
+
+def _run_search(cfg: SearchConfig, log: Log, trainable) -> Outcome:
     t0 = time.time()
     prep = prepare(cfg, log)
     run_dir = fresh_run_dir(cfg, log)
@@ -251,14 +257,28 @@ def run_search(cfg: SearchConfig, log: Log = print, trainable=None) -> Outcome:
     log(f"search: {cfg.searcher} over {len(prep.depths)} depths x {len(cfg.budgets)} budgets "
         f"(up to {plan.num_samples} trial(s) per grid pass), up to {cfg.epochs} epochs, scheduler {cfg.scheduler}")
     t_tune = time.time()
-    results = make_tuner(cfg, prep, run_dir, plan, [progress_callback(cfg, prep)], trainable).fit()
+    watch = InterruptWatch(run_dir).install()
+    results = make_tuner(cfg, prep, run_dir, plan, [progress_callback(cfg, prep), watch], trainable).fit()
+    stop_if_interrupted(watch, results, prep, run_dir, cfg.name)
     return collect(results, prep, run_dir, t0, plan, log, time.time() - t_tune)
+
+
+def stop_if_interrupted(watch: InterruptWatch, results, prep: Prepared, run_dir: Path, name: str) -> None:
+    """After Ctrl-C/SIGTERM: keep the rows reported so far (checkpoints are Tune's), present no answer."""
+    if watch.stopped_early:
+        write_parquet(trials_frame(results, prep.app.metric), run_dir / "trials.parquet")
+    watch.check(name)
 
 
 def resume_search(run: str, results_dir: str = "results", log: Log = print) -> Outcome:
     """Continue an interrupted run: unfinished and errored trials resume from their last checkpoint."""
-    t0 = time.time()
     cfg = load_config(run, results_dir)
+    with RunLock(cfg.results_dir, cfg.name):
+        return _resume_search(cfg, log)
+
+
+def _resume_search(cfg: SearchConfig, log: Log) -> Outcome:
+    t0 = time.time()
     run_dir = run_dir_of(cfg)
     prep = prepare(cfg, log)
     connect_ray(cfg, log)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import dataclasses
 from pathlib import Path
 
@@ -101,6 +102,10 @@ def print_outcome(outcome, cfg) -> int:
         print(f"failed: {e}")
     print(f"\nresults: {outcome.run_dir}  (report.md, summary.parquet, predictions.parquet, plots/, trials.parquet, "
           f"config.yaml)   wall {outcome.wall_s:.0f}s")
+    if outcome.errors:
+        print(f"tunedepth: error: {len(outcome.errors)} trial(s) ended in error (listed above, after one retry each); "
+              f"fix the cause, then `tunedepth resume {outcome.run_dir.name}` reruns them", file=sys.stderr)
+        return 1
     return 1 if outcome.table.empty else 0
 
 
