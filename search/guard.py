@@ -15,7 +15,9 @@ import fcntl
 import json
 import os
 import signal
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ray.tune import Callback
 
@@ -28,6 +30,25 @@ def check_run_name(name: str) -> str:
         raise ConfigError(f"run name {name!r} must be one plain folder name (no '/', no leading '.', not '..'); "
                           f"use --results-dir to choose where runs go, e.g. --name my-run")
     return name
+
+
+def check_address(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in one line, within ``timeout_s``, when a cluster address names a port nobody answers on.
+
+    ``auto`` and an empty address are left to Ray (they look for a local cluster). Only reachability is
+    checked here, before any data is built or folder written; Ray checks the rest when it attaches.
+    """
+    if not address or address == "auto":
+        return
+    parts = urlsplit(address if "://" in address else f"ray://{address}")
+    host, port = parts.hostname, parts.port
+    if not host or not port:
+        raise ConfigError(f"--address {address!r} is not HOST:PORT, ray://HOST:PORT or auto; e.g. --address 127.0.0.1:6379")
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as e:
+        raise ConfigError(f"no Ray cluster answers at {host}:{port} ({e.strerror or type(e).__name__}); start one with "
+                          f"`ray start --head --port {port}`, or drop --address to run locally") from None
 
 
 class RunLock:

@@ -15,7 +15,7 @@ import yaml
 from ray import tune
 
 from search.config import SearchConfig
-from search.guard import InterruptWatch, RunLock, check_run_name
+from search.guard import InterruptWatch, RunLock, check_address, check_run_name
 from search.progress import BudgetProgress
 from search.report import Analysis, report_after_run
 from search.results import best_depth_table, format_table, trials_frame, write_parquet
@@ -242,6 +242,7 @@ def collect(results, prep: Prepared, run_dir: Path, t0: float, plan: SearchPlan 
 
 def run_search(cfg: SearchConfig, log: Log = print, trainable=None) -> Outcome:
     """Run the search ``cfg``; ``trainable`` replaces the Tune trainable (bench/demo_speed.py's naive loop)."""
+    check_address(cfg.address)  # an unreachable cluster fails in seconds, before any data or folder
     with RunLock(cfg.results_dir, check_run_name(cfg.name)):  # one owner per run name, before anything moves
         return _run_search(cfg, log, trainable)
 

@@ -83,3 +83,19 @@ def test_interrupt_keeps_results_and_exits_with_the_signal(tmp_path, sig):
     run_dir = tmp_path / "results" / "intr"
     assert (run_dir / "config.yaml").exists() and (run_dir / "tune").is_dir()
     assert not any(p.name.startswith("intr.") for p in (tmp_path / "results").iterdir())  # nothing moved aside
+
+
+def test_unreachable_address_fails_fast_before_any_folder(tmp_path):
+    import socket
+
+    from search.config import SearchConfig
+    from search.runner import run_search
+
+    with socket.socket() as s:  # a port that was free a moment ago: nobody listens on it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.time()
+    with pytest.raises(ConfigError, match=f"no Ray cluster answers at 127.0.0.1:{port}"):
+        run_search(SearchConfig(name="x", address=f"127.0.0.1:{port}", results_dir=str(tmp_path / "r")),
+                   log=lambda s: None)
+    assert time.time() - t0 < 15 and not (tmp_path / "r").exists()
