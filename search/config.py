@@ -9,6 +9,7 @@ from trainables.config import ConfigError, from_mapping
 
 
 SCHEDULERS = ("asha", "promote", "none")  # see search.schedulers and search.promotion
+SEARCHERS = ("grid", "random", "optuna", "guideline")  # see search.searchers
 
 # keys config.yaml adds beside the SearchConfig fields (resolved at run time, ignored when read back)
 DERIVED_KEYS = frozenset({"n_train", "n_val", "n_test", "metric", "mode", "experiment_path"})
@@ -69,11 +70,16 @@ class SearchConfig:
             raise ConfigError(f"need 0 < lr_min <= lr_max, got {self.lr_min}, {self.lr_max}")
         if self.scheduler not in SCHEDULERS:
             raise ConfigError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+        if self.searcher not in SEARCHERS:
+            raise ConfigError(f"unknown searcher {self.searcher!r}; choose one of: {', '.join(SEARCHERS)}")
         if self.scheduler == "promote" and self.searcher not in ("grid", "random"):
             raise ConfigError(f"scheduler 'promote' pauses trials until their rung fills, which searcher "
                               f"{self.searcher!r} waits on; use --scheduler asha with it")
-        if self.samples < 1 or self.epochs < 1 or not self.seeds:
-            raise ConfigError("samples and epochs must be >= 1 and seeds non-empty")
+        for key in ("samples", "epochs"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}; e.g. --{key} 2")
+        if not self.seeds:
+            raise ConfigError("seeds is empty; give at least one, e.g. --seeds 0")
         if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
             raise ConfigError("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
         if self.grace_period > self.epochs:

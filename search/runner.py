@@ -250,11 +250,11 @@ def run_search(cfg: SearchConfig, log: Log = print, trainable=None) -> Outcome:
 def _run_search(cfg: SearchConfig, log: Log, trainable) -> Outcome:
     t0 = time.time()
     prep = prepare(cfg, log)
+    plan = make_plan(cfg, prep.depths, fixed_trial_keys(cfg), "val_metric", prep.app.mode)  # refusals come first
     run_dir = fresh_run_dir(cfg, log)
     save_config(cfg, prep, run_dir)
     write_splits(prep.data, cfg.budgets, run_dir / "splits.parquet")
     connect_ray(cfg, log)
-    plan = make_plan(cfg, prep.depths, fixed_trial_keys(cfg), "val_metric", prep.app.mode)
     log(f"search: {cfg.searcher} over {len(prep.depths)} depths x {len(cfg.budgets)} budgets "
         f"(up to {plan.num_samples} trial(s) per grid pass), up to {cfg.epochs} epochs, scheduler {cfg.scheduler}")
     t_tune = time.time()

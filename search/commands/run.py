@@ -60,7 +60,13 @@ def config_from_args(args: argparse.Namespace):
         path = Path(args.config)
         if not path.exists():
             raise ConfigError(f"config file {path} not found; pass an existing YAML file to --config")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"config file {path} is not valid YAML ({getattr(e, 'problem', None) or e}{where}); "
+                              f"fix it or pass flags instead") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping of SearchConfig keys")
         values.update(loaded)

@@ -23,7 +23,7 @@ from search.searchers.per_budget import PerBudgetSearcher
 from spaces import depth_budget_space
 from trainables.config import ConfigError
 
-SEARCHERS = ("grid", "random", "optuna", "guideline")
+from search.config import SEARCHERS  # noqa: E402  (declared once, checked when the config is built)
 
 
 @dataclass

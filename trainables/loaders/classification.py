@@ -1,6 +1,8 @@
 """Classification units from an ImageFolder tree, a CSV manifest or a MedMNIST ``.npz``."""
 from __future__ import annotations
 
+import zipfile
+
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,10 @@ def load_imagefolder(root: Path) -> RawSet:
             if is_image(f):
                 paths.append(f)
                 labels.append(d.name)
+    empty = [d.name for d in class_dirs if d.name not in set(labels)]
+    if paths and empty:
+        raise ConfigError(f"class folder(s) {', '.join(empty)} under {root} hold no images; add images or remove "
+                          f"the folder(s)")
     if not paths:
         raise ConfigError(f"no images found under {root}/<class>/ (extensions .png .jpg .tif ...); "
                           "put each class's images in a folder named after the class")
@@ -85,7 +91,7 @@ def load_medmnist(npz_path: Path) -> RawSet:
     try:
         z = np.load(npz_path, allow_pickle=False)
         keys = set(z.keys())
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise ConfigError(f"cannot read {npz_path} as .npz ({str(e).splitlines()[0]}); download it again") from None
     with z:
         present = [s for s in MEDMNIST_SPLITS if f"{s}_images" in keys and f"{s}_labels" in keys]

@@ -51,6 +51,9 @@ def _pil_array(path: Path, where: str):
         with Image.open(path) as im:
             im.load()
             return im.mode, im.copy()
+    except Image.DecompressionBombError:
+        raise ConfigError(f"{path}{where}: the image is larger than PIL's safety limit "
+                          f"({Image.MAX_IMAGE_PIXELS} pixels); downscale it, or remove it from the data") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise _unreadable(path, e, where) from None
 
