@@ -219,3 +219,23 @@ def test_a_budget_must_keep_two_units_per_class_not_two_samples():
                                           r"every class needs >= 2: use a budget >= 0\.05"):
         budget_indices(labels, ranks, 0.05)  # one frame (3 crops) per class is not enough
     assert budget_indices(labels, ranks, 0.1).numel() == 2 * 2 * 3
+
+
+def test_near_duplicates_across_contrast_window_and_crops_share_a_group():
+    """Copies that differ in gamma, window or a crop of a few percent join their original's group (the plain
+    pHash misses most of them); distinct frames of other videos are never merged."""
+    from trainables.data import near_duplicate_groups, unit_hash_set
+
+    images, _ = _frames(300, seed=3, size=96)
+    grey = images.float().mean(1)[::10]  # one frame per video: 30 unrelated originals
+    lo, hi = torch.quantile(grey.reshape(30, -1), 0.1, dim=1), torch.quantile(grey.reshape(30, -1), 0.9, dim=1)
+    windowed = ((grey.clamp(lo[:, None, None], hi[:, None, None]) - lo[:, None, None])
+                / (hi - lo)[:, None, None] * 255)
+    cropped = torch.nn.functional.interpolate(grey[:, None, 4:-4, 4:-4], size=(96, 96), mode="bilinear")[:, 0]
+    variants = {"gamma": 255 * (grey / 255) ** 1.7, "window": windowed, "crop": cropped}
+    for name, copy in variants.items():
+        groups = near_duplicate_groups(unit_hash_set(torch.cat([grey, copy])))
+        assert (groups[30:] == groups[:30]).mean() >= 0.9, name
+        assert len(np.unique(groups[:30])) == 30, name  # no two originals merged
+    plain = near_duplicate_groups(unit_hash_set(torch.cat([grey, variants["crop"]]), (("phash", 1.0),)))
+    assert (plain[30:] == plain[:30]).mean() < 0.6  # what the single pHash caught

@@ -211,6 +211,72 @@ def perceptual_hash(gray: torch.Tensor | np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
 
 
+# The views a unit is hashed in: (kind, centre-crop scale). "phash" is the DCT hash of the grey thumbnail;
+# "rank-phash" that of its rank-normalised thumbnail (blind to gamma, contrast and window changes); the centre
+# crops let a copy cut down by a few percent per side meet its original's matching crop. Two units are
+# near-duplicates when any view of one is within NEAR_DUPLICATE_BITS of any view of the other.
+HASH_VIEWS = (("phash", 1.0), ("rank-phash", 1.0), ("rank-phash", 0.92), ("rank-phash", 0.85))
+HASH_KINDS = ("phash", "rank-phash")
+
+
+def _centre(t: torch.Tensor, scale: float) -> torch.Tensor:
+    if scale >= 1.0:
+        return t
+    h, w = t.shape[-2:]
+    ch, cw = max(1, round(h * scale)), max(1, round(w * scale))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return t[..., top : top + ch, left : left + cw]
+
+
+def _thumbnails(images, scale: float = 1.0) -> torch.Tensor:
+    """(N, HASH_SIZE, HASH_SIZE) grey thumbnails (area averaging) of each image's centre ``scale`` crop."""
+    def one(batch: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(_centre(batch.float(), scale), size=(HASH_SIZE, HASH_SIZE), mode="area")
+    if isinstance(images, torch.Tensor):
+        return one(images[:, None])[:, 0]
+    small = [one(t[None, None])[0, 0] for t in images]
+    return torch.stack(small) if small else torch.zeros(0, HASH_SIZE, HASH_SIZE)
+
+
+def rank_normalise(x: torch.Tensor) -> torch.Tensor:
+    """Each image's grey levels replaced by their mid-rank in [0, 1] (histogram equalisation).
+
+    Any increasing change of intensities (gamma, contrast, brightness, an unclipped window) leaves it as it
+    is, so a copy that differs only in those hashes like its original.
+    """
+    from scipy.stats import rankdata
+
+    flat = x.reshape(x.shape[0], -1).numpy()
+    ranks = rankdata(flat, axis=1) - 1 if flat.size else flat
+    return torch.as_tensor(ranks / max(flat.shape[1] - 1, 1), dtype=torch.float32).reshape(x.shape)
+
+
+def unit_hash_set(images, views: tuple[tuple[str, float], ...] = HASH_VIEWS) -> np.ndarray:
+    """(N, len(views)) uint64: per unit, the pHash of each view (kind, centre-crop scale) of its grey image."""
+    out = []
+    for kind, scale in views:
+        if kind not in HASH_KINDS:
+            raise ValueError(f"unknown hash kind {kind!r}; choose from {HASH_KINDS}")
+        small = _thumbnails(images, scale)
+        out.append(perceptual_hash(rank_normalise(small) if kind == "rank-phash" else small))
+    n = len(images)
+    return np.stack(out, axis=1) if out else np.zeros((n, 0), dtype=np.uint64)
+
+
+def near_duplicate_set_pairs(hash_set: np.ndarray, max_distance: int = NEAR_DUPLICATE_BITS) -> np.ndarray:
+    """Unit pairs (i < j) with any view of i within ``max_distance`` bits of any view of j; (K, 2) int64."""
+    n, k = hash_set.shape
+    owner = np.repeat(np.arange(n), k)
+    pairs = owner[near_duplicate_pairs(hash_set.reshape(-1), max_distance)]
+    pairs = np.sort(pairs[pairs[:, 0] != pairs[:, 1]], axis=1)
+    return np.unique(pairs, axis=0) if len(pairs) else np.zeros((0, 2), dtype=np.int64)
+
+
+def near_duplicate_groups(hash_set: np.ndarray, max_distance: int = NEAR_DUPLICATE_BITS) -> np.ndarray:
+    """Group label per unit: units linked by chains of near-duplicate pairs share one (union-find)."""
+    return merge_groups(np.arange(hash_set.shape[0]), near_duplicate_set_pairs(hash_set, max_distance))
+
+
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(np.bitwise_xor(np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64)))
 

@@ -19,8 +19,8 @@ import torch
 from trainables.apps.raw import RawSet
 from trainables.config import ConfigError
 from trainables.data import (
-    SPLITS, SplitData, assign_splits, balance_classes, budget_ranks, merge_groups, near_duplicate_pairs,
-    perceptual_hash,
+    HASH_VIEWS, SPLITS, SplitData, assign_splits, balance_classes, budget_ranks, merge_groups,
+    near_duplicate_set_pairs, unit_hash_set,
 )
 from trainables.metrics import MetricError
 
@@ -67,13 +67,12 @@ def subsample_units(raw: RawSet, cap: int, seed: int) -> RawSet:
 
 
 def unit_hashes(raw: RawSet) -> np.ndarray:
-    """Perceptual hash of every unit's grey thumbnail (a volume's middle slice)."""
+    """The hash set (``trainables.data.unit_hash_set``) of every unit's grey thumbnail (a volume's middle slice)."""
     thumbs = raw.thumbnails()
     if isinstance(thumbs, torch.Tensor):
-        return np.concatenate([perceptual_hash(thumbs[i : i + 512].float()) for i in range(0, len(thumbs), 512)]) \
-            if len(thumbs) else np.zeros(0, dtype=np.uint64)
-    small = [torch.nn.functional.interpolate(t.float()[None, None], size=(32, 32), mode="area")[0, 0] for t in thumbs]
-    return perceptual_hash(torch.stack(small)) if small else np.zeros(0, dtype=np.uint64)
+        parts = [unit_hash_set(thumbs[i : i + 512]) for i in range(0, len(thumbs), 512)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(HASH_VIEWS)), dtype=np.uint64)
+    return unit_hash_set(thumbs)
 
 
 def split_units(app, raw: RawSet, image_size: int, seed: int, neg_per_pos: float | None = None,
@@ -85,11 +84,13 @@ def split_units(app, raw: RawSet, image_size: int, seed: int, neg_per_pos: float
     if app.make_samples is None:
         raise ConfigError(f"app {app.name!r} cannot cut samples out of units (no make_samples)")
     _, source_codes = np.unique(raw.groups.astype(str), return_inverse=True)
-    pairs = near_duplicate_pairs(unit_hashes(raw))
+    pairs = near_duplicate_set_pairs(unit_hashes(raw))
     groups = merge_groups(source_codes, pairs)
     if len(pairs):
         cross = int(np.sum(source_codes[pairs[:, 0]] != source_codes[pairs[:, 1]]))
-        log(f"data: {len(pairs)} near-duplicate pair(s) of {app.unit}s ({cross} across groups) kept in one split group")
+        merged = len(np.unique(source_codes)) - len(np.unique(groups))
+        log(f"data: near-duplicates merged {merged} split group(s) into others ({len(pairs)} near-duplicate pair(s) "
+            f"of {app.unit}s, {cross} across groups)")
     largest = int(np.bincount(groups).max())
     if len(raw) >= 20 and largest > 0.2 * len(raw):
         log(f"data: warning: one split group holds {largest} of {len(raw)} {app.unit}s (a patient/video, or a chain of "
