@@ -59,6 +59,56 @@ def test_resume_after_the_driver_is_killed_finishes_every_trial_once(tmp_path):
     assert (trials.groupby(["depth", "budget"])["trial_id"].nunique() == 1).all()
 
 
+def _epochs_reported(exp: Path) -> int:
+    return sum(len([l for l in f.read_text().splitlines() if l.strip()]) for f in exp.glob("*/result.json"))
+
+
+def _trial_workers(pid: int) -> list[int]:
+    """Ray worker processes below the driver ``pid`` running a trial (process title ray::ImplicitFunc...), from /proc."""
+    parent, title = {}, {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                title[int(d.name)] = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except (OSError, IndexError, ValueError):
+                pass
+
+    def below(p: int) -> bool:
+        while p > 1:
+            p = parent.get(p, 0)
+            if p == pid:
+                return True
+        return False
+    return [p for p, t in title.items() if "ImplicitFunc" in t and below(p)]
+
+
+@pytest.mark.slow
+def test_a_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path):
+    """SIGKILL of the process running a trial: Tune retries the trial from its last checkpoint (max_failures 1)
+    and the run completes with exit 0; no epoch is lost and training resumes after the checkpointed epoch."""
+    run = [EXE, "run", "--smoke", "--backbone", "tiny-alexnet", "--source", "scratch", "--depths", "scratch",
+           "--budgets", "1.0", "--epochs", "6", "--scheduler", "none", "--name", "k", "--results-dir", str(tmp_path)]
+    driver = subprocess.Popen(run, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    exp = tmp_path / "k" / "tune"
+    try:
+        _wait_for(lambda: _epochs_reported(exp) >= 2, 240, "two epochs to be reported")
+        workers = _trial_workers(driver.pid)
+        assert workers, "no trial worker found below the driver"
+        for w in workers:
+            os.kill(w, signal.SIGKILL)
+        out = driver.communicate(timeout=400)[0]
+    finally:
+        driver.kill()
+    assert driver.returncode == 0, out[-3000:]
+    trials = pd.read_parquet(tmp_path / "k" / "trials.parquet")
+    assert trials["trial_id"].nunique() == 1
+    assert sorted(set(trials["epoch"])) == [1, 2, 3, 4, 5, 6]
+    rows = [json.loads(line) for f in exp.glob("*/result.json") for line in f.read_text().splitlines() if line.strip()]
+    restored = [r for r in rows if r["iterations_since_restore"] < r["training_iteration"]]
+    assert restored and min(r["training_iteration"] for r in restored) >= 2  # it restarted from a checkpoint
+
+
 @pytest.mark.slow
 def test_search_on_a_two_node_cluster_uses_both_nodes(tmp_path):
     from ray.cluster_utils import Cluster
