@@ -46,7 +46,7 @@ def analyse(run_dir: Path, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0, level
     scored = summarise(files, app, n_boot, seed, level, margin)
     notes = scored.notes + run_notes(files)
     answers = budget_answers(scored.summary, app.mode)
-    lines = guideline(scored.summary, answers, 1 - level) if answers else []
+    lines = guideline(scored.summary, answers, 1 - level, files.config.get("epochs")) if answers else []
     return Analysis(Path(run_dir), files.config, app, scored.summary, files.trials, answers, lines, notes,
                     n_boot, seed, level, margin, scored.boot, scored.labels, scored.unit,
                     warnings=test_disagreement_warnings(answers))

@@ -12,7 +12,7 @@ from search.analysis.answers import BudgetAnswer
 from search.analysis.verdicts import trend_test
 from trainables.models import SCRATCH
 
-# the issue-13 source check and other run-level notes are appended by ``notes`` in build.py
+# run-level notes (errored trials, the source check...) are built by ``build.run_notes``, not here
 
 
 def pct(budget: float) -> str:
@@ -38,7 +38,7 @@ def recommendation(a: BudgetAnswer) -> str:
     """What to do at one budget: the validation choice, and the depths the test split finds equivalent."""
     do = "train from scratch" if a.best_depth == SCRATCH else f"tune {a.best_depth}"
     same = a.having("equivalent")
-    return do + (f" (equivalent on test: {', '.join(same)})" if same else "")
+    return do + " (chosen by validation" + (f"; equivalent on test: {', '.join(same)})" if same else ")")
 
 
 def recommendation_sentences(answers: list[BudgetAnswer], budgets: list[float]) -> list[str]:
@@ -49,7 +49,7 @@ def recommendation_sentences(answers: list[BudgetAnswer], budgets: list[float]) 
             runs[-1][1].append(a.budget)
         else:
             runs.append((phrase, [a.budget]))
-    return [f"{span(chosen, budgets).capitalize()}, {phrase} (chosen by validation)." for phrase, chosen in runs]
+    return [f"{span(chosen, budgets).capitalize()}, {phrase}." for phrase, chosen in runs]
 
 
 def _by_word(pairs: list[tuple[float, str]], budgets: list[float], words: tuple[str, ...]) -> list[str]:
@@ -99,14 +99,17 @@ def undecided_sentence(answers: list[BudgetAnswer], summary: pd.DataFrame, budge
             f"split ({n_test} samples) can neither separate them nor show them equivalent.")
 
 
-def stopped_sentence(summary: pd.DataFrame) -> str | None:
+def stopped_sentence(summary: pd.DataFrame, max_epochs: int | None) -> str | None:
+    """Worse cells whose replicates did not run the full length (stopped early, or incomplete in their cell)."""
     worse = summary[summary["verdict"] == "worse"]
-    stopped = worse[~worse["complete"].astype(bool)] if "complete" in worse else worse.iloc[:0]
+    full = int(max_epochs or summary["epochs_run"].max())
+    stopped = worse[(worse["epochs_run"] < full) | ~worse["complete"].astype(bool)]
     if stopped.empty:
         return None
+    lo, hi = int(stopped["epochs_run"].min()), int(stopped["epochs_run"].max())
     return (f"{len(stopped)} of the {len(worse)} budget × depth results worse than the best come from trials "
-            "that did not run to the cell's full length (stopped by the scheduler or errored): part of their "
-            "deficit may be the search's budget rather than the depth.")
+            f"that did not run the full length (stopped after {lo if lo == hi else f'{lo}–{hi}'} of {full} epochs, "
+            "or errored): part of their deficit may be the search's budget rather than the depth.")
 
 
 def test_disagreement_warnings(answers: list[BudgetAnswer]) -> list[str]:
@@ -116,7 +119,8 @@ def test_disagreement_warnings(answers: list[BudgetAnswer]) -> list[str]:
             "there, the recommendation stays the validation choice" for a in answers if a.better_on_test]
 
 
-def guideline(summary: pd.DataFrame, answers: list[BudgetAnswer], alpha: float) -> list[str]:
+def guideline(summary: pd.DataFrame, answers: list[BudgetAnswer], alpha: float,
+              max_epochs: int | None = None) -> list[str]:
     answers = [a for a in answers if np.isfinite(a.best[0])]
     if not answers:
         return ["no test results: the best depth above is by validation only; a guideline needs test intervals "
@@ -125,7 +129,7 @@ def guideline(summary: pd.DataFrame, answers: list[BudgetAnswer], alpha: float) 
     lines = recommendation_sentences(answers, budgets)
     for s in (scratch_sentence(answers, budgets), head_sentence(answers, summary, budgets),
               trend_sentence(answers, summary, alpha), undecided_sentence(answers, summary, budgets),
-              stopped_sentence(summary)):
+              stopped_sentence(summary, max_epochs)):
         if s:
             lines.append(s)
     return lines

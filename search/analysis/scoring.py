@@ -74,7 +74,7 @@ def _cell_row(app, sel) -> dict:
     return {
         "app": sel.app, "backbone": sel.backbone, "source": sel.source, "metric": app.metric, "mode": app.mode,
         "budget": float(sel.budget), "n_train": int(sel.n_train), "depth": sel.depth,
-        "depth_index": int(sel.depth_index), "trial_id": sel.trial_id, "lr": float(sel.lr), "seed": int(sel.seed),
+        "depth_index": int(sel.depth_index), "trial_id": sel.trial_id, "trial_ids": str(sel.trial_ids), "lr": float(sel.lr), "seed": int(sel.seed),
         "n_seeds": int(sel.n_seeds), "seeds": str(sel.seeds), "selected_epoch": int(sel.epoch),
         "evaluated_epoch": -1, "epochs_run": int(sel.epochs_run), "complete": bool(sel.complete),
         "trials": int(sel.trials), "epochs_spent": int(sel.epochs_spent), "val_metric": float(sel.val_metric),
