@@ -143,18 +143,25 @@ def read_predictions(path: Path) -> dict[Cell, dict]:
     missing = [c for c in PREDICTION_RUN_COLUMNS + PREDICTION_SAMPLE_COLUMNS if c not in df.columns]
     if missing or not prob_cols:
         raise ConfigError(f"{path} lacks columns {missing or ['prob_*']}; rerun the search to regenerate it")
+    keys = pd.MultiIndex.from_frame(df[["budget", "depth", "seed"]].astype({"depth": object}))
+    codes, uniques = pd.factorize(keys, sort=True)
+    order = np.lexsort((df["sample"].to_numpy(), codes))
+    bounds = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0, True])
+    columns = {c: df[c].to_numpy() for c in df.columns}
+    probs_all = df[prob_cols].to_numpy(dtype=np.float64)
     out = {}
-    for (budget, depth, seed), g in df.groupby(["budget", "depth", "seed"], sort=True):
-        g = g.sort_values("sample")
+    for k, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        rows = order[lo:hi]
         meta = {}
         for c in meta_cols:
-            values = g[c].to_numpy()
+            values = columns[c][rows]
             meta[c[len(META_PREFIX):]] = np.stack(values) if values.dtype == object else values
+        budget, depth, seed = uniques[codes[rows[0]]]
         out[(float(budget), str(depth), int(seed))] = {
-            "info": {k: g[k].iloc[0] for k in PREDICTION_RUN_COLUMNS},
-            "samples": g["sample"].to_numpy(),
-            "labels": g["label"].to_numpy(),
-            "probs": g[prob_cols].to_numpy(dtype=np.float64),
+            "info": {c: columns[c][rows[0]] for c in PREDICTION_RUN_COLUMNS},
+            "samples": columns["sample"][rows],
+            "labels": columns["label"][rows],
+            "probs": probs_all[rows],
             "meta": meta,
         }
     return out

@@ -38,12 +38,13 @@ def run_notes(files: RunFiles) -> list[str]:
 
 
 def analyse(run_dir: Path, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0, level: float = DEFAULT_LEVEL,
-            margin: float | None = None) -> Analysis:
-    """Everything the report needs, in memory, from the run's files."""
+            margin: float | None = None, extras: bool = True) -> Analysis:
+    """Everything the report needs, in memory, from the run's files (``extras``: also the app's other test
+    metrics, point estimates)."""
     files = load_run(run_dir)
     app = get_app(files.config["app"])
     margin = default_margin(app.metric) if margin is None else float(margin)
-    scored = summarise(files, app, n_boot, seed, level, margin)
+    scored = summarise(files, app, n_boot, seed, level, margin, extras)
     notes = scored.notes + run_notes(files)
     answers = budget_answers(scored.summary, app.mode)
     lines = guideline(scored.summary, answers, 1 - level, files.config.get("epochs")) if answers else []

@@ -35,7 +35,10 @@ def safe_name(metric: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in metric).strip("_")
 
 
-def point_metrics(app, cell: dict) -> tuple[float, dict[str, float]]:
+def point_metrics(app, cell: dict, extras: bool = True) -> tuple[float, dict[str, float]]:
+    """The test metric, and (``extras``) the app's other test metrics."""
+    if not extras:
+        return float(app.compute_metric(cell["labels"], cell["probs"], cell["meta"])), {}
     values = app.all_metrics(cell["labels"], cell["probs"], cell["meta"])
     primary = values.get(app.metric)
     if primary is None:
@@ -82,7 +85,7 @@ def _cell_row(app, sel) -> dict:
     }
 
 
-def score_cell(app, sel, preds: dict, resamples, seed: int, level: float, notes: list[str]) -> tuple[dict, np.ndarray | None]:
+def score_cell(app, sel, preds: dict, resamples, seed: int, level: float, notes: list[str], extras: bool = True) -> tuple[dict, np.ndarray | None]:
     """A summary row and the cell's bootstrap values (None without test predictions)."""
     row, where = _cell_row(app, sel), f"{sel.depth} @ budget {sel.budget:g}"
     wanted = dict(zip((int(s) for s in str(sel.seeds).split(",")), str(sel.trial_ids).split(",")))
@@ -99,15 +102,15 @@ def score_cell(app, sel, preds: dict, resamples, seed: int, level: float, notes:
         if preds:
             notes.append(f"{where}: no test predictions (no checkpoint could be evaluated)")
         return row, None
-    points, boots, extras = [], [], []
+    points, boots, others = [], [], []
     for cell in cells:
         try:
-            point, extra = point_metrics(app, cell)
+            point, extra = point_metrics(app, cell, extras)
         except MetricError as e:
             notes.append(f"{where}: test metric undefined ({e})")
             point, extra = float("nan"), {}
         points.append(point)
-        extras.append(extra)
+        others.append(extra)
         boots.append(bootstrap_cell(app, cell, resamples, point, notes, where))
     info = next(c["info"] for c in cells if str(c["info"]["trial_id"]) == str(sel.trial_id)) \
         if any(str(c["info"]["trial_id"]) == str(sel.trial_id) for c in cells) else cells[0]["info"]
@@ -122,8 +125,8 @@ def score_cell(app, sel, preds: dict, resamples, seed: int, level: float, notes:
     if len(cells) < len(wanted):
         notes.append(f"{where}: {len(cells)} of the {len(wanted)} replicate seeds have test predictions; "
                      "the test metric averages those")
-    for name in extras[0]:
-        row[f"test_{safe_name(name)}"] = float(np.mean([e.get(name, np.nan) for e in extras]))
+    for name in others[0]:
+        row[f"test_{safe_name(name)}"] = float(np.mean([e.get(name, np.nan) for e in others]))
     return row, values
 
 
@@ -134,33 +137,37 @@ DERIVED = ("is_best", "verdict", "indistinguishable_from_best", "p_vs_best", "p_
 
 def add_verdicts(summary: pd.DataFrame, boot: dict, mode, margin: float, alpha: float) -> pd.DataFrame:
     """Per budget: ``is_best`` (by validation), each other cell's verdict against it, and Δ vs scratch."""
-    summary = summary.copy()
-    for col in DERIVED:
-        summary[col] = False if col.startswith(("is_", "indist")) else (MISSING if col == "verdict" else np.nan)
+    summary = summary.reset_index(drop=True)
+    n = len(summary)
+    cols = {c: np.full(n, np.nan) for c in DERIVED if c not in ("is_best", "verdict", "indistinguishable_from_best")}
+    is_best, verdicts = np.zeros(n, bool), np.full(n, MISSING, dtype=object)
+    points = summary["test_metric"].to_numpy()
     for budget, group in summary.groupby("budget"):
         best = best_by_validation(group, mode).index[0]
-        summary.loc[best, ["is_best", "indistinguishable_from_best", "verdict"]] = [True, True, BEST]
-        keys = {idx: (float(budget), str(summary.at[idx, "depth"])) for idx in group.index}
-        have = {idx: boot[k] for idx, k in keys.items() if k in boot}
-        points = summary["test_metric"].to_dict()
-        for idx, c in compare_with_best(points, have, best, mode, margin, alpha).items():
-            summary.loc[idx, ["delta_vs_best", "delta_vs_best_low", "delta_vs_best_high", "p_vs_best",
-                              "p_vs_best_holm", "verdict"]] = [c.delta, c.low, c.high, c.p, c.p_holm, c.verdict]
-            summary.loc[idx, "indistinguishable_from_best"] = c.verdict in ("equivalent", "inconclusive", "better")
+        is_best[best], verdicts[best] = True, BEST
+        have = {i: boot[(float(budget), str(summary.at[i, "depth"]))] for i in group.index
+                if (float(budget), str(summary.at[i, "depth"])) in boot}
+        for i, c in compare_with_best(dict(enumerate(points)), have, best, mode, margin, alpha).items():
+            for col, v in (("delta_vs_best", c.delta), ("delta_vs_best_low", c.low), ("delta_vs_best_high", c.high),
+                           ("p_vs_best", c.p), ("p_vs_best_holm", c.p_holm)):
+                cols[col][i] = v
+            verdicts[i] = c.verdict
         scratch = group.index[group["depth"] == SCRATCH]
         if len(scratch) and scratch[0] in have:
-            for idx in have:
-                d = have[idx] - have[scratch[0]]
-                low, high = percentile_ci(d, 1 - alpha)
-                summary.loc[idx, ["delta_vs_scratch", "delta_vs_scratch_low", "delta_vs_scratch_high"]] = \
-                    [points[idx] - points[scratch[0]], low, high]
-    summary["is_best"] = summary["is_best"].astype(bool)
-    summary["indistinguishable_from_best"] = summary["indistinguishable_from_best"].astype(bool)
+            for i in have:
+                low, high = percentile_ci(have[i] - have[scratch[0]], 1 - alpha)
+                cols["delta_vs_scratch"][i] = points[i] - points[scratch[0]]
+                cols["delta_vs_scratch_low"][i], cols["delta_vs_scratch_high"][i] = low, high
+        if best in have:
+            cols["delta_vs_best"][best] = cols["delta_vs_best_low"][best] = cols["delta_vs_best_high"][best] = 0.0
+    summary = summary.assign(is_best=is_best, verdict=verdicts, **cols)
+    summary["verdict"] = summary["verdict"].astype(str)
+    summary["indistinguishable_from_best"] = summary["verdict"].isin([BEST, "equivalent", "inconclusive", "better"])
     return summary.sort_values(["budget", "depth_index"], ignore_index=True)
 
 
 def summarise(files: RunFiles, app, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0, level: float = DEFAULT_LEVEL,
-              margin: float = 0.0) -> Scored:
+              margin: float = 0.0, extras: bool = True) -> Scored:
     """Select by validation, score each cell's replicate seeds on test, verdicts within each budget."""
     notes: list[str] = []
     cells = select_cells(files.trials, app.mode)
@@ -173,7 +180,7 @@ def summarise(files: RunFiles, app, n_boot: int = DEFAULT_BOOTSTRAP, seed: int =
         labels, resamples, unit = shared_resamples(preds, n_boot, seed)
     rows, boot = [], {}
     for sel in cells.itertuples(index=False):
-        row, values = score_cell(app, sel, preds, resamples, seed, level, notes)
+        row, values = score_cell(app, sel, preds, resamples, seed, level, notes, extras)
         rows.append(row)
         if values is not None:
             boot[(float(sel.budget), str(sel.depth))] = values

@@ -36,37 +36,26 @@ def best_per_trial(trials: pd.DataFrame, mode) -> pd.DataFrame:
     return best.reset_index(drop=True)
 
 
-def _complete(cell: pd.DataFrame) -> pd.Series:
-    ok = cell["status"] != "error" if "status" in cell else pd.Series(True, index=cell.index)
-    return ok & (cell["epochs_run"] == cell["epochs_run"].max())
-
-
-def _pick_lr(cell: pd.DataFrame, mode: Mode) -> pd.DataFrame:
-    """The replicate trials of the cell's selected learning rate (see the module docstring)."""
-    complete = _complete(cell)
-    pool = cell[complete] if complete.any() else cell
-    per_lr = pool.groupby("lr").agg(score=("val_metric", "mean"), n=("trial_id", "size")).reset_index()
-    per_lr = per_lr.sort_values(["score", "n", "lr"], ascending=[mode.ascending, False, True])
-    chosen = pool[pool["lr"] == per_lr["lr"].iloc[0]]
-    return chosen.assign(complete=bool(complete.any()) and bool(complete[chosen.index].all()))
-
-
 def select_replicates(trials: pd.DataFrame, mode) -> pd.DataFrame:
     """Per cell, one row per replicate trial of the selected learning rate (its row at its best epoch).
 
-    Adds ``cell_val`` (the learning rate's mean score), ``complete``, ``trials`` and ``epochs_spent``
-    (all trials of the cell)."""
+    Adds ``cell_val`` (the learning rate's mean score), ``complete`` (the replicates ran the cell's full length
+    without error), ``trials`` and ``epochs_spent`` (all trials of the cell)."""
     m = Mode.of(mode)
-    per_trial = best_per_trial(trials, m)
-    if per_trial.empty:
-        return per_trial.assign(cell_val=[], complete=[], trials=[], epochs_spent=[])
-    parts = []
-    for (budget, depth), cell in per_trial.groupby(["budget", "depth"], sort=False):
-        chosen = _pick_lr(cell, m)
-        all_rows = trials[(trials["budget"] == budget) & (trials["depth"] == depth)]
-        parts.append(chosen.assign(cell_val=float(chosen["val_metric"].mean()), trials=int(cell["trial_id"].nunique()),
-                                   epochs_spent=int(len(all_rows))))
-    out = pd.concat(parts, ignore_index=True)
+    t = best_per_trial(trials, m)
+    if t.empty:
+        return t.assign(cell_val=[], complete=[], trials=[], epochs_spent=[])
+    cell = ["budget", "depth"]
+    ok = (t["status"] != "error") if "status" in t else pd.Series(True, index=t.index)
+    t["complete"] = ok & (t["epochs_run"] == t.groupby(cell)["epochs_run"].transform("max"))
+    any_complete = t.groupby(cell)["complete"].transform("any")
+    pool = t[t["complete"] | ~any_complete].copy()  # complete trials compete, when the cell has any
+    per_lr = pool.groupby(cell + ["lr"], as_index=False).agg(cell_val=("val_metric", "mean"), n=("trial_id", "size"))
+    per_lr = per_lr.sort_values(cell + ["cell_val", "n", "lr"], ascending=[True, True, m.ascending, False, True])
+    chosen = per_lr.groupby(cell, sort=False).head(1)[cell + ["lr", "cell_val"]]
+    out = pool.merge(chosen, on=cell + ["lr"], how="inner")
+    sizes = trials.groupby(cell).agg(trials=("trial_id", "nunique"), epochs_spent=("trial_id", "size")).reset_index()
+    out = out.merge(sizes, on=cell, how="left")
     return out.sort_values(["budget", "depth_index", "seed", "trial_id"], ignore_index=True)
 
 
@@ -75,15 +64,17 @@ def select_cells(trials: pd.DataFrame, mode) -> pd.DataFrame:
     (mean over the replicates) and the representative trial (the replicate with the best score)."""
     m = Mode.of(mode)
     reps = select_replicates(trials, m)
-    rows = []
-    for _, g in reps.groupby(["budget", "depth_index", "depth"], sort=True):
-        top = g.sort_values(["val_metric", "trial_id"], ascending=[m.ascending, True]).iloc[0]
-        row = top.to_dict()
-        row.update(val_metric=float(g["cell_val"].iloc[0]), n_seeds=int(len(g)),
-                   seeds=",".join(str(int(s)) for s in sorted(g["seed"])),
-                   trial_ids=",".join(g.sort_values("seed")["trial_id"].astype(str)))
-        rows.append(row)
-    return pd.DataFrame(rows)
+    if reps.empty:
+        return reps.assign(n_seeds=[], seeds=[], trial_ids=[])
+    cell = ["budget", "depth"]
+    by_seed = reps.sort_values(cell + ["seed", "trial_id"])
+    lists = by_seed.groupby(cell, sort=False).agg(
+        n_seeds=("trial_id", "size"), seeds=("seed", lambda v: ",".join(str(int(x)) for x in v)),
+        trial_ids=("trial_id", lambda v: ",".join(map(str, v)))).reset_index()
+    top = reps.sort_values(cell + ["val_metric", "trial_id"], ascending=[True, True, m.ascending, True])
+    top = top.groupby(cell, sort=False).head(1)
+    out = top.merge(lists, on=cell).assign(val_metric=lambda d: d["cell_val"].astype(float))
+    return out.sort_values(["budget", "depth_index"], ignore_index=True)
 
 
 def best_depths(cells: pd.DataFrame, mode) -> pd.DataFrame:
