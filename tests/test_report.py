@@ -390,3 +390,21 @@ def test_report_from_a_real_tiny_run_and_offline_rebuild(ray_local, tmp_path):
     md = (run / "report.md").read_text()
     assert "## Answer" in md and "(plots/metric_vs_depth.png)" in md
     assert len(list((run / "plots").glob("*.png"))) == 4
+
+
+def test_report_compare_and_status_import_neither_ray_nor_the_training_code(tmp_path):
+    """One fresh interpreter runs the three commands; ``sys.modules`` is checked after each."""
+    run = str(write_run(tmp_path / "known", known_cells()))
+    code = ("import sys\nfrom search.cli import main\n"
+            "banned = ('ray', 'timm', 'trainables.trial', 'trainables.engine', 'trainables.trainable', "
+            "'trainables.features', 'search.runner', 'search.evaluate')\n"
+            f"for args in (['report', {run!r}, '--bootstrap', '50', '--no-plots'], "
+            f"['compare', {run!r}, {run!r}, '--bootstrap', '50'], ['status', {run!r}]):\n"
+            "    rc = main(args)\n"
+            "    loaded = sorted(m for m in sys.modules if m in banned or m.split('.')[0] in ('ray', 'timm'))\n"
+            "    print('AFTER', args[0], rc, loaded)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for command in ("report", "compare", "status"):
+        assert f"AFTER {command} 0 []" in proc.stdout, proc.stdout[-2000:]
