@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from search.analysis.build import build_report
-from search.analysis.mode import Mode
+from trainables.mode import Mode
 from search.analysis.selecting import select_replicates
 from search.run_files import prediction_rows, write_predictions
 from trainables.apps import get_app

@@ -9,7 +9,7 @@ from typing import TextIO
 import pandas as pd
 from ray import tune
 
-from search.analysis.mode import Mode
+from trainables.mode import Mode
 from search.analysis.selecting import best_depths, select_cells
 
 

@@ -30,3 +30,16 @@ def test_live_progress_uses_the_same_rule():
             progress.on_trial_result(0, [trial], trial, {"training_iteration": epoch, "val_metric": v,
                                                           "depth_index": r["depth_index"]})
     assert "best so far fc8 (auc 0.845)" in progress.render()
+
+
+def test_mode_says_which_way_is_better():
+    import pytest
+
+    from trainables.mode import Mode
+
+    up, down = Mode.of("max"), Mode.of(Mode("min"))
+    assert up.better(0.9, 0.8) and not up.better(0.8, 0.8) and up.better(0.1, None)
+    assert down.better(0.8, 0.9) and down.best([3.0, 1.0, 2.0]) == 1.0 and up.best([3.0, 1.0]) == 3.0
+    assert up.ascending is False and down.ascending is True and down.gain(-0.5) == 0.5
+    with pytest.raises(ValueError, match="'max' or 'min'"):
+        Mode("maximum")

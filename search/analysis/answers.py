@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from search.analysis.mode import Mode
+from trainables.mode import Mode
 from search.analysis.selecting import best_by_validation
 from trainables.models import SCRATCH
 

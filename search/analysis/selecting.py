@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from search.analysis.mode import Mode
+from trainables.mode import Mode
 
 
 def best_by_validation(frame: pd.DataFrame, mode, score: str = "val_metric") -> pd.DataFrame:

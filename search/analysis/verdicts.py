@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
-from search.analysis.mode import Mode
+from trainables.mode import Mode
 from search.analysis.resampling import p_value, percentile_ci
 
 VERDICTS = ("better", "worse", "equivalent", "inconclusive")

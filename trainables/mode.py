@@ -1,4 +1,7 @@
-"""``Mode``: which direction of a metric is better ("max": higher, "min": lower), in one place."""
+"""``Mode``: which direction of a metric is better ("max": higher, "min": lower), in one place.
+
+Pure (no torch, no Ray): the analysis, the live progress, the scheduler and the training core can all use it.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
