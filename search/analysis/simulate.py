@@ -57,7 +57,8 @@ def calibration(summary: pd.DataFrame, better: int | None = None) -> dict[str, f
     per = summary.groupby("budget")
     out = {"budgets": float(per.ngroups),
            "any_worse": float(per["verdict"].apply(lambda v: (v == "worse").any()).mean()),
-           "any_better": float(per["verdict"].apply(lambda v: (v == "better").any()).mean())}
+           "any_better": float(per["verdict"].apply(lambda v: (v == "better").any()).mean()),
+           "any_either": float(per["verdict"].apply(lambda v: v.isin(["better", "worse"]).any()).mean())}
     if better is not None:
         best = summary[summary["is_best"]]
         found = best["depth_index"] == better
