@@ -2,7 +2,8 @@
 
 When both runs scored the same test split (same app, data seed and split sizes, identical labels), the
 difference is a paired bootstrap (same resamples for both runs); otherwise the two runs' bootstrap
-distributions are treated as independent (B's values are randomly re-paired with A's).
+distributions are treated as independent (B's values are randomly re-paired with A's). Budgets form one
+Holm-corrected family; B vs A is better / worse / equivalent (within the metric's margin) / inconclusive.
 """
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from search.report import Analysis, _text_table, fmt_ci, pct
-from search.stats import paired_delta
+from search.analysis.answers import Analysis
+from search.analysis.guideline import pct
+from search.analysis.render import fmt_ci, text_table
+from search.analysis.resampling import p_value, percentile_ci
+from search.analysis.verdicts import MISSING, VERDICTS, holm, verdict
 from trainables.config import ConfigError
 
 SPLIT_KEYS = ("app", "data_seed", "n_train", "n_val", "n_test")
@@ -45,7 +49,7 @@ def compare_runs(a: Analysis, b: Analysis, seed: int = 0) -> Comparison:
                           f"({a.config.get('app')} vs {b.config.get('app')}); compare runs of one application")
     paired = same_test_split(a, b) and a.n_boot == b.n_boot and a.seed == b.seed
     rng = np.random.default_rng(seed)
-    rows = []
+    rows, rows_boot = [], {}
     for budget in sorted(set(a.summary["budget"]) | set(b.summary["budget"])):
         ra, rb = _best(a, budget), _best(b, budget)
         row = {"budget": float(budget)}
@@ -53,7 +57,7 @@ def compare_runs(a: Analysis, b: Analysis, seed: int = 0) -> Comparison:
             row[f"{tag}_best_depth"] = None if r is None else r["depth"]
             for col in ("test_metric", "test_metric_low", "test_metric_high"):
                 row[f"{tag}_{col}"] = np.nan if r is None else float(r[col])
-        row.update(delta=np.nan, delta_low=np.nan, delta_high=np.nan, significant=False)
+        row.update(delta=np.nan, delta_low=np.nan, delta_high=np.nan, p=np.nan)
         if ra is not None and rb is not None:
             ba, bb = a.boot.get((float(budget), ra["depth"])), b.boot.get((float(budget), rb["depth"]))
             if ba is not None and bb is not None:
@@ -61,25 +65,38 @@ def compare_runs(a: Analysis, b: Analysis, seed: int = 0) -> Comparison:
                     bb = rng.permutation(bb)
                     n = min(ba.size, bb.size)
                     ba, bb = ba[:n], bb[:n]
-                d = paired_delta(rb["test_metric"], ra["test_metric"], bb, ba, a.level)
-                row.update(delta=d.estimate, delta_low=d.low, delta_high=d.high, significant=d.significant())
+                rows_boot[len(rows)] = bb - ba
+                row["delta"] = float(rb["test_metric"] - ra["test_metric"])
+                row["p"] = p_value(bb - ba)
         rows.append(row)
-    table = pd.DataFrame(rows)
-    return Comparison(a, b, paired, table, _conclusions(table, a.mode))
+    table = _with_verdicts(pd.DataFrame(rows), rows_boot, a)
+    return Comparison(a, b, paired, table, _conclusions(table))
 
 
-def _conclusions(table: pd.DataFrame, mode: str) -> list[str]:
+def _with_verdicts(table: pd.DataFrame, boots: dict, a: Analysis) -> pd.DataFrame:
+    """Holm across the budgets compared; simultaneous intervals; verdict of B vs A in the four words."""
+    alpha = 1 - a.level
+    table["p_holm"] = holm(table["p"].to_numpy())
+    k = max(1, int(np.isfinite(table["p"]).sum()))
+    table["verdict"] = MISSING
+    for i, d in boots.items():
+        low, high = percentile_ci(d, 1 - alpha / k)
+        table.loc[i, ["delta_low", "delta_high"]] = [low, high]
+        table.loc[i, "verdict"] = verdict(table.at[i, "delta"], low, high, table.at[i, "p_holm"], a.mode,
+                                          a.margin, alpha)
+    return table
+
+
+def _conclusions(table: pd.DataFrame) -> list[str]:
     have = table[np.isfinite(table["delta"])]
     if have.empty:
         return ["no budget has test results in both runs"]
-    better = have[have["significant"] & ((have["delta"] > 0) if mode == "max" else (have["delta"] < 0))]
-    worse = have[have["significant"] & ~have.index.isin(better.index)]
-    same = have[~have["significant"]]
     lines = []
-    for label, part in (("B is significantly better than A", better), ("B is significantly worse than A", worse),
-                        ("no significant difference", same)):
+    for word in VERDICTS:
+        part = have[have["verdict"] == word]
         if len(part):
-            lines.append(f"{label} at budget(s) {', '.join(pct(b) for b in part['budget'])}")
+            lines.append(f"B is {word} {'than' if word in ('better', 'worse') else 'vs'} A at budget(s) "
+                         f"{', '.join(pct(b) for b in part['budget'])}")
     agree = have[have["a_best_depth"] == have["b_best_depth"]]
     lines.append(f"the best depth agrees at {len(agree)} of {len(have)} budget(s)")
     return lines
@@ -95,11 +112,11 @@ def format_comparison(c: Comparison) -> str:
     head.append("difference B - A: " + ("paired bootstrap (same test split)" if c.paired else
                                         "independent bootstraps (different test splits)"))
     header = ["budget", "A best depth", f"A test {m} [{lvl} CI]", "B best depth", f"B test {m} [{lvl} CI]",
-              f"B - A [{lvl} CI]", ""]
+              "B - A [simultaneous CI]", "verdict (Holm)"]
     rows = []
     for r in c.table.itertuples(index=False):
         rows.append([pct(r.budget), r.a_best_depth or "-",
                      fmt_ci(r.a_test_metric, r.a_test_metric_low, r.a_test_metric_high), r.b_best_depth or "-",
                      fmt_ci(r.b_test_metric, r.b_test_metric_low, r.b_test_metric_high),
-                     fmt_ci(r.delta, r.delta_low, r.delta_high, signed=True), "significant" if r.significant else ""])
-    return "\n".join(head) + "\n\n" + _text_table(header, rows) + "\n\n" + "\n".join(f"  - {s}" for s in c.lines)
+                     fmt_ci(r.delta, r.delta_low, r.delta_high, signed=True), r.verdict])
+    return "\n".join(head) + "\n\n" + text_table(header, rows) + "\n\n" + "\n".join(f"  - {s}" for s in c.lines)

@@ -1,16 +1,18 @@
 """Test-set evaluation of the selected checkpoints, once, in the driver at the end of a run.
 
-For each budget x depth the trial is selected by validation only (``search.results.select_trials``: the
-best trial at its best validation epoch). Its checkpoint of that epoch is loaded (Tune keeps each trial's
+For each budget x depth the learning rate is selected by validation only (``search.analysis.selecting``),
+and every replicate seed trial of it is evaluated at its best validation epoch. Its checkpoint of that epoch
+is loaded (Tune keeps each trial's
 2 best checkpoints by validation metric); if that epoch's checkpoint is gone, the best kept one is used
-and the evaluated epoch is recorded. The test split is predicted once per cell and the per-sample class
-probabilities go to ``predictions.parquet``; everything after that (metrics, intervals, the report) is
-computed offline from files by ``search.report``.
+and the evaluated epoch is recorded. The test split is predicted once per replicate and the per-sample class
+probabilities go to ``predictions.parquet`` (one block per budget x depth x seed); everything after that
+(metrics, intervals, verdicts, the report) is computed offline from files by ``search.analysis``.
 """
 from __future__ import annotations
 
 import os
 import pickle
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -19,7 +21,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from search.results import select_trials, write_parquet
+from search.analysis.build import build_report
+from trainables.mode import Mode
+from search.analysis.selecting import select_replicates
+from search.run_files import prediction_rows, write_predictions
 from trainables.apps import get_app
 from trainables.config import TrialConfig
 from trainables.data import SplitData
@@ -27,16 +32,6 @@ from trainables.trainable import CHECKPOINT_FILE
 from trainables.trial import TrialRun, effective_source
 
 Log = Callable[[str], None]
-
-# run-level columns of predictions.parquet, then: sample, label, prob_0..prob_{C-1}, meta_<key>...
-PREDICTION_RUN_COLUMNS = (
-    "app", "backbone", "source", "budget", "depth", "depth_index", "trial_id", "lr", "seed",
-    "selected_epoch", "evaluated_epoch",
-)
-PREDICTION_SAMPLE_COLUMNS = ("sample", "label")
-META_PREFIX = "meta_"
-PROB_PREFIX = "prob_"
-
 
 @dataclass(frozen=True)
 class KeptCheckpoint:
@@ -82,7 +77,7 @@ def choose_checkpoint(kept: list[KeptCheckpoint], epoch: int, mode: str) -> Kept
             return k
     if not kept:
         return None
-    sign = 1.0 if mode == "max" else -1.0
+    sign = Mode.of(mode).sign
     return max(kept, key=lambda k: (sign * k.val_metric, k.epoch))
 
 
@@ -100,37 +95,17 @@ def predict_test(config: dict, checkpoint, data: SplitData, weights: dict) -> tu
     return torch.softmax(logits.double(), dim=1).numpy(), epoch
 
 
-def _meta_columns(meta: dict) -> dict[str, object]:
-    cols = {}
-    for key, value in meta.items():
-        arr = np.asarray(value.numpy() if isinstance(value, torch.Tensor) else value)
-        cols[META_PREFIX + key] = list(arr) if arr.ndim > 1 else arr
-    return cols
-
-
-def prediction_rows(run_info: dict, labels, probs: np.ndarray, meta: dict) -> pd.DataFrame:
-    """One cell's rows of predictions.parquet: run-level columns, sample, label, prob_<c>, meta_<key>."""
-    n = probs.shape[0]
-    cols: dict[str, object] = {k: [run_info[k]] * n for k in PREDICTION_RUN_COLUMNS}
-    cols["sample"] = np.arange(n, dtype=np.int64)
-    cols["label"] = np.asarray(labels).astype(np.int64)
-    for c in range(probs.shape[1]):
-        cols[f"{PROB_PREFIX}{c}"] = probs[:, c]
-    cols.update(_meta_columns(meta))
-    return pd.DataFrame(cols)
-
-
 def evaluate_selected(trials: pd.DataFrame, result_grid, data: SplitData, weights: dict, mode: str,
                       log: Log = print) -> tuple[pd.DataFrame, list[str]]:
-    """Predict the test split once per budget x depth with the validation-selected checkpoint.
+    """Predict the test split once per replicate seed of each budget x depth's selected learning rate.
 
     Returns the predictions frame (empty if nothing could be evaluated) and notes on fallbacks/failures.
     """
-    selection = select_trials(trials, mode)
+    selection = select_replicates(trials, mode)
     checkpoints, configs = kept_checkpoints(result_grid), trial_configs(result_grid)
     frames, notes = [], []
     for row in selection.itertuples(index=False):
-        cell = f"{row.depth} @ budget {row.budget:g}"
+        cell = f"{row.depth} @ budget {row.budget:g} (seed {row.seed})"
         chosen = choose_checkpoint(checkpoints.get(row.trial_id, []), int(row.epoch), mode)
         if chosen is None or row.trial_id not in configs:
             notes.append(f"{cell}: trial {row.trial_id} kept no checkpoint; not evaluated on test")
@@ -164,34 +139,15 @@ def evaluate_selected(trials: pd.DataFrame, result_grid, data: SplitData, weight
     return pd.concat(frames, ignore_index=True), notes
 
 
-def write_predictions(predictions: pd.DataFrame, run_dir: Path) -> Path | None:
-    if predictions.empty:
+def report_after_run(run_dir: Path, trials: pd.DataFrame, result_grid, data, weights: dict, mode: str,
+                     log: Log = print):
+    """The post-run step (driver): evaluate the selected replicates on test once, then build the report."""
+    if trials.empty:
         return None
-    path = run_dir / "predictions.parquet"
-    write_parquet(predictions, path)
-    return path
-
-
-def read_predictions(path: Path) -> dict[tuple[float, str], dict]:
-    """predictions.parquet -> {(budget, depth): {"info", "labels", "probs", "meta"}} as numpy arrays."""
-    df = pd.read_parquet(path)
-    prob_cols = sorted((c for c in df.columns if c.startswith(PROB_PREFIX)), key=lambda c: int(c[len(PROB_PREFIX):]))
-    meta_cols = [c for c in df.columns if c.startswith(META_PREFIX)]
-    missing = [c for c in PREDICTION_RUN_COLUMNS + PREDICTION_SAMPLE_COLUMNS if c not in df.columns]
-    if missing or not prob_cols:
-        raise ValueError(f"{path} lacks columns {missing or ['prob_*']}")
-    out = {}
-    for (budget, depth), g in df.groupby(["budget", "depth"], sort=True):
-        g = g.sort_values("sample")
-        meta = {}
-        for c in meta_cols:
-            values = g[c].to_numpy()
-            meta[c[len(META_PREFIX):]] = np.stack(values) if values.dtype == object else values
-        out[(float(budget), str(depth))] = {
-            "info": {k: g[k].iloc[0] for k in PREDICTION_RUN_COLUMNS},
-            "samples": g["sample"].to_numpy(),
-            "labels": g["label"].to_numpy(),
-            "probs": g[prob_cols].to_numpy(dtype=np.float64),
-            "meta": meta,
-        }
-    return out
+    t0 = time.time()
+    predictions, _ = evaluate_selected(trials, result_grid, data, weights, mode, log)
+    write_predictions(predictions, Path(run_dir))
+    blocks = predictions.groupby(["budget", "depth", "seed"]).ngroups if len(predictions) else 0
+    log(f"test evaluation: {blocks} selected checkpoints (replicate seeds) scored on {len(data.test_y)} test "
+        f"samples ({time.time() - t0:.1f}s)")
+    return build_report(Path(run_dir), log=log)

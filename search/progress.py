@@ -6,13 +6,20 @@ import time
 from dataclasses import dataclass
 from typing import TextIO
 
+import pandas as pd
 from ray import tune
+
+from trainables.mode import Mode
+from search.analysis.selecting import best_depths, select_cells
 
 
 @dataclass
 class _TrialState:
     budget: float
     depth: str
+    depth_index: int = 0
+    lr: float = 0.0
+    seed: int = 0
     status: str = "pending"  # pending | running | finished | stopped | error
     epochs: int = 0
     best: float | None = None
@@ -31,11 +38,21 @@ class BudgetProgress(tune.Callback):
 
     def _state(self, trial) -> _TrialState:
         if trial.trial_id not in self.trials:
-            self.trials[trial.trial_id] = _TrialState(float(trial.config["budget"]), str(trial.config["depth"]))
+            c = trial.config
+            self.trials[trial.trial_id] = _TrialState(float(c["budget"]), str(c["depth"]), lr=float(c.get("lr", 0.0)),
+                                                      seed=int(c.get("seed", 0)))
         return self.trials[trial.trial_id]
 
     def _better(self, a: float, b: float | None) -> bool:
-        return b is None or (a > b if self.mode == "max" else a < b)
+        return Mode.of(self.mode).better(a, b)
+
+    def best_so_far(self) -> pd.DataFrame:
+        """Per budget, the best depth by validation so far (``search.analysis.selecting``'s one rule)."""
+        frame = pd.DataFrame([{"trial_id": tid, "budget": s.budget, "depth": s.depth, "depth_index": s.depth_index,
+                               "lr": s.lr, "seed": s.seed, "epoch": s.epochs, "val_metric": s.best, "n_train": 0,
+                               "status": "error" if s.status == "error" else "ok"}
+                              for tid, s in self.trials.items() if s.best is not None])
+        return best_depths(select_cells(frame, self.mode), self.mode) if len(frame) else frame
 
     def __getstate__(self) -> dict:  # Tune pickles callbacks with the experiment state; streams don't pickle
         return {**self.__dict__, "stream": None}
@@ -53,6 +70,7 @@ class BudgetProgress(tune.Callback):
         s = self._state(trial)
         s.status = "running"
         s.epochs = int(result.get("training_iteration", s.epochs))
+        s.depth_index = int(result.get("depth_index", s.depth_index))
         v = result.get("val_metric")
         if v is not None and self._better(v, s.best):
             s.best = float(v)
@@ -81,15 +99,14 @@ class BudgetProgress(tune.Callback):
         elapsed = time.monotonic() - self.t0
         done = sum(s.status in ("finished", "stopped", "error") for s in self.trials.values())
         lines = [f"[{elapsed:6.0f}s] trials: {done}/{len(self.trials)} ended"]
+        best = self.best_so_far()
         for budget in sorted({s.budget for s in self.trials.values()}):
             group = [s for s in self.trials.values() if s.budget == budget]
             count = {k: sum(s.status == k for s in group)
                      for k in ("pending", "running", "finished", "stopped", "error")}
-            best = None
-            for s in group:
-                if s.best is not None and (best is None or self._better(s.best, best.best)):
-                    best = s
-            best_txt = f"best so far {best.depth} ({self.metric_name} {best.best:.3f})" if best else "no result yet"
+            top = best[best["budget"] == budget] if len(best) else best
+            best_txt = (f"best so far {top['depth'].iloc[0]} ({self.metric_name} {top['val_metric'].iloc[0]:.3f})"
+                        if len(top) else "no result yet")
             err = f", {count['error']} error" if count["error"] else ""
             lines.append(
                 f"  budget {budget:<5g} pending {count['pending']}, running {count['running']}, "

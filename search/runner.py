@@ -11,20 +11,23 @@ from typing import Callable
 
 import pandas as pd
 import ray
-import yaml
 from ray import tune
 
 from search.config import SearchConfig
 from search.guard import InterruptWatch, RunLock, check_address, check_run_name
 from search.progress import BudgetProgress
-from search.report import Analysis, report_after_run
-from search.results import best_depth_table, format_table, trials_frame, write_parquet
+from search.analysis.answers import Analysis
+from search.analysis.selecting import best_depth_table, format_table
+from search.evaluate import report_after_run
+from search.results import trials_frame
+from search.run_files import (SPLITS_FILE, TRIALS_FILE, experiment_path, load_config, run_dir_of, storage_of,  # noqa: F401
+                              write_config, write_parquet, write_text)
 from search.promotion import BudgetStratifiedPromotionASHA
 from search.schedulers import BudgetStratifiedASHA
 from search.searchers import SearchPlan, make_plan
 from trainables.apps import App, build_split_data, check_backbone, get_app
 from trainables.config import ConfigError, TrialConfig
-from trainables.data import SplitData, write_splits
+from trainables.data import SplitData, splits_frame
 from trainables.models import SCRATCH, depth_names, get_backbone
 from trainables.models.backbones import BackboneSpec
 from trainables.models.sources import get_source_weights
@@ -51,7 +54,7 @@ class Outcome:
     table: pd.DataFrame
     errors: list[str]
     wall_s: float
-    report: "Analysis | None" = None  # test-set answer (search.report), None if no trial reported
+    report: "Analysis | None" = None  # test-set answer (search.analysis), None if no trial reported
     tune_s: float = 0.0  # wall time of Tuner.fit() alone
 
 
@@ -97,10 +100,6 @@ def fixed_trial_keys(cfg: SearchConfig) -> dict:
                 batch_size=cfg.batch_size, data_seed=cfg.data_seed, **lr_protocol_keys(cfg))
 
 
-def run_dir_of(cfg: SearchConfig) -> Path:
-    return Path(cfg.results_dir).resolve() / cfg.name
-
-
 def fresh_run_dir(cfg: SearchConfig, log: Log) -> Path:
     """``results/<name>``; an earlier run of the same name is moved aside, never overwritten."""
     run_dir = run_dir_of(cfg)
@@ -113,33 +112,11 @@ def fresh_run_dir(cfg: SearchConfig, log: Log) -> Path:
     return run_dir
 
 
-def storage_of(cfg: SearchConfig, run_dir: Path) -> tuple[str, str]:
-    """(storage_path, experiment name) for Tune: results/<name>/tune by default, else <storage>/<name>."""
-    if cfg.storage:
-        return (cfg.storage if "://" in cfg.storage else str(Path(cfg.storage).resolve())), cfg.name
-    return str(run_dir), "tune"
-
-
-def experiment_path(cfg: SearchConfig, run_dir: Path) -> str:
-    storage, name = storage_of(cfg, run_dir)
-    return f"{storage.rstrip('/')}/{name}"
-
-
 def save_config(cfg: SearchConfig, prep: Prepared, run_dir: Path) -> None:
     resolved = {**cfg.to_dict(), "depths": prep.depths, "n_train": len(prep.data.train_y),
                 "n_val": len(prep.data.val_y), "n_test": len(prep.data.test_y), "metric": prep.app.metric,
                 "mode": prep.app.mode, "experiment_path": experiment_path(cfg, run_dir)}
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-
-
-def load_config(run: str, results_dir: str = "results") -> SearchConfig:
-    """The SearchConfig saved with run ``run`` (a name under results_dir, or a run folder path)."""
-    path = Path(run) if Path(run).is_dir() else Path(results_dir) / run
-    cfg_file = path / "config.yaml"
-    if not cfg_file.exists():
-        raise ConfigError(f"no run at {path} (missing {cfg_file}); `ls {results_dir}` shows the runs")
-    cfg = SearchConfig.from_dict(yaml.safe_load(cfg_file.read_text()))
-    return cfg.replace(results_dir=str(path.resolve().parent), name=path.name)
+    write_config(resolved, run_dir)
 
 
 # -- 2. connect and tune ---------------------------------------------------------------------------------
@@ -231,10 +208,10 @@ def collect(results, prep: Prepared, run_dir: Path, t0: float, plan: SearchPlan 
     errors = [f"trial {r.config.get('depth')} @ budget {r.config.get('budget')}: "
               f"{str(r.error).strip().splitlines()[-1]}" for r in results if r.error]
     trials = trials_frame(results, prep.app.metric)
-    write_parquet(trials, run_dir / "trials.parquet")
+    write_parquet(trials, run_dir / TRIALS_FILE)
     if plan is not None and plan.guideline is not None:
         summary = {str(b): v for b, v in plan.guideline.summary().items()}
-        (run_dir / "guideline.json").write_text(json.dumps(summary, indent=2))
+        write_text(json.dumps(summary, indent=2), run_dir / "guideline.json")
     table = best_depth_table(trials, prep.app.mode) if len(trials) else pd.DataFrame()
     report = report_after_run(run_dir, trials, results, prep.data, prep.weights, prep.app.mode, log)
     return Outcome(run_dir, trials, table, errors, time.time() - t0, report, tune_s)
@@ -253,7 +230,7 @@ def _run_search(cfg: SearchConfig, log: Log, trainable) -> Outcome:
     plan = make_plan(cfg, prep.depths, fixed_trial_keys(cfg), "val_metric", prep.app.mode)  # refusals come first
     run_dir = fresh_run_dir(cfg, log)
     save_config(cfg, prep, run_dir)
-    write_splits(prep.data, cfg.budgets, run_dir / "splits.parquet")
+    write_parquet(splits_frame(prep.data, cfg.budgets), run_dir / SPLITS_FILE)
     connect_ray(cfg, log)
     log(f"search: {cfg.searcher} over {len(prep.depths)} depths x {len(cfg.budgets)} budgets "
         f"(up to {plan.num_samples} trial(s) per grid pass), up to {cfg.epochs} epochs, scheduler {cfg.scheduler}")

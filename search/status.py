@@ -5,9 +5,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import yaml
+import pandas as pd
 
-from search.runner import experiment_path, load_config, run_dir_of
+from search.analysis.selecting import best_depths, select_cells
+from search.run_files import TRIALS_FILE, experiment_path, load_config, read_config, run_dir_of
 
 
 def _trial_rows(exp: Path) -> list[dict]:
@@ -27,28 +28,37 @@ def _trial_rows(exp: Path) -> list[dict]:
         vals = [json.loads(l) for l in lines if l.strip()]
         row["epochs"] = len(vals)
         row["best"] = [v.get("val_metric") for v in vals if v.get("val_metric") is not None]
+        row["depth_index"] = next((int(v["depth_index"]) for v in vals if "depth_index" in v), 0)
     return rows
+
+
+def best_so_far(rows: list[dict], mode: str) -> pd.DataFrame:
+    """Per budget, the best depth by validation so far (``search.analysis.selecting``'s one rule)."""
+    frame = pd.DataFrame([{
+        "trial_id": str(r["trial_id"]), "budget": float(r["config"].get("budget", 0)),
+        "depth": str(r["config"].get("depth")), "depth_index": r["depth_index"], "lr": float(r["config"].get("lr", 0)),
+        "seed": int(r["config"].get("seed", 0)), "epoch": k + 1, "val_metric": float(v), "n_train": 0,
+        "status": "error" if r["status"] == "ERROR" else "ok"} for r in rows for k, v in enumerate(r["best"])])
+    return best_depths(select_cells(frame, mode), mode) if len(frame) else frame
 
 
 def run_status(run: str, results_dir: str = "results") -> str:
     cfg = load_config(run, results_dir)
     run_dir = run_dir_of(cfg)
-    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-    mode = saved.get("mode", "max")
+    mode = read_config(run_dir).get("mode", "max")
     path = experiment_path(cfg, run_dir)
     if "://" in path:
         return f"{cfg.name}: experiment stored at {path}; status reads local folders only"
     rows = _trial_rows(Path(path))
-    done = (run_dir / "trials.parquet").exists()
+    done = (run_dir / TRIALS_FILE).exists()
     lines = [f"{cfg.name}: {'finished' if done else 'not finished'} ({cfg.searcher} search, {len(rows)} trials "
              f"known, experiment {path})"]
-    pick = max if mode == "max" else min
+    best = best_so_far(rows, mode)
     for budget in sorted({float(r["config"].get("budget", 0)) for r in rows}):
         group = [r for r in rows if float(r["config"].get("budget", 0)) == budget]
         counts = Counter(r["status"] for r in group)
-        scored = [(pick(r["best"]), r["config"].get("depth")) for r in group if r["best"]]
-        best = pick(scored) if scored else None
-        best_txt = f"best so far {best[1]} ({best[0]:.3f})" if best else "no result yet"
+        top = best[best["budget"] == budget] if len(best) else best
+        best_txt = f"best so far {top['depth'].iloc[0]} ({top['val_metric'].iloc[0]:.3f})" if len(top) else "no result yet"
         lines.append(f"  budget {budget:<5g} " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items()))
                      + f", epochs {sum(r['epochs'] for r in group)} | {best_txt}")
     return "\n".join(lines)

@@ -77,9 +77,10 @@ from trainables.apps.colonoscopy import frame_crops, render_frames  # noqa: E402
 from trainables.apps.raw import RawSet  # noqa: E402
 from trainables.data import (  # noqa: E402
     assign_splits, balance_classes, grouped_split, hamming, merge_groups, near_duplicate_pairs, perceptual_hash,
-    write_splits,
+    splits_frame,
 )
 from trainables.metrics import classification_metrics  # noqa: E402
+from search.run_files import write_parquet  # noqa: E402
 
 
 def _frames(n, seed=0, size=72):
@@ -192,7 +193,8 @@ def test_near_duplicates_never_straddle_splits_and_splits_parquet(tmp_path):
     assert units.groupby("source_group")["split"].nunique().max() == 1
     # every unit's 3 crops sit in one split, and budgets keep whole frames
     assert (data.train_meta["group"].numpy().reshape(-1, 3) == data.train_meta["group"].numpy()[::3, None]).all()
-    frame = write_splits(data, (0.25, 0.5, 1.0), tmp_path / "splits.parquet")
+    frame = splits_frame(data, (0.25, 0.5, 1.0))
+    write_parquet(frame, tmp_path / "splits.parquet")
     back = pd.read_parquet(tmp_path / "splits.parquet")
     assert list(back.columns) == ["sample_id", "unit_id", "unit", "group", "source_group", "split", "label", "budget"]
     assert back["sample_id"].is_unique and len(back) == 3 * 105 == len(frame)

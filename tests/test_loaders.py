@@ -245,6 +245,13 @@ def test_detection_candidates_csv_on_2d_frames(tmp_path):
     bad.to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(ConfigError, match="has x outside 0..79"):
         load_units(tmp_path / "bad.csv", app)
+    # a lesion the candidate generator missed on frame 0: label 1, empty coordinates; it reaches FROC's count
+    missed = pd.DataFrame(rows + [{"image": "frame0.jpg", "label": 1, "group": "video0"}])
+    missed.to_csv(tmp_path / "missed.csv", index=False)
+    raw = load_units(tmp_path / "missed.csv", app)
+    assert len(raw.candidates) == 36 and raw.candidates.groupby("unit")["missed"].first().tolist() == [1] + [0] * 11
+    samples = app.make_samples(raw.subset(np.array([0, 1])), "test", 64, 0, raw)
+    assert samples.meta["missed_lesions"].tolist() == [1] * 18 + [0] * 18
     pd.DataFrame(rows).assign(label=0).to_csv(tmp_path / "neg.csv", index=False)
     with pytest.raises(ConfigError, match="needs lesion \\(1\\) and non-lesion \\(0\\) candidates"):
         load_units(tmp_path / "neg.csv", app)

@@ -191,3 +191,18 @@ def test_metrics_refuse_impossible_inputs():
         compute_froc(np.random.random(5), np.zeros(5, bool), np.zeros(5))
     with pytest.raises(MetricError, match="NaN"):
         compute_froc(np.array([np.nan, 1.0]), np.array([True, False]), np.zeros(2))
+
+
+def test_missed_lesions_count_in_froc_on_a_hand_made_case():
+    """Two frames: frame 0 has a lesion candidate (0.9) and a negative (0.8); frame 1 a negative (0.7) and a
+    lesion the candidate generator missed. Sensitivity tops out at 1/2, not 1; FP per frame as before."""
+    labels = np.array([1, 1, 0, 0])  # two patches for the lesion candidate
+    p1 = np.array([0.9, 0.9, 0.8, 0.7])
+    meta = {"candidate": np.array([0, 0, 1, 2]), "group": np.array([0, 0, 0, 1]), "lesion": np.array([0, 0, -1, -1])}
+    counted = detection_metrics(labels, np.c_[1 - p1, p1], meta, points=(0.5, 1.0))
+    assert counted["sens@0.5fp"] == 1.0 and counted["froc_pauc"] == 1.0
+    meta["missed_lesions"] = np.array([0, 0, 0, 1])  # per patch: the missed lesions of its frame
+    missed = detection_metrics(labels, np.c_[1 - p1, p1], meta, points=(0.5, 1.0))
+    assert missed["sens@0.5fp"] == 0.5 and missed["sens@1fp"] == 0.5 and missed["froc_pauc"] == 0.5
+    fps, sens = compute_froc([0.9, 0.8], [True, False], [0, 0], missed=3)
+    np.testing.assert_allclose(sens, [0, 0.25, 0.25])

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from search.evaluate import prediction_rows, read_predictions
-from search.results import write_parquet
+from search.run_files import prediction_rows, read_predictions, write_parquet
 from trainables.apps import build_split_data, get_app
 from trainables.apps.intima import mask_loss
 from trainables.apps.raw import IGNORE
@@ -91,7 +90,7 @@ def test_summary_through_predictions_parquet_scores_the_same(tmp_path):
     info = dict(app=APP.name, backbone="monai-unet", source="scratch", budget=1.0, depth="scratch", depth_index=11,
                 trial_id="t", lr=1e-3, seed=0, selected_epoch=1, evaluated_epoch=1)
     write_parquet(prediction_rows(info, data.test_y.numpy(), summary_probs, summary_meta), tmp_path / "p.parquet")
-    cell = read_predictions(tmp_path / "p.parquet")[(1.0, "scratch")]
+    cell = read_predictions(tmp_path / "p.parquet")[(1.0, "scratch", 0)]
     again = APP.all_metrics(cell["labels"], cell["probs"], cell["meta"])
     assert again == pytest.approx(direct)
     batched = mask_interface_batched(cell["labels"], cell["probs"], cell["meta"], np.ones((1, len(masks))))

@@ -1,10 +1,11 @@
-"""Bootstrap intervals and paired tests (search.stats) on cases with a known answer; the vectorised AUC."""
+"""Bootstrap intervals and paired tests (search.analysis.resampling, .verdicts) on cases with a known answer."""
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from search.stats import (Delta, bootstrap_values, delta_vs_scratch, indistinguishable_from_best, make_resamples,
-                          paired_delta, percentile_ci)
+from search.analysis.resampling import (Delta, bootstrap_values, combine_seeds, make_resamples, p_value,
+                                        paired_delta, percentile_ci, relabel, resampling_units)
+from search.analysis.verdicts import holm, trend_test
 from trainables.apps import get_app, list_apps
 from trainables.metrics import compute_roc_auc, compute_roc_auc_weighted
 
@@ -57,14 +58,15 @@ def test_group_resampling_keeps_groups_intact_and_copies_distinct():
     rng = np.random.default_rng(0)
     groups = np.repeat(np.arange(40), rng.integers(1, 6, 40))  # 40 groups of 1..5 samples
     labels = (rng.random(groups.size) < 0.3).astype(int)
-    has_pos = np.array([labels[groups == g].max() for g in range(40)])
+    stratum = np.array([labels[groups == g][0] if np.ptp(labels[groups == g]) == 0 else -1 for g in range(40)])
     r = make_resamples(labels, groups, n_boot=100, seed=1)
     counts = r.counts()
     for g in range(40):  # every sample of a group is drawn exactly as often as its group
         member = groups == g
         assert (counts[:, member] == counts[:, member][:, :1]).all()
     group_counts = r.group_counts()
-    assert (group_counts[:, has_pos == 1].sum(axis=1) == has_pos.sum()).all()  # strata: groups with a positive
+    for s in (-1, 0, 1):  # strata: groups of one label (0 or 1), and the mixed ones (-1)
+        assert (group_counts[:, stratum == s].sum(axis=1) == (stratum == s).sum()).all()
     assert (group_counts.sum(axis=1) == 40).all()
     b = int(np.argmax((group_counts > 1).any(axis=1)))  # a resample that drew some group twice
     idx, copy = r.indices(b)
@@ -110,7 +112,7 @@ def test_identical_predictions_are_indistinguishable_with_zero_difference():
     point = _auc(labels, probs, {})
     d = paired_delta(point, point, boot, boot.copy())
     assert d == Delta(0.0, 0.0, 0.0) and d.includes_zero and not d.significant()
-    assert indistinguishable_from_best(point, point, boot, boot.copy())
+    assert p_value(boot - boot) == 1.0
 
 
 def test_well_separated_predictions_differ_significantly_in_the_right_direction():
@@ -119,8 +121,8 @@ def test_well_separated_predictions_differ_significantly_in_the_right_direction(
     r = make_resamples(labels, n_boot=1000, seed=0)
     bg, bw = (bootstrap_values(_auc, labels, p, {}, r, batched=_auc_batched) for p in (good, weak))
     pg, pw = _auc(labels, good, {}), _auc(labels, weak, {})
-    assert not indistinguishable_from_best(pg, pw, bg, bw)
-    d = delta_vs_scratch(pg, pw, bg, bw)  # "scratch" = the weak model
+    assert p_value(bg - bw) < 0.01
+    d = paired_delta(pg, pw, bg, bw)
     assert d.significant() and 0 < d.low <= d.estimate <= d.high
     lo, hi = percentile_ci(bg)
     assert lo <= pg <= hi and hi - lo < 0.1
@@ -133,7 +135,8 @@ def test_close_predictions_are_not_called_different():
     other = np.column_stack([1 - p1, p1])
     r = make_resamples(labels, n_boot=1000, seed=0)
     a, b = (bootstrap_values(_auc, labels, p, {}, r, batched=_auc_batched) for p in (probs, other))
-    assert indistinguishable_from_best(_auc(labels, probs, {}), _auc(labels, other, {}), a, b)
+    assert not paired_delta(_auc(labels, probs, {}), _auc(labels, other, {}), a, b).significant()
+    assert p_value(a - b) > 0.05
 
 
 def test_undefined_resamples_are_dropped_and_too_many_give_no_interval():
@@ -165,7 +168,7 @@ def test_an_apps_batched_metric_reproduces_its_metric(name):
         masks = data.targets("test").numpy()
         dense = np.moveaxis(np.random.default_rng(0).dirichlet(np.ones(app.num_classes), size=masks.shape), -1, 1)
         probs, meta = app.summarize(masks, dense, meta)
-    r = make_resamples(labels, meta.get("group"), n_boot=20, seed=0)
+    r = make_resamples(labels, resampling_units(meta), n_boot=20, seed=0)
     fast = bootstrap_values(app.compute_metric, labels, probs, meta, r, batched=app.batched_metric)
     loop = bootstrap_values(app.compute_metric, labels, probs, meta, r)
     np.testing.assert_allclose(fast, loop, atol=1e-9)
@@ -185,3 +188,95 @@ def test_groups_of_duplicated_samples_give_the_interval_of_the_unique_samples():
                              _auc_batched)
     width = lambda v: np.subtract(*percentile_ci(v)[::-1])  # noqa: E731
     assert width(naive) < 0.7 * width(grouped)
+
+
+def _detection_case(n_videos=30, frames=4, seed=0):
+    """Candidates on frames of videos: 2 patches per candidate, one lesion on half the frames."""
+    rng = np.random.default_rng(seed)
+    labels, p1, cand, frame, video, lesion = [], [], [], [], [], []
+    c = 0
+    for v in range(n_videos):
+        for f in range(frames):
+            fid = v * frames + f
+            kinds = [1] * int(rng.random() < 0.5) + [0] * int(rng.integers(1, 5))
+            for k in kinds:
+                score = rng.normal(1.2 * k)
+                for _ in range(2):
+                    labels.append(k)
+                    p1.append(1 / (1 + np.exp(-(score + 0.3 * rng.normal()))))
+                    cand.append(c)
+                    frame.append(fid)
+                    video.append(v)
+                    lesion.append(c if k else -1)
+                c += 1
+    p1 = np.array(p1)
+    meta = {"candidate": np.array(cand), "group": np.array(frame), "split_group": np.array(video),
+            "lesion": np.array(lesion)}
+    return np.array(labels), np.column_stack([1 - p1, p1]), meta
+
+
+def test_relabel_gives_every_copy_its_own_ids_and_keeps_negative_lesions():
+    copy = np.array([0, 0, 1, 1])
+    np.testing.assert_array_equal(relabel("lesion", np.array([5, -1, 5, -1]), copy)[[1, 3]], [-1, -1])
+    fresh = relabel("candidate", np.array([7, 8, 7, 8]), copy)
+    assert len(np.unique(fresh)) == 4
+    np.testing.assert_array_equal(relabel("scale", np.array([1, 2, 1, 2]), copy), [1, 2, 1, 2])
+
+
+@pytest.mark.parametrize("name", ["polyp-detection", "colonoscopy-frames"])
+def test_bootstrap_by_split_unit_is_unbiased_on_a_known_case(name):
+    """The bootstrap mean matches the point estimate within one bootstrap standard error (detection: FROC pAUC
+    with copies relabelled; classification: frame AUC), resampling whole videos."""
+    app = get_app(name)
+    labels, probs, meta = _detection_case()
+    if name == "colonoscopy-frames":  # frames of videos, 3 crops each, frame label = any lesion
+        frame_label = np.zeros(meta["group"].max() + 1, int)
+        np.maximum.at(frame_label, meta["group"], labels)
+        meta = {"group": meta["group"], "split_group": meta["split_group"]}
+        labels = frame_label[meta["group"]]
+    units = resampling_units(meta)
+    np.testing.assert_array_equal(units, meta["split_group"])
+    r = make_resamples(labels, units, n_boot=300, seed=0)
+    point = app.compute_metric(labels, probs, meta)
+    boot = bootstrap_values(app.compute_metric, labels, probs, meta, r, app.batched_metric)
+    se = np.nanstd(boot)
+    assert abs(np.nanmean(boot) - point) < se, (np.nanmean(boot), point, se)
+    if name == "polyp-detection":  # the old scheme (frames resampled, candidate ids shared by copies) is biased
+        old_r = make_resamples(labels, meta["group"], n_boot=300, seed=0)
+        old = []
+        for b in range(old_r.n_boot):
+            idx, copy = old_r.indices(b)
+            sub = {k: v[idx] for k, v in meta.items()}
+            sub["group"] = copy
+            old.append(app.compute_metric(labels[idx], probs[idx], sub))
+        assert np.mean(old) - point > se
+
+
+def test_resampling_whole_videos_widens_the_interval_when_frames_of_a_video_agree():
+    rng = np.random.default_rng(2)
+    video = np.repeat(np.arange(40), 5)
+    labels = np.repeat(rng.integers(0, 2, 40), 5)
+    score = np.repeat(rng.normal(size=40), 5) + 0.8 * labels + 0.2 * rng.normal(size=200)
+    probs = np.column_stack([1 - 1 / (1 + np.exp(-score)), 1 / (1 + np.exp(-score))])
+    width = lambda v: np.subtract(*percentile_ci(v)[::-1])  # noqa: E731
+    by_frame = bootstrap_values(_auc, labels, probs, {}, make_resamples(labels, n_boot=400), _auc_batched)
+    by_video = bootstrap_values(_auc, labels, probs, {}, make_resamples(labels, video, n_boot=400), _auc_batched)
+    assert width(by_video) > 1.5 * width(by_frame)
+
+
+def test_seed_resampling_adds_seed_to_seed_spread():
+    rng = np.random.default_rng(0)
+    test_noise = rng.normal(scale=0.01, size=500)
+    same = np.vstack([0.8 + test_noise] * 3)
+    spread = np.vstack([0.75 + test_noise, 0.80 + test_noise, 0.85 + test_noise])
+    np.testing.assert_allclose(combine_seeds(same[:1]), same[0])
+    np.testing.assert_allclose(combine_seeds(same), same[0])
+    assert np.std(combine_seeds(spread)) > 2 * np.std(test_noise)
+
+
+def test_holm_and_the_trend_permutation_test():
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, np.nan]), [0.03, 0.06, 0.06, np.nan])
+    rho, p = trend_test([1, 2, 3, 5, 8, 9])
+    assert rho == pytest.approx(1.0) and p == pytest.approx(2 / 720)
+    assert trend_test([5, 5, 5, 5])[1] == 1.0
+    assert trend_test([1, 9, 2])[1] > 0.05  # three budgets can never back a trend at 5%

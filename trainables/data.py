@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -465,25 +464,3 @@ def splits_frame(data: SplitData, budgets) -> pd.DataFrame:
         frame["source_group"] = frame["unit_id"].astype(str)
     cols = ["sample_id", "unit_id", "unit", "group", "source_group", "split", "label", "budget"]
     return frame[cols].sort_values("sample_id", ignore_index=True)
-
-
-def write_splits(data: SplitData, budgets, path: Path) -> pd.DataFrame:
-    """Save ``splits_frame`` to ``path`` (parquet, written atomically)."""
-    import os
-    import tempfile
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    frame = splits_frame(data, budgets)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".parquet.tmp")
-    os.close(fd)
-    try:
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return frame

@@ -1,8 +1,9 @@
 """Metrics as pure ``compute_*`` functions of labels and scores.
 
-ROC quantities come from scikit-learn and Dice from MONAI; written here is only what they lack: per-unit
-aggregation of patch scores, FROC (sensitivity per false positives per unit, and its normalised partial
-area) and the per-column boundary error. Each is tested against a reference or hand-computed cases.
+ROC curves come from scikit-learn and Dice from MONAI; written here is only what they lack: a vectorised ROC
+AUC (one sort; any number of sample-weight rows at once, for the bootstrap; equal to scikit-learn's, tested),
+per-unit aggregation of patch scores, FROC (sensitivity per false positives per unit, and its normalised
+partial area) and the per-column boundary error. Each is tested against a reference or hand-computed cases.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def compute_roc_auc(labels, scores) -> float:
             "enlarge the split or check the labels"
         )
     _finite(scores)
-    return float(roc_auc_score(labels, scores))
+    return float(compute_roc_auc_weighted(labels == classes.max(), scores, np.ones((1, labels.size)))[0])
 
 
 def compute_roc_auc_weighted(labels, scores, weights) -> np.ndarray:
@@ -123,14 +124,16 @@ def classification_metrics(labels, probs, meta, fprs=(0.10, 0.15, 0.20)) -> dict
 
 # ----------------------------------------------------------------------------------------- FROC
 
-def compute_froc(scores, labels, units, lesions=None, n_units: int | None = None, n_lesions: int | None = None):
+def compute_froc(scores, labels, units, lesions=None, n_units: int | None = None, n_lesions: int | None = None,
+                 missed: int = 0):
     """FROC curve of candidate ``scores``: ``(false positives per unit, sensitivity)`` at every threshold.
 
     A threshold t marks every candidate with score >= t. False positives are marked negative candidates,
     divided by ``n_units`` (default: the distinct ``units``, i.e. frames or volumes). Sensitivity is the
     fraction of lesions with at least one marked positive candidate; ``lesions`` gives each positive
     candidate's lesion id (-1 or absent: the candidate is its own lesion), ``n_lesions`` the total (default:
-    the distinct lesions among the candidates; pass more to count lesions the candidate generator missed).
+    the distinct lesions among the candidates) plus ``missed``, the lesions the candidate generator missed
+    (never found at any threshold, but counted in every sensitivity).
     The curve starts at (0, 0) and its points are ordered by decreasing threshold.
     """
     scores = np.asarray(scores, dtype=np.float64).ravel()
@@ -145,7 +148,7 @@ def compute_froc(scores, labels, units, lesions=None, n_units: int | None = None
     keys, inverse = np.unique(lesion_key, return_inverse=True)
     best = np.full(keys.size, -np.inf)
     np.maximum.at(best, inverse, scores[pos])
-    total = keys.size if n_lesions is None else int(n_lesions)
+    total = (keys.size if n_lesions is None else int(n_lesions)) + int(missed)
     if total < 1:
         raise MetricError("FROC needs at least one lesion (positive candidate) in the evaluated split")
     thresholds = np.unique(scores)[::-1]
@@ -180,7 +183,8 @@ def froc_partial_area(fps, sens, max_fp: float) -> float:
 def detection_metrics(labels, probs, meta, points) -> dict[str, float]:
     """Candidate score = mean of its patches' P(class 1); FROC over the split's units (frames or volumes).
 
-    ``meta``: ``candidate`` (patch -> candidate), ``group`` (patch -> frame/volume), optional ``lesion``.
+    ``meta``: ``candidate`` (patch -> candidate), ``group`` (patch -> frame/volume), optional ``lesion`` and
+    ``missed_lesions`` (per patch: the lesions of its frame/volume that have no candidate; counted once per unit).
     Returns sensitivity at each of ``points`` false positives per unit and ``froc_pauc``, the normalised
     partial area up to the largest point.
     """
@@ -191,7 +195,12 @@ def detection_metrics(labels, probs, meta, points) -> dict[str, float]:
     units = np.asarray(meta["group"]).ravel()[first] if "group" in meta else ids
     lesions = np.asarray(meta["lesion"]).ravel()[first] if "lesion" in meta else None
     n_units = int(np.unique(np.asarray(meta["group"])).size) if "group" in meta else None
-    fps, sens = compute_froc(cand_scores, cand_labels == 1, units, lesions, n_units=n_units)
+    missed = 0
+    if "missed_lesions" in meta:
+        per_unit = np.asarray(meta["group"]).ravel() if "group" in meta else np.asarray(cand).ravel()
+        _, first_of_unit = np.unique(per_unit, return_index=True)
+        missed = int(np.asarray(meta["missed_lesions"]).ravel()[first_of_unit].sum())
+    fps, sens = compute_froc(cand_scores, cand_labels == 1, units, lesions, n_units=n_units, missed=missed)
     out = {f"sens@{p:g}fp": float(s) for p, s in zip(points, froc_sensitivity(fps, sens, points))}
     out["froc_pauc"] = froc_partial_area(fps, sens, max(points))
     out["n_units"] = float(n_units if n_units is not None else len(ids))

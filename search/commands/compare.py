@@ -16,11 +16,11 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from search.compare import compare_runs, format_comparison
-    from search.report import analyse, resolve_run
+    from search.analysis import analyse, resolve_run
 
     check_stats_options(args)
-    a = analyse(resolve_run(args.a, args.results_dir), args.bootstrap, args.seed, args.level)
-    b = analyse(resolve_run(args.b, args.results_dir), args.bootstrap, args.seed, args.level)
+    a = analyse(resolve_run(args.a, args.results_dir), args.bootstrap, args.seed, args.level, args.margin)
+    b = analyse(resolve_run(args.b, args.results_dir), args.bootstrap, args.seed, args.level, args.margin)
     comparison = compare_runs(a, b, seed=args.seed)
     print(format_comparison(comparison))
     return 0

@@ -8,7 +8,10 @@ def add_stats_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results-dir", default="results", help="where run names are looked up (default results)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
+    p.add_argument("--level", type=float, default=0.95,
+                   help="confidence level; 1 - level is the family-wise error of the verdicts (default 0.95)")
+    p.add_argument("--margin", type=float, default=None,
+                   help="equivalence margin in metric units (default per metric: auc/froc_pauc 0.01, mae_um 5)")
 
 
 def check_stats_options(args: argparse.Namespace) -> None:
@@ -18,6 +21,8 @@ def check_stats_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--bootstrap must be >= 1 (e.g. 1000), got {args.bootstrap}")
     if not 0.5 <= args.level < 1.0:
         raise ConfigError(f"--level must be in [0.5, 1) (e.g. 0.95), got {args.level}")
+    if args.margin is not None and not args.margin >= 0:
+        raise ConfigError(f"--margin must be >= 0 in the metric's units (e.g. 0.01 for AUC), got {args.margin}")
 
 
 def register(sub) -> None:
@@ -29,12 +34,12 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from search.report import build_report, format_answer, resolve_run
+    from search.analysis import build_report, format_answer, resolve_run
 
     check_stats_options(args)
     run_dir = resolve_run(args.run, args.results_dir)
     analysis = build_report(run_dir, n_boot=args.bootstrap, seed=args.seed, level=args.level,
-                            plots=not args.no_plots)
+                            plots=not args.no_plots, margin=args.margin)
     c = analysis.config
     print(f"\nbest tuning depth per data budget ({c.get('app')}, {c.get('backbone')}, source {c.get('source')}; "
           f"selected by validation, scored on the test split):")

@@ -97,7 +97,7 @@ def print_outcome(outcome, cfg) -> int:
         print(f"best tuning depth per data budget ({cfg.app}, {cfg.backbone}, source {cfg.source}; by validation):")
         print(answer_text(outcome))
     else:
-        from search.report import format_answer
+        from search.analysis import format_answer
 
         print(f"best tuning depth per data budget ({cfg.app}, {cfg.backbone}, source {cfg.source}; "
               f"selected by validation, scored on the test split):")

@@ -217,7 +217,7 @@ def vessel_patches(raw, split: str, size: int, seed: int, train_raw=None):
 
     cand = raw.candidates
     k = ROTATIONS * len(PLANE_SIDES)
-    xs, ys, metas = [], [], {"unit": [], "candidate": [], "lesion": []}
+    xs, ys, metas = [], [], {"unit": [], "candidate": [], "lesion": [], "missed_lesions": []}
     for unit, rows in cand.groupby("unit", sort=True):
         vol = to_hu(raw.image(int(unit)))
         centers = rows[["x", "y", "z"]].to_numpy(dtype=np.float32)
@@ -240,6 +240,7 @@ def vessel_patches(raw, split: str, size: int, seed: int, train_raw=None):
         metas["unit"].append(np.full(m * k, unit))
         metas["candidate"].append(np.repeat(rows.index.to_numpy(), k))
         metas["lesion"].append(np.repeat(rows["lesion"].to_numpy() if "lesion" in rows else np.full(m, -1), k))
+        metas["missed_lesions"].append(np.repeat(rows["missed"].to_numpy() if "missed" in rows else np.zeros(m), k))
     if not xs:
         return Samples(torch.zeros(0, 3, size, size, dtype=torch.uint8), torch.zeros(0, dtype=torch.long),
                        {key: np.zeros(0, dtype=np.int64) for key in metas})

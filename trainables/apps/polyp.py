@@ -138,7 +138,7 @@ def candidate_patches(raw, split: str, size: int, seed: int, train_raw=None):
 
     cand = raw.candidates
     rng = np.random.default_rng([int(seed), 101, ("train", "val", "test").index(split)])
-    xs, ys, metas = [], [], {"unit": [], "candidate": [], "lesion": [], "scale": []}
+    xs, ys, metas = [], [], {"unit": [], "candidate": [], "lesion": [], "scale": [], "missed_lesions": []}
     k = 2 * len(SCALES)
     for unit, rows in cand.groupby("unit", sort=True):
         image = raw.image(int(unit))
@@ -160,6 +160,7 @@ def candidate_patches(raw, split: str, size: int, seed: int, train_raw=None):
         lesion = rows["lesion"].to_numpy() if "lesion" in rows else np.full(m, -1)
         metas["lesion"].append(np.repeat(lesion, k))
         metas["scale"].append(np.tile(np.repeat(np.arange(len(SCALES)), 2), m))
+        metas["missed_lesions"].append(np.repeat(rows["missed"].to_numpy() if "missed" in rows else np.zeros(m), k))
     if not xs:
         return Samples(torch.zeros(0, 3, size, size, dtype=torch.uint8), torch.zeros(0, dtype=torch.long),
                        {key: np.zeros(0, dtype=np.int64) for key in metas})

@@ -32,6 +32,11 @@ def _pick(metrics_fn, key: str):
 _frames = classification_metrics
 
 
+def _frames_auc(labels, probs, meta) -> float:
+    """Frame-level ROC AUC alone (``classification_metrics``' "auc" without the sensitivities)."""
+    return classification_metrics(labels, probs, meta, fprs=())["auc"]
+
+
 def _frames_auc_batched(labels, probs, meta, counts):
     """Frame-level AUC under every row of bootstrap counts at once (two classes; None otherwise).
 
@@ -55,7 +60,7 @@ register_app(App(
                 "ROC AUC, sensitivity at 10/15/20% FPR",
     num_classes=2, metric="auc", mode="max",
     build_data=_embedded("colonoscopy-frames"),
-    compute_metric=_pick(_frames, "auc"), compute_metrics=_frames, batched_metric=_frames_auc_batched,
+    compute_metric=_frames_auc, compute_metrics=_frames, batched_metric=_frames_auc_batched,
     sizes=DataSize(full=1000, smoke=200),
     kind="classification", unit="frame", loaders=("imagefolder", "csv", "medmnist"),
     generate=colonoscopy.generate, make_samples=colonoscopy.frame_crops,

@@ -5,6 +5,10 @@ volume: ``.npy`` indexed [z, y, x] in Hounsfield units, or NIfTI/MHA through MON
 the candidate's pixel (voxel) coordinates, column first; ``label`` 1 = lesion, 0 = not. Optional: ``group``
 (patient/video: never split), ``size`` (lesion diameter in pixels: sets the patch scales), ``lesion`` (an id
 shared by candidates on the same lesion, so FROC counts it once). A unit is an image (frame or volume).
+
+A lesion the candidate generator missed is a row with label 1 and empty coordinates: it has no patch, but
+FROC divides by all lesions, so it lowers every sensitivity (rows sharing a ``lesion`` id count once; an id
+that also has candidates is not missed). An image needs at least one candidate to be scored at all.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ def load_candidates(csv_path: Path) -> RawSet:
         raise ConfigError(f"{csv_path} lists no candidates")
     three_d = "z" in table.columns
     coords = ["x", "y", "z"] if three_d else ["x", "y"]
+    table, missed = _split_missed(table, coords)
     for c in coords + ["label"]:
         values = pd.to_numeric(table[c], errors="coerce")
         if values.isna().any():
@@ -66,6 +71,7 @@ def load_candidates(csv_path: Path) -> RawSet:
         cand["lesion"] = np.where(cand["label"] == 1, codes, -1)
     else:
         cand["lesion"] = np.where(cand["label"] == 1, np.arange(len(cand)), -1)
+    cand["missed"] = np.array([missed.get(units[u], 0) for u in cand["unit"]], dtype=np.int64)
     cand = cand.sort_values("unit", kind="stable").reset_index(drop=True)
     labels = np.zeros(len(units), dtype=np.int64)
     labels[cand.loc[cand.label == 1, "unit"].to_numpy()] = 1
@@ -75,3 +81,18 @@ def load_candidates(csv_path: Path) -> RawSet:
         groups = np.asarray([str(first[u]) for u in units], dtype=object)
     return RawSet("detection", images, labels, units, groups=groups, classes=("non-lesion", "lesion"),
                   candidates=cand)
+
+
+def _split_missed(table: pd.DataFrame, coords: list[str]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Candidate rows, and per image the number of lesions without a candidate (label 1, no coordinates)."""
+    empty = table[coords].isna().all(axis=1)
+    label = pd.to_numeric(table["label"], errors="coerce")
+    rows = table[empty & (label == 1)]
+    table = table[~(empty & (label == 1))].reset_index(drop=True)
+    if rows.empty:
+        return table, {}
+    if "lesion" in rows:
+        found = set(table["lesion"].dropna().astype(str)) if "lesion" in table else set()
+        ids = rows["lesion"].astype(str).where(rows["lesion"].notna(), pd.Series(rows.index.astype(str), index=rows.index))
+        rows = rows[~ids.isin(found)].assign(_id=ids).drop_duplicates(["image", "_id"])
+    return table, rows.groupby(rows["image"].astype(str)).size().to_dict()

@@ -1,14 +1,15 @@
-"""Bootstrap statistics for test metrics: pure numpy, deterministic from a seed, vectorised where it can be.
+"""Bootstrap resampling of a test split: pure numpy, deterministic from a seed, vectorised where it can be.
 
-The resampling unit is a *group* (``meta["group"]``: the frame, candidate, volume or patient a sample
-belongs to) when the test split has groups, else a single sample. A resampled group keeps all its samples.
-Resampling is stratified: every resample draws, with replacement, as many units of each stratum as the
-test split holds. A unit's stratum is its class (or, for a group, the highest class among its samples:
-for binary tasks "contains a positive"), so without groups every resample keeps the exact class counts.
+The resampling unit is the *split unit* (``meta["split_group"]``: the video, patient or volume group the
+splits were cut by; else ``meta["group"]``, the frame/volume/image; else the sample). A resampled unit keeps
+all its samples, and every copy of a unit drawn twice gets its own ids (``group``, ``candidate``,
+``lesion``...), so per-frame, per-candidate and per-lesion metrics count the copies apart. Resampling is
+stratified by class where the unit has one label (a unit whose samples carry several labels is its own
+"mixed" stratum): every resample draws, with replacement, as many units of each stratum as the split holds.
 
-All depths of a run are scored on the *same* resamples (one ``Resamples`` per test split), which makes
-differences between two prediction sets paired: ``paired_delta`` is a paired bootstrap of the difference,
-and an interval that contains 0 means the two are statistically indistinguishable at that level.
+All depths of a run are scored on the *same* resamples, which makes differences paired. Replicate seeds
+(several trainings of one cell) are resampled too (``combine_seeds``), so a cell's interval includes
+seed-to-seed variation.
 """
 from __future__ import annotations
 
@@ -78,8 +79,17 @@ class Resamples:
         return idx, np.repeat(np.arange(row.size), size)
 
 
+def resampling_units(meta: Mapping[str, np.ndarray] | None):
+    """The unit to resample: ``split_group`` if the split has one, else ``group``, else None (samples)."""
+    meta = meta or {}
+    for key in ("split_group", "group"):
+        if key in meta:
+            return np.asarray(meta[key]).ravel()
+    return None
+
+
 def make_resamples(labels, groups=None, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> Resamples:
-    """Stratified (by class) bootstrap resamples, of whole groups when ``groups`` is given."""
+    """Stratified (by class where a unit has one label) bootstrap resamples, of whole units when ``groups``."""
     labels = np.asarray(labels).ravel()
     if labels.size == 0:
         raise ValueError("cannot bootstrap an empty test split")
@@ -93,8 +103,12 @@ def make_resamples(labels, groups=None, n_boot: int = DEFAULT_BOOTSTRAP, seed: i
             raise ValueError(f"groups and labels differ in length ({groups.size} vs {labels.size})")
         _, group_of = np.unique(groups, return_inverse=True)
     n_groups = int(group_of.max()) + 1
-    stratum = np.full(n_groups, labels.min(), dtype=labels.dtype)
-    np.maximum.at(stratum, group_of, labels)
+    lab = labels.astype(np.int64)
+    hi = np.full(n_groups, lab.min(), dtype=np.int64)
+    lo = np.full(n_groups, lab.max(), dtype=np.int64)
+    np.maximum.at(hi, group_of, lab)
+    np.minimum.at(lo, group_of, lab)
+    stratum = np.where(hi == lo, hi, lab.min() - 1)  # one label: its class; several: the "mixed" stratum
     rng = np.random.default_rng(seed)
     draws = np.empty((n_boot, n_groups), dtype=np.int64)
     col = 0
@@ -122,14 +136,37 @@ def bootstrap_values(metric: Metric, labels, probs, meta: Mapping[str, np.ndarra
     out = np.full(resamples.n_boot, np.nan)
     for b in range(resamples.n_boot):
         idx, copy = resamples.indices(b)
-        sub = {k: np.asarray(v)[idx] for k, v in meta.items()}
-        if "group" in sub:
-            sub["group"] = copy
+        sub = {k: relabel(k, np.asarray(v)[idx], copy) for k, v in meta.items()}
         try:
             out[b] = metric(labels[idx], probs[idx], sub)
         except MetricError:
             pass
     return out
+
+
+ID_KEYS = ("group", "split_group", "candidate", "lesion", "sample_id")
+
+
+def relabel(key: str, values: np.ndarray, copy: np.ndarray) -> np.ndarray:
+    """Ids made distinct per drawn copy of a unit (negative ids, e.g. "no lesion", stay as they are)."""
+    if key not in ID_KEYS or values.ndim != 1 or values.size == 0:
+        return values
+    codes = np.unique(values, return_inverse=True)[1].astype(np.int64)
+    fresh = copy.astype(np.int64) * (int(codes.max()) + 1) + codes
+    if np.issubdtype(values.dtype, np.number):
+        fresh = np.where(values < 0, values.astype(np.int64), fresh)
+    return fresh
+
+
+def combine_seeds(per_seed: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(S, B) bootstrap values of S replicate seeds on shared test resamples -> (B,): each resample also
+    draws S seeds with replacement and averages them (S = 1: the seed's values unchanged)."""
+    per_seed = np.atleast_2d(np.asarray(per_seed, dtype=np.float64))
+    s, b = per_seed.shape
+    if s == 1:
+        return per_seed[0]
+    draw = np.random.default_rng(seed).integers(0, s, size=(b, s))
+    return np.nanmean(per_seed[draw, np.arange(b)[:, None]], axis=1)
 
 
 def percentile_ci(values, level: float = DEFAULT_LEVEL) -> tuple[float, float]:
@@ -169,18 +206,11 @@ def paired_delta(point_a: float, point_b: float, boot_a, boot_b, level: float = 
     return Delta(float(point_a - point_b), low, high)
 
 
-def indistinguishable_from_best(point_best: float, point_other: float, boot_best, boot_other,
-                                level: float = DEFAULT_LEVEL) -> bool:
-    """True when the paired interval of (other - best) contains 0, i.e. no significant difference.
-
-    An interval that could not be computed (too few valid resamples) also counts as indistinguishable:
-    the data cannot tell the two apart.
-    """
-    d = paired_delta(point_other, point_best, boot_other, boot_best, level)
-    return not d.significant()
-
-
-def delta_vs_scratch(point: float, point_scratch: float, boot, boot_scratch,
-                     level: float = DEFAULT_LEVEL) -> Delta:
-    """metric(depth) - metric(scratch) with its paired-bootstrap interval (sign: raw metric units)."""
-    return paired_delta(point, point_scratch, boot, boot_scratch, level)
+def p_value(deltas) -> float:
+    """Two-sided bootstrap p-value of "difference = 0" (the percentile interval's inversion): twice the
+    smaller share of the finite resampled differences on either side of 0, at most 1; NaN if too few."""
+    d = np.asarray(deltas, dtype=np.float64)
+    finite = d[np.isfinite(d)]
+    if finite.size == 0 or finite.size < 0.5 * d.size:
+        return float("nan")
+    return float(min(1.0, 2 * min(np.mean(finite <= 0), np.mean(finite >= 0))))

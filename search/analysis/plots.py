@@ -1,7 +1,7 @@
 """The report's figures (PNG), drawn with matplotlib's object API on the Agg canvas (no pyplot, no display).
 
 - ``metric_vs_depth.png``: test metric vs tuning depth, one line per budget, 95% intervals (the paper's
-  Figs. 2/4/6/9 for one application); the best depth is a star, depths tied with it filled, others hollow.
+  Figs. 2/4/6/9 for one application); the best depth is a star, depths not worse than it filled, worse ones hollow.
 - ``metric_vs_budget.png``: test metric vs data budget for scratch, head-only and the best depth.
 - ``learning_curves.png``: validation metric vs epoch per depth, one panel per budget.
 - ``early_stopping.png``: epochs each trial reached before the scheduler stopped it, budget x depth.
@@ -22,7 +22,7 @@ from matplotlib.ticker import MaxNLocator
 from trainables.models import SCRATCH
 
 if TYPE_CHECKING:
-    from search.report import Analysis
+    from search.analysis.answers import Analysis
 
 BUDGET_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
@@ -75,7 +75,7 @@ def metric_vs_depth(analysis: "Analysis", path: Path) -> None:
     ax.set_xlabel("tuning depth (shallow → deep), then training from scratch")
     ax.set_ylabel(f"test {analysis.metric} ({100 * analysis.level:g}% CI)")
     ax.set_title(f"{analysis.config.get('app')}: test {analysis.metric} vs tuning depth\n"
-                 "★ best by validation · ● tied with it · ○ significantly different", fontsize=10)
+                 "★ best by validation · ● not worse (equivalent/inconclusive) · ○ worse (Holm-corrected)", fontsize=10)
     ax.grid(alpha=0.3)
     if budgets:
         ax.legend(fontsize=8, loc="best")

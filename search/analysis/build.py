@@ -1,0 +1,79 @@
+"""The answer of a run, rebuilt offline from its files: summary.parquet, report.md and plots.
+
+Inputs (``results/<name>/``): ``config.yaml``, ``trials.parquet`` (validation curves) and
+``predictions.parquet`` (test-split probabilities of every replicate seed of each budget x depth's selected
+learning rate). No retraining, no data rebuilding, neither Ray nor the training code: ``tunedepth report``
+reruns exactly this module.
+
+Steps: load -> select by validation -> score on test (bootstrap of test units and seeds) -> verdicts ->
+answers per budget -> guideline -> notes -> write.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from search.analysis.answers import Analysis, budget_answers
+from search.analysis.guideline import guideline, test_disagreement_warnings
+from search.analysis.render import render_markdown
+from search.analysis.resampling import DEFAULT_BOOTSTRAP, DEFAULT_LEVEL
+from search.analysis.scoring import summarise
+from search.analysis.verdicts import default_margin
+from search.run_files import REPORT_FILE, SUMMARY_FILE, RunFiles, load_run, write_parquet, write_text
+from trainables.apps import get_app
+
+Log = Callable[[str], None]
+
+
+def run_notes(files: RunFiles) -> list[str]:
+    """Run-level notes for the report (errored trials; further checks append their line here)."""
+    notes = []
+    trials = files.trials
+    if "status" in trials:
+        for tid, g in trials[trials["status"] == "error"].groupby("trial_id"):
+            notes.append(f"trial {tid} ({g['depth'].iloc[0]} @ budget {g['budget'].iloc[0]:g}) errored after "
+                         f"{int(g['epoch'].max())} epoch(s); its reported epochs are kept")
+    return notes
+
+
+def analyse(run_dir: Path, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0, level: float = DEFAULT_LEVEL,
+            margin: float | None = None, extras: bool = True) -> Analysis:
+    """Everything the report needs, in memory, from the run's files (``extras``: also the app's other test
+    metrics, point estimates)."""
+    files = load_run(run_dir)
+    app = get_app(files.config["app"])
+    margin = default_margin(app.metric) if margin is None else float(margin)
+    scored = summarise(files, app, n_boot, seed, level, margin, extras)
+    notes = scored.notes + run_notes(files)
+    answers = budget_answers(scored.summary, app.mode)
+    lines = guideline(scored.summary, answers, 1 - level, files.config.get("epochs")) if answers else []
+    return Analysis(Path(run_dir), files.config, app, scored.summary, files.trials, answers, lines, notes,
+                    n_boot, seed, level, margin, scored.boot, scored.labels, scored.unit,
+                    warnings=test_disagreement_warnings(answers))
+
+
+def write_report(analysis: Analysis, plots: bool = True) -> Path:
+    """summary.parquet, plots/*.png and report.md under the run folder; returns report.md's path."""
+    run_dir = analysis.run_dir
+    write_parquet(analysis.summary, run_dir / SUMMARY_FILE,
+                  metadata={"bootstrap": analysis.n_boot, "seed": analysis.seed, "level": analysis.level,
+                            "metric": analysis.metric, "mode": analysis.mode, "margin": analysis.margin,
+                            "unit": analysis.unit})
+    if plots:
+        from search.analysis.plots import write_plots
+
+        analysis.plots = write_plots(analysis, run_dir / "plots")
+    path = run_dir / REPORT_FILE
+    write_text(render_markdown(analysis), path)
+    return path
+
+
+def build_report(run_dir: Path, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0, level: float = DEFAULT_LEVEL,
+                 plots: bool = True, log: Log = print, margin: float | None = None) -> Analysis:
+    t0 = time.time()
+    analysis = analyse(run_dir, n_boot, seed, level, margin)
+    path = write_report(analysis, plots=plots)
+    log(f"report: {path} ({len(analysis.summary)} budget × depth cells, {n_boot} bootstrap resamples, "
+        f"{time.time() - t0:.1f}s)")
+    return analysis

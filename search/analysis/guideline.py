@@ -1,0 +1,135 @@
+"""The guideline: plain sentences computed from the answer table, one small function per sentence.
+
+Every sentence uses the verdict words exactly (better, worse, equivalent, inconclusive); the recommendation
+is always the validation choice; a trend across budgets is stated only when a permutation test backs it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from search.analysis.answers import BudgetAnswer
+from search.analysis.verdicts import trend_test
+from trainables.models import SCRATCH
+
+# run-level notes (errored trials, the source check...) are built by ``build.run_notes``, not here
+
+
+def pct(budget: float) -> str:
+    return f"{100 * budget:g}%"
+
+
+def span(chosen: list[float], budgets: list[float]) -> str:
+    if chosen == budgets:
+        return "at every budget" if len(budgets) > 1 else f"at the only budget ({pct(chosen[0])})"
+    if len(chosen) == 1:
+        return f"at budget {pct(chosen[0])}"
+    i, j = budgets.index(chosen[0]), budgets.index(chosen[-1])
+    if chosen != budgets[i : j + 1]:
+        return "at budgets " + ", ".join(pct(b) for b in chosen)
+    if i == 0:
+        return f"at budgets ≤ {pct(chosen[-1])}"
+    if j == len(budgets) - 1:
+        return f"at budgets ≥ {pct(chosen[0])}"
+    return f"at budgets {pct(chosen[0])}–{pct(chosen[-1])}"
+
+
+def recommendation(a: BudgetAnswer) -> str:
+    """What to do at one budget: the validation choice, and the depths the test split finds equivalent."""
+    do = "train from scratch" if a.best_depth == SCRATCH else f"tune {a.best_depth}"
+    same = a.having("equivalent")
+    return do + " (chosen by validation" + (f"; equivalent on test: {', '.join(same)})" if same else ")")
+
+
+def recommendation_sentences(answers: list[BudgetAnswer], budgets: list[float]) -> list[str]:
+    runs: list[tuple[str, list[float]]] = []
+    for a in answers:
+        phrase = recommendation(a)
+        if runs and runs[-1][0] == phrase:
+            runs[-1][1].append(a.budget)
+        else:
+            runs.append((phrase, [a.budget]))
+    return [f"{span(chosen, budgets).capitalize()}, {phrase}." for phrase, chosen in runs]
+
+
+def _by_word(pairs: list[tuple[float, str]], budgets: list[float], words: tuple[str, ...]) -> list[str]:
+    return [f"{w} {span([b for b, v in pairs if v == w], budgets)}" for w in words if any(v == w for _, v in pairs)]
+
+
+def scratch_sentence(answers: list[BudgetAnswer], budgets: list[float]) -> str | None:
+    pairs = [(a.budget, a.scratch_verdict) for a in answers if a.scratch_verdict != "n/a"]
+    if not pairs:
+        return None
+    parts = _by_word(pairs, budgets, ("fine-tuning better", "scratch better", "equivalent", "inconclusive"))
+    return "Scratch vs the best fine-tuned depth: " + "; ".join(parts) + "."
+
+
+def head_sentence(answers: list[BudgetAnswer], summary: pd.DataFrame, budgets: list[float]) -> str | None:
+    head = summary.loc[summary["depth_index"] == 1, "depth"]
+    if head.empty:
+        return None
+    head = str(head.iloc[0])
+    pairs = [(a.budget, "best" if a.best_depth == head else a.verdicts.get(head, "n/a")) for a in answers]
+    pairs = [(b, v) for b, v in pairs if v != "n/a"]
+    if not pairs:
+        return None
+    parts = _by_word(pairs, budgets, ("best", "equivalent", "better", "worse", "inconclusive"))
+    parts = [p.replace("best ", "chosen by validation ", 1) if p.startswith("best ") else p for p in parts]
+    return f"Tuning the head only ({head}, the cheapest option) compared with the best depth: " + "; ".join(parts) + "."
+
+
+def trend_sentence(answers: list[BudgetAnswer], summary: pd.DataFrame, alpha: float) -> str | None:
+    """Only when a permutation test of the best depth's index against the budget order rejects no trend."""
+    index = dict(zip(summary["depth"], summary["depth_index"]))
+    depths = [int(index[a.best_depth]) for a in answers]
+    rho, p = trend_test(depths)
+    if not p < alpha:
+        return None
+    way = "deeper" if rho > 0 else "shallower"
+    return (f"The depth chosen by validation gets {way} as the budget grows (Spearman ρ = {rho:+.2f} over "
+            f"{len(depths)} budgets, permutation p = {p:.3f}).")
+
+
+def undecided_sentence(answers: list[BudgetAnswer], summary: pd.DataFrame, budgets: list[float]) -> str | None:
+    open_ = [a.budget for a in answers if a.verdicts and all(v in ("inconclusive", "n/a") for v in a.verdicts.values())]
+    if not open_:
+        return None
+    n_test = int(summary["n_test"].max())
+    return (f"{span(open_, budgets).capitalize()} every other depth is inconclusive against the choice: the test "
+            f"split ({n_test} samples) can neither separate them nor show them equivalent.")
+
+
+def stopped_sentence(summary: pd.DataFrame, max_epochs: int | None) -> str | None:
+    """Worse cells whose replicates did not run the full length (stopped early, or incomplete in their cell)."""
+    worse = summary[summary["verdict"] == "worse"]
+    full = int(max_epochs or summary["epochs_run"].max())
+    stopped = worse[(worse["epochs_run"] < full) | ~worse["complete"].astype(bool)]
+    if stopped.empty:
+        return None
+    lo, hi = int(stopped["epochs_run"].min()), int(stopped["epochs_run"].max())
+    return (f"{len(stopped)} of the {len(worse)} budget × depth results worse than the best come from trials "
+            f"that did not run the full length (stopped after {lo if lo == hi else f'{lo}–{hi}'} of {full} epochs, "
+            "or errored): part of their deficit may be the search's budget rather than the depth.")
+
+
+def test_disagreement_warnings(answers: list[BudgetAnswer]) -> list[str]:
+    """Printed beside the answer, never as the recommendation."""
+    return [f"warning: at budget {pct(a.budget)} the validation choice {a.best_depth} is worse on test than "
+            f"{', '.join(a.better_on_test)} (better after correction); validation may rank depths unreliably "
+            "there, the recommendation stays the validation choice" for a in answers if a.better_on_test]
+
+
+def guideline(summary: pd.DataFrame, answers: list[BudgetAnswer], alpha: float,
+              max_epochs: int | None = None) -> list[str]:
+    answers = [a for a in answers if np.isfinite(a.best[0])]
+    if not answers:
+        return ["no test results: the best depth above is by validation only; a guideline needs test intervals "
+                "(rerun the search to evaluate the selected checkpoints)"]
+    budgets = [a.budget for a in answers]
+    lines = recommendation_sentences(answers, budgets)
+    for s in (scratch_sentence(answers, budgets), head_sentence(answers, summary, budgets),
+              trend_sentence(answers, summary, alpha), undecided_sentence(answers, summary, budgets),
+              stopped_sentence(summary, max_epochs)):
+        if s:
+            lines.append(s)
+    return lines

@@ -1,0 +1,113 @@
+"""Selection by validation only: the one rule every part of tunedepth uses.
+
+1. A trial's score is its best validation metric over its epochs (early stopping on validation).
+2. Per budget x depth (a *cell*), trials are grouped by learning rate; a learning rate's seeds are judged
+   together: its score is the mean of its seeds' scores. Only *complete* trials compete when the cell has
+   any: trials that reached the cell's longest run and did not error (a trial the scheduler stopped early,
+   or one that diverged or crashed, cannot win against complete ones of another learning rate). The best
+   learning rate wins (ties: more seeds, then the smaller learning rate); its seed trials are the cell's
+   *replicates* (never a max over seeds).
+3. Per budget, the best depth is the cell with the best score, the shallower depth on ties
+   (``best_by_validation``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from trainables.mode import Mode
+
+
+def best_by_validation(frame: pd.DataFrame, mode, score: str = "val_metric") -> pd.DataFrame:
+    """``frame`` ordered best first by ``score``, the shallower ``depth_index`` on ties (NaN scores last).
+
+    The single definition of "best by validation": ``.iloc[0]`` / ``.index[0]`` is the choice."""
+    m = Mode.of(mode)
+    return frame.sort_values([score, "depth_index"], ascending=[m.ascending, True], na_position="last")
+
+
+def best_per_trial(trials: pd.DataFrame, mode) -> pd.DataFrame:
+    """One row per trial at its best validation epoch (earliest on ties), with ``epochs_run``."""
+    m = Mode.of(mode)
+    trials = trials[np.isfinite(trials["val_metric"].to_numpy(dtype=float))]
+    ordered = trials.sort_values(["trial_id", "val_metric", "epoch"], ascending=[True, m.ascending, True])
+    best = ordered.groupby("trial_id", sort=False).head(1).copy()
+    best["epochs_run"] = trials.groupby("trial_id")["epoch"].max().reindex(best["trial_id"]).to_numpy()
+    return best.reset_index(drop=True)
+
+
+def select_replicates(trials: pd.DataFrame, mode) -> pd.DataFrame:
+    """Per cell, one row per replicate trial of the selected learning rate (its row at its best epoch).
+
+    Adds ``cell_val`` (the learning rate's mean score), ``complete`` (the replicates ran the cell's full length
+    without error), ``trials`` and ``epochs_spent`` (all trials of the cell)."""
+    m = Mode.of(mode)
+    t = best_per_trial(trials, m)
+    if t.empty:
+        return t.assign(cell_val=[], complete=[], trials=[], epochs_spent=[])
+    cell = ["budget", "depth"]
+    ok = (t["status"] != "error") if "status" in t else pd.Series(True, index=t.index)
+    t["complete"] = ok & (t["epochs_run"] == t.groupby(cell)["epochs_run"].transform("max"))
+    any_complete = t.groupby(cell)["complete"].transform("any")
+    pool = t[t["complete"] | ~any_complete].copy()  # complete trials compete, when the cell has any
+    per_lr = pool.groupby(cell + ["lr"], as_index=False).agg(cell_val=("val_metric", "mean"), n=("trial_id", "size"))
+    per_lr = per_lr.sort_values(cell + ["cell_val", "n", "lr"], ascending=[True, True, m.ascending, False, True])
+    chosen = per_lr.groupby(cell, sort=False).head(1)[cell + ["lr", "cell_val"]]
+    out = pool.merge(chosen, on=cell + ["lr"], how="inner")
+    sizes = trials.groupby(cell).agg(trials=("trial_id", "nunique"), epochs_spent=("trial_id", "size")).reset_index()
+    out = out.merge(sizes, on=cell, how="left")
+    return out.sort_values(["budget", "depth_index", "seed", "trial_id"], ignore_index=True)
+
+
+def select_cells(trials: pd.DataFrame, mode) -> pd.DataFrame:
+    """One row per cell: the selected learning rate, its replicates (``seeds``, ``trial_ids``), ``val_metric``
+    (mean over the replicates) and the representative trial (the replicate with the best score)."""
+    m = Mode.of(mode)
+    reps = select_replicates(trials, m)
+    if reps.empty:
+        return reps.assign(n_seeds=[], seeds=[], trial_ids=[])
+    cell = ["budget", "depth"]
+    by_seed = reps.sort_values(cell + ["seed", "trial_id"])
+    lists = by_seed.groupby(cell, sort=False).agg(
+        n_seeds=("trial_id", "size"), seeds=("seed", lambda v: ",".join(str(int(x)) for x in v)),
+        trial_ids=("trial_id", lambda v: ",".join(map(str, v)))).reset_index()
+    top = reps.sort_values(cell + ["val_metric", "trial_id"], ascending=[True, True, m.ascending, True])
+    top = top.groupby(cell, sort=False).head(1)
+    out = top.merge(lists, on=cell).assign(val_metric=lambda d: d["cell_val"].astype(float))
+    return out.sort_values(["budget", "depth_index"], ignore_index=True)
+
+
+def best_depths(cells: pd.DataFrame, mode) -> pd.DataFrame:
+    """Per budget, the best cell by validation (``select_cells``' rows, or any frame with budget, depth,
+    depth_index and val_metric)."""
+    if cells.empty:
+        return cells
+    firsts = [best_by_validation(g, mode).iloc[:1] for _, g in cells.groupby("budget", sort=True)]
+    return pd.concat(firsts, ignore_index=True)
+
+
+def best_depth_table(trials: pd.DataFrame, mode) -> pd.DataFrame:
+    """Per budget: the best depth by validation, its metric, scratch's metric, trials and epochs spent."""
+    cells = select_cells(trials, mode)
+    rows = []
+    for top in best_depths(cells, mode).itertuples(index=False):
+        group = cells[cells["budget"] == top.budget]
+        scratch = group[group["depth"] == "scratch"]
+        rows.append({
+            "budget": float(top.budget), "n_train": int(top.n_train), "best_depth": top.depth,
+            "best_val": float(top.val_metric), "best_lr": float(top.lr),
+            "scratch_val": float(scratch["val_metric"].iloc[0]) if len(scratch) else float("nan"),
+            "trials": int(trials[trials["budget"] == top.budget]["trial_id"].nunique()),
+            "epochs": int((trials["budget"] == top.budget).sum()),
+        })
+    return pd.DataFrame(rows)
+
+
+def format_table(table: pd.DataFrame, metric_name: str) -> str:
+    header = (f"{'budget':>7} {'n_train':>7}  {'best depth':<12} {'val ' + metric_name:>9} {'scratch':>8} "
+              f"{'trials':>6} {'epochs':>6}")
+    lines = [header, "-" * len(header)]
+    for r in table.itertuples():
+        lines.append(f"{r.budget:>7g} {r.n_train:>7d}  {r.best_depth:<12} {r.best_val:>9.3f} {r.scratch_val:>8.3f} "
+                     f"{r.trials:>6d} {r.epochs:>6d}")
+    return "\n".join(lines)

@@ -1,0 +1,217 @@
+"""The run folder ``results/<name>/``: its paths, its files' schemas, reading them back and atomic writes.
+
+One owner for every file of a run: ``config.yaml``, ``splits.parquet``, ``trials.parquet`` (validation
+curves), ``predictions.parquet`` (test-split probabilities of each budget x depth x replicate seed),
+``summary.parquet``, ``report.md``. Needs neither Ray nor the training code, so ``tunedepth report``,
+``compare`` and ``status`` read runs with pandas/pyarrow alone.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from trainables.config import ConfigError
+
+CONFIG_FILE, TRIALS_FILE, PREDICTIONS_FILE = "config.yaml", "trials.parquet", "predictions.parquet"
+SUMMARY_FILE, REPORT_FILE, SPLITS_FILE = "summary.parquet", "report.md", "splits.parquet"
+REQUIRED_FILES = (CONFIG_FILE, TRIALS_FILE)
+
+TRIAL_COLUMNS = (
+    "trial_id", "app", "backbone", "source", "depth", "depth_index", "budget", "lr", "schedule", "seed",
+    "epoch", "val_metric", "val_loss", "train_loss", "time_s", "n_train", "metric", "status",
+)
+# summary.parquet: one row per budget x depth (README "Output"); apps with several test metrics add
+# ``test_<name>`` columns after these (point estimates of App.all_metrics besides the main metric)
+SUMMARY_COLUMNS = (
+    "app", "backbone", "source", "metric", "mode", "budget", "n_train", "depth", "depth_index",
+    "trial_id", "trial_ids", "lr", "seed", "n_seeds", "seeds", "selected_epoch", "evaluated_epoch", "epochs_run", "complete",
+    "trials", "epochs_spent", "val_metric", "n_test", "test_metric", "test_metric_low", "test_metric_high",
+    "is_best", "verdict", "indistinguishable_from_best", "p_vs_best", "p_vs_best_holm",
+    "delta_vs_best", "delta_vs_best_low", "delta_vs_best_high",
+    "delta_vs_scratch", "delta_vs_scratch_low", "delta_vs_scratch_high",
+)
+# predictions.parquet: run-level columns, then sample, label, prob_0..prob_{C-1}, meta_<key>...; one block
+# per budget x depth x seed (every replicate seed of the selected learning rate)
+PREDICTION_RUN_COLUMNS = (
+    "app", "backbone", "source", "budget", "depth", "depth_index", "trial_id", "lr", "seed",
+    "selected_epoch", "evaluated_epoch",
+)
+PREDICTION_SAMPLE_COLUMNS = ("sample", "label")
+META_PREFIX = "meta_"
+PROB_PREFIX = "prob_"
+
+
+# ---------------------------------------------------------------------------------------- writes
+def _atomic(path: Path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_parquet(df: pd.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Write atomically: a reader never sees a half-written file. ``metadata``: extra schema key/values."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if metadata:
+        extra = {f"tunedepth.{k}".encode(): str(v).encode() for k, v in metadata.items()}
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
+    _atomic(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def write_text(text: str, path: Path) -> None:
+    _atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_config(config: dict, run_dir: Path) -> None:
+    write_text(yaml.safe_dump(config, sort_keys=False), Path(run_dir) / CONFIG_FILE)
+
+
+# ----------------------------------------------------------------------------------------- reads
+def read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as e:
+        raise ConfigError(f"{path} is unreadable ({type(e).__name__}); rerun the search or restore the file") from None
+
+
+def read_config(run_dir: Path) -> dict:
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.exists():
+        raise ConfigError(f"{path} is missing; is {run_dir} a tunedepth run folder?")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        raise ConfigError(f"{path} is not valid YAML; restore it from the run") from None
+    if not isinstance(config, dict) or "app" not in config:
+        raise ConfigError(f"{path} has no 'app' key; restore it from the run")
+    return config
+
+
+def resolve_run(name_or_path: str, results_dir: str = "results") -> Path:
+    """A run folder given as a path, or as a name under ``results_dir``."""
+    for candidate in (Path(name_or_path), Path(results_dir) / name_or_path):
+        if candidate.is_dir() and (candidate / TRIALS_FILE).exists():
+            return candidate.resolve()
+    raise ConfigError(f"no run {name_or_path!r}: neither {name_or_path} nor {Path(results_dir) / name_or_path} "
+                      f"holds a {TRIALS_FILE}; give a run folder or a name under --results-dir")
+
+
+def prediction_rows(run_info: dict, labels, probs: np.ndarray, meta: dict) -> pd.DataFrame:
+    """One (budget, depth, seed) block of predictions.parquet: run-level columns, sample, label, prob_<c>, meta_<key>."""
+    n = probs.shape[0]
+    cols: dict[str, object] = {k: [run_info[k]] * n for k in PREDICTION_RUN_COLUMNS}
+    cols["sample"] = np.arange(n, dtype=np.int64)
+    cols["label"] = np.asarray(labels).astype(np.int64)
+    for c in range(probs.shape[1]):
+        cols[f"{PROB_PREFIX}{c}"] = probs[:, c]
+    for key, value in meta.items():
+        arr = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+        cols[META_PREFIX + key] = list(arr) if arr.ndim > 1 else arr
+    return pd.DataFrame(cols)
+
+
+def write_predictions(predictions: pd.DataFrame, run_dir: Path) -> Path | None:
+    if predictions.empty:
+        return None
+    path = Path(run_dir) / PREDICTIONS_FILE
+    write_parquet(predictions, path)
+    return path
+
+
+Cell = tuple[float, str, int]  # (budget, depth, seed)
+
+
+def read_predictions(path: Path) -> dict[Cell, dict]:
+    """predictions.parquet -> {(budget, depth, seed): {"info", "samples", "labels", "probs", "meta"}} as numpy."""
+    df = read_parquet(path)
+    prob_cols = sorted((c for c in df.columns if c.startswith(PROB_PREFIX)), key=lambda c: int(c[len(PROB_PREFIX):]))
+    meta_cols = [c for c in df.columns if c.startswith(META_PREFIX)]
+    missing = [c for c in PREDICTION_RUN_COLUMNS + PREDICTION_SAMPLE_COLUMNS if c not in df.columns]
+    if missing or not prob_cols:
+        raise ConfigError(f"{path} lacks columns {missing or ['prob_*']}; rerun the search to regenerate it")
+    keys = pd.MultiIndex.from_frame(df[["budget", "depth", "seed"]].astype({"depth": object}))
+    codes, uniques = pd.factorize(keys, sort=True)
+    order = np.lexsort((df["sample"].to_numpy(), codes))
+    bounds = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0, True])
+    columns = {c: df[c].to_numpy() for c in df.columns}
+    probs_all = df[prob_cols].to_numpy(dtype=np.float64)
+    out = {}
+    for k, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        rows = order[lo:hi]
+        meta = {}
+        for c in meta_cols:
+            values = columns[c][rows]
+            meta[c[len(META_PREFIX):]] = np.stack(values) if values.dtype == object else values
+        budget, depth, seed = uniques[codes[rows[0]]]
+        out[(float(budget), str(depth), int(seed))] = {
+            "info": {c: columns[c][rows[0]] for c in PREDICTION_RUN_COLUMNS},
+            "samples": columns["sample"][rows],
+            "labels": columns["label"][rows],
+            "probs": probs_all[rows],
+            "meta": meta,
+        }
+    return out
+
+
+@dataclass
+class RunFiles:
+    run_dir: Path
+    config: dict
+    trials: pd.DataFrame
+    predictions: dict | None  # read_predictions(...) or None when the run has no test predictions
+
+
+def load_run(run_dir: Path) -> RunFiles:
+    run_dir = Path(run_dir)
+    for name in REQUIRED_FILES:
+        if not (run_dir / name).exists():
+            raise ConfigError(f"{run_dir / name} is missing; is {run_dir} a tunedepth run folder?")
+    config = read_config(run_dir)
+    trials = read_parquet(run_dir / TRIALS_FILE)
+    path = run_dir / PREDICTIONS_FILE
+    predictions = read_predictions(path) if path.exists() else None
+    return RunFiles(run_dir, config, trials, predictions)
+
+
+# ------------------------------------------------------------------------------ a search's folders
+def run_dir_of(cfg) -> Path:
+    """``<results_dir>/<name>`` of a ``SearchConfig``."""
+    return Path(cfg.results_dir).resolve() / cfg.name
+
+
+def storage_of(cfg, run_dir: Path) -> tuple[str, str]:
+    """(storage_path, experiment name) for Tune: results/<name>/tune by default, else <storage>/<name>."""
+    if cfg.storage:
+        return (cfg.storage if "://" in cfg.storage else str(Path(cfg.storage).resolve())), cfg.name
+    return str(run_dir), "tune"
+
+
+def experiment_path(cfg, run_dir: Path) -> str:
+    storage, name = storage_of(cfg, run_dir)
+    return f"{storage.rstrip('/')}/{name}"
+
+
+def load_config(run: str, results_dir: str = "results"):
+    """The SearchConfig saved with run ``run`` (a name under results_dir, or a run folder path)."""
+    from search.config import SearchConfig
+
+    path = Path(run) if Path(run).is_dir() else Path(results_dir) / run
+    cfg_file = path / CONFIG_FILE
+    if not cfg_file.exists():
+        raise ConfigError(f"no run at {path} (missing {cfg_file}); `ls {results_dir}` shows the runs")
+    cfg = SearchConfig.from_dict(yaml.safe_load(cfg_file.read_text()))
+    return cfg.replace(results_dir=str(path.resolve().parent), name=path.name)
