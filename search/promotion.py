@@ -96,7 +96,7 @@ class StratifiedHalving(StratifiedScheduler):
             self._members.setdefault(s, []).append(tid)
             self._survivors.setdefault(s, set()).add(tid)
             self._decided.setdefault(s, 0)
-        held = tid in self.paused_at or tid in self.stopped_at_rung
+        held = tid in self.paused_at or tid in self.stopped_at_rung or tid in self._to_resume
         if tune_controller is not None and trial.status == Trial.PENDING and held:
             self._requeued.add(tid)  # a resumed run requeues unfinished trials; put them back where they were
 
@@ -163,6 +163,7 @@ class StratifiedHalving(StratifiedScheduler):
                         continue
                     if self._group_of[t] in winners:
                         resume.append(t)
+                        self.paused_at.pop(t)
                     else:
                         stop.append(t)
                         self.stopped_at_rung[t] = self.paused_at.pop(t)
@@ -182,7 +183,6 @@ class StratifiedHalving(StratifiedScheduler):
                 tune_controller.stop_trial(trials[tid])
         while self._to_resume:
             tid = self._to_resume.pop(0)
-            self.paused_at.pop(tid, None)
             self._save()
             if tid in trials and trials[tid].status == Trial.PAUSED:
                 return trials[tid]
@@ -196,7 +196,7 @@ class StratifiedHalving(StratifiedScheduler):
             self._requeued.discard(tid)
             if trials[tid].status != Trial.PENDING:
                 continue
-            if tid in self.paused_at or tid in self._to_resume:  # waiting at a rung, or promoted and not yet resumed
+            if tid in self.paused_at or tid in self._to_resume:  # waiting at a rung, or promoted, not yet resumed
                 tune_controller._set_trial_status(trials[tid], Trial.PAUSED)
             else:  # it had lost its rung (Tune's last snapshot may still call it paused)
                 tune_controller.stop_trial(trials[tid])
