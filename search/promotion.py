@@ -44,7 +44,7 @@ def rung_milestones(max_t: int, grace_period: int, reduction_factor: float) -> l
 
 class StratifiedHalving(StratifiedScheduler):
     STATE_KEYS = ("_members", "_stratum_of", "_group_of", "_scores", "_final", "_done", "_survivors", "_decided",
-                  "paused_at", "stopped_at_rung", "_to_resume")
+                  "paused_at", "stopped_at_rung", "_to_resume", "_to_stop")
 
     def __init__(self, *, stratify_by: tuple[str, ...] = ("budget", "depth"), group_by: tuple[str, ...] = ("lr",),
                  time_attr: str = "training_iteration", metric: str | None = None, mode: str | None = None,
@@ -65,7 +65,8 @@ class StratifiedHalving(StratifiedScheduler):
         self._decided: dict[Any, int] = {}  # stratum -> rungs decided so far
         self.paused_at: dict[str, int] = {}
         self.stopped_at_rung: dict[str, int] = {}
-        self._to_resume: list[str] = []
+        self._to_resume: list[str] = []  # decided, not yet resumed (Tune may still be pausing them)
+        self._to_stop: list[str] = []
 
     # -- state ------------------------------------------------------------------------------------
     def _save(self) -> None:
@@ -171,32 +172,40 @@ class StratifiedHalving(StratifiedScheduler):
                 self._decided[s] += 1
         if resume or stop:
             self._to_resume += resume
+            self._to_stop += stop
             self._save()
         return resume, stop
 
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
         trials = {t.trial_id: t for t in tune_controller.get_trials()}
         self._restore_requeued(tune_controller, trials)
-        _, stop = self.decide(tune_controller.search_alg.is_finished())
-        for tid in stop:
-            if tid in trials and trials[tid].status == Trial.PAUSED:
-                tune_controller.stop_trial(trials[tid])
-        while self._to_resume:
-            tid = self._to_resume.pop(0)
+        self.decide(tune_controller.search_alg.is_finished())
+        # a trial told to pause is PAUSED only once Tune has saved it: act on it then, keep it queued until
+        for tid in [t for t in self._to_stop if self._status(trials, t) != Trial.RUNNING]:
+            self._to_stop.remove(tid)
             self._save()
-            if tid in trials and trials[tid].status == Trial.PAUSED:
+            if self._status(trials, tid) == Trial.PAUSED:
+                tune_controller.stop_trial(trials[tid])
+        for tid in [t for t in self._to_resume if self._status(trials, t) != Trial.RUNNING]:
+            self._to_resume.remove(tid)
+            self._save()
+            if self._status(trials, tid) == Trial.PAUSED:
                 return trials[tid]
         for trial in trials.values():
             if trial.status == Trial.PENDING:
                 return trial
         return None
 
+    @staticmethod
+    def _status(trials: dict[str, Trial], tid: str) -> str | None:
+        return trials[tid].status if tid in trials else None
+
     def _restore_requeued(self, tune_controller, trials: dict[str, Trial]) -> None:
         for tid in [t for t in self._requeued if t in trials]:
             self._requeued.discard(tid)
             if trials[tid].status != Trial.PENDING:
                 continue
-            if tid in self.paused_at or tid in self._to_resume:  # waiting at a rung, or promoted, not yet resumed
+            if tid in self.paused_at or tid in self._to_resume or tid in self._to_stop:  # still at its rung
                 tune_controller._set_trial_status(trials[tid], Trial.PAUSED)
             else:  # it had lost its rung (Tune's last snapshot may still call it paused)
                 tune_controller.stop_trial(trials[tid])

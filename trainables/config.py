@@ -89,7 +89,7 @@ class TrialSettings:
     epochs: int = setting(8, "max epoch-equivalents per trial (the scheduler's max_t); see epoch_steps")
     epoch_steps: int = setting(0, "optimizer steps per epoch-equivalent (one validation, one scheduler time "
                                   "unit), equal at every budget; 0 = one pass over the full training split")
-    patience: int = setting(0, "early stopping: end a trial after this many epoch-equivalents without a better "
+    patience: int = setting(3, "early stopping: end a trial after this many epoch-equivalents without a better "
                                "validation metric; 0 = off")
     data_seed: int = setting(0, "seed of the embedded dataset and splits (the same for every trial of a run)")
 

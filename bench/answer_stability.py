@@ -1,0 +1,91 @@
+"""Can the search's answer be trusted? The demo search with 3 search seeds vs the exhaustive grid, once.
+
+Runs the demo's search (``tunedepth demo``'s config: pruned by the default scheduler) with ``--seed`` 0, 1, 2
+(trial seeds shifted, lr-grid order permuted; data and splits fixed), then the same space as an exhaustive grid
+(every depth x lr x seed trained to the end: ``--scheduler none``). Prints per budget each run's recommended
+depth and the set of depths tied with it on the test split (``search.report``'s paired bootstrap), then
+
+- stability: budgets at which the three pruned runs' recommended sets (best + tied) share a depth, of all budgets;
+- agreement: budgets at which a pruned run's pick lies in the grid's tied set (per run, then all three);
+- the optimizer steps each pruned run spent as a fraction of the grid's (target <= 1/3).
+
+    PYTHONPATH=$PWD python bench/answer_stability.py --smoke      # ~2 min on 2 cores
+    PYTHONPATH=$PWD python bench/answer_stability.py              # the demo's size: 4 searches
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import ray
+import yaml
+
+from search.commands.demo import demo_config
+from search.config import SearchConfig
+from search.runner import Outcome, run_search
+from trainables.config import TrialConfig
+from trainables.trial import epoch_steps
+
+
+def recommended(out: Outcome) -> dict[float, tuple[str, set[str]]]:
+    """Per budget: (recommended depth, {it} + the depths tied with it on the test split)."""
+    return {a.budget: (a.best_depth, {a.best_depth, *a.tied}) for a in out.report.answers}
+
+
+def steps_spent(out: Outcome) -> int:
+    """Optimizer steps of every trial of the run: epoch-equivalents reported x steps per epoch-equivalent."""
+    saved = yaml.safe_load((out.run_dir / "config.yaml").read_text())
+    cfg = SearchConfig.from_dict(saved)
+    return len(out.trials) * epoch_steps(TrialConfig.from_dict(cfg.trial_settings()), int(saved["n_train"]))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds of the pruned runs")
+    p.add_argument("--results-dir", default=None)
+    args = p.parse_args()
+    results_dir = args.results_dir or tempfile.mkdtemp(prefix="tunedepth-stability-")
+    base = SearchConfig(results_dir=results_dir)
+    quiet = lambda s: None  # noqa: E731
+    t0 = time.time()
+    runs: dict[str, Outcome] = {}
+    for seed in args.seeds:
+        runs[f"seed {seed}"] = run_search(demo_config(base.replace(name=f"seed{seed}"), args.smoke, seed), log=quiet)
+        print(f"pruned search, seed {seed}: {runs[f'seed {seed}'].wall_s:.0f}s", flush=True)
+    grid_cfg = demo_config(base.replace(name="grid"), args.smoke, 0).replace(scheduler="none")
+    runs["grid"] = run_search(grid_cfg, log=quiet)
+    print(f"exhaustive grid: {runs['grid'].wall_s:.0f}s", flush=True)
+    ray.shutdown()
+    report(runs, time.time() - t0, results_dir)
+
+
+def report(runs: dict[str, Outcome], wall: float, results_dir: str) -> None:
+    rec = {name: recommended(out) for name, out in runs.items()}
+    pruned = [n for n in runs if n != "grid"]
+    budgets = sorted(rec["grid"])
+    print(f"\nresults under {results_dir}; wall {wall:.0f}s in all\n")
+    print("recommended depth per budget [tied with it on the test split]:")
+    for b in budgets:
+        print(f"  budget {b:g}:")
+        for name in runs:
+            best, tied = rec[name].get(b, ("-", set()))
+            print(f"    {name:<8} {best:<11} [{', '.join(sorted(tied))}]")
+    shared = [b for b in budgets if set.intersection(*(rec[n].get(b, ("", set()))[1] for n in pruned))]
+    print(f"\nstability: {len(shared)}/{len(budgets)} budgets where the {len(pruned)} pruned runs' recommended sets "
+          f"share a depth")
+    agree = {n: [b for b in budgets if rec[n].get(b, ("-",))[0] in rec["grid"][b][1]] for n in pruned}
+    for n in pruned:
+        print(f"agreement ({n}): {len(agree[n])}/{len(budgets)} budgets where its pick lies in the grid's tied set")
+    every = [b for b in budgets if all(b in agree[n] for n in pruned)]
+    print(f"agreement (all {len(pruned)} runs): {len(every)}/{len(budgets)} budgets")
+    grid_steps = steps_spent(runs["grid"])
+    for n in pruned:
+        s = steps_spent(runs[n])
+        print(f"optimizer steps ({n}): {s} of the grid's {grid_steps} = {s / grid_steps:.2f}  "
+              f"(wall {runs[n].wall_s:.0f}s vs {runs['grid'].wall_s:.0f}s)")
+
+
+if __name__ == "__main__":
+    main()
