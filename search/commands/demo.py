@@ -36,13 +36,27 @@ def run(args: argparse.Namespace) -> int:
     return print_outcome(run_search(cfg), cfg)
 
 
+# the demo's subset of the full protocol (the defaults of `tunedepth run`), chosen to fit the time on 2 cores
+# (full: 9 depths x 5 budgets). Every trial still gets the full protocol: 3 lrs x 2 seeds per (budget, depth),
+# equal optimizer steps at every budget, pruning only among a depth's learning rates.
+DEMO: dict = {"budgets": (0.05, 0.25, 1.0), "epochs": 6}
+DEMO_TUNED_DEPTHS = 4  # tiny-alexnet: fc8, fc6-fc8, conv3-fc8, conv1-fc8 (+ scratch)
+
+
 def demo_config(base, smoke: bool = False, seed: int = 0):
     """The demo's search: sized to run in about 6 min on 2 CPU cores (``--smoke``: ~1 min). See README, "Demo"."""
     from search.config import smoke_config
 
-    cfg = smoke_config(base) if smoke else base.replace(**DEMO)
+    cfg = smoke_config(base) if smoke else base.replace(**DEMO, depths=demo_depths(base.backbone))
     return cfg.replace(seeds=tuple(s + seed for s in cfg.seeds), search_seed=seed)
 
 
-# the demo's subset of the full protocol (the defaults of `tunedepth run`), chosen to fit the time on 2 cores
-DEMO: dict = {}
+def demo_depths(backbone: str, n_tuned: int = DEMO_TUNED_DEPTHS) -> tuple[str, ...]:
+    """``n_tuned`` fine-tuning depths spread from the head to the whole network, plus scratch."""
+    import numpy as np
+
+    from trainables.models import SCRATCH, depth_names, get_backbone
+
+    tuned = [d for d in depth_names(get_backbone(backbone)) if d != SCRATCH]
+    picks = sorted({int(round(i)) for i in np.linspace(0, len(tuned) - 1, min(n_tuned, len(tuned)))})
+    return tuple(tuned[i] for i in picks) + (SCRATCH,)
