@@ -59,6 +59,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds of the pruned runs")
     p.add_argument("--results-dir", default=None)
     p.add_argument("--reuse", action="store_true", help="keep runs already complete under --results-dir")
+    p.add_argument("--report-only", action="store_true", help="run nothing: the figures of the runs there")
     args = p.parse_args()
     results_dir = args.results_dir or tempfile.mkdtemp(prefix="tunedepth-stability-")
     base = SearchConfig(results_dir=results_dir)
@@ -69,7 +70,7 @@ def main() -> None:
     walls: dict[str, float] = {}
     for name, cfg in configs.items():
         run_dir = Path(results_dir) / cfg.name
-        if args.reuse and (run_dir / "summary.parquet").exists():
+        if args.report_only or (args.reuse and (run_dir / "summary.parquet").exists()):
             continue
         walls[name] = run_search(cfg, log=quiet).wall_s
         print(f"{name}: {walls[name]:.0f}s", flush=True)
