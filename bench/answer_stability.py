@@ -41,7 +41,8 @@ def recommended(run_dir: Path) -> dict[float, tuple[str, set[str]]]:
     for b, g in summary.groupby("budget"):
         best = g.loc[g["is_best"].astype(bool), "depth"]
         if len(best):
-            out[float(b)] = (best.iloc[0], {best.iloc[0], *g.loc[g["indistinguishable_from_best"].astype(bool), "depth"]})
+            tied = g.loc[g["indistinguishable_from_best"].astype(bool), "depth"]
+            out[float(b)] = (best.iloc[0], {best.iloc[0], *tied})
     return out
 
 

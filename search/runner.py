@@ -125,7 +125,8 @@ def experiment_path(cfg: SearchConfig, run_dir: Path) -> str:
 
 
 def save_config(cfg: SearchConfig, prep: Prepared, run_dir: Path) -> None:
-    resolved = {**cfg.to_dict(), "scheduler": cfg.effective_scheduler, "depths": prep.depths, "n_train": len(prep.data.train_y),
+    resolved = {**cfg.to_dict(), "scheduler": cfg.effective_scheduler, "depths": prep.depths,
+                "n_train": len(prep.data.train_y),
                 "n_val": len(prep.data.val_y), "n_test": len(prep.data.test_y), "metric": prep.app.metric,
                 "mode": prep.app.mode, "experiment_path": experiment_path(cfg, run_dir)}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
@@ -209,7 +210,8 @@ def make_tuner(cfg: SearchConfig, prep: Prepared, run_dir: Path, plan: SearchPla
         trainable or make_trainable(cfg, prep),
         param_space=plan.param_space,
         tune_config=tune.TuneConfig(
-            metric="val_metric", mode=prep.app.mode, scheduler=make_scheduler(cfg, run_dir, len(prep.depths)), search_alg=plan.search_alg,
+            metric="val_metric", mode=prep.app.mode, scheduler=make_scheduler(cfg, run_dir, len(prep.depths)),
+            search_alg=plan.search_alg,
             num_samples=plan.num_samples, max_concurrent_trials=cfg.max_concurrent or None,
             reuse_actors=cfg.reuse_actors,
             trial_dirname_creator=_dirname,
@@ -243,7 +245,8 @@ def plan_text(cfg: SearchConfig, prep: Prepared) -> str:
     lrs = ", ".join(f"{lr:g}" for lr in fixed_lrs(cfg)) if cfg.searcher in ("grid", "guideline") else \
         f"{cfg.samples} draw(s) in [{cfg.lr_min:g}, {cfg.lr_max:g}]"
     stop = f", early stop after {cfg.patience} without gain" if cfg.patience else ""
-    return (f"search: {cfg.searcher}, depths {', '.join(prep.depths)}; budgets {', '.join(f'{b:g}' for b in cfg.budgets)}"
+    budgets = ", ".join(f"{b:g}" for b in cfg.budgets)
+    return (f"search: {cfg.searcher}, depths {', '.join(prep.depths)}; budgets {budgets}"
             f"; lr {lrs}; seeds {', '.join(map(str, cfg.seeds))}\n"
             f"        trials: up to {cfg.epochs} epoch-equivalents of {steps} optimizer steps (batch {cfg.batch_size}, "
             f"the same at every budget){stop}; scheduler {cfg.effective_scheduler} (first rung "

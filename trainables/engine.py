@@ -116,7 +116,8 @@ def _batches(n: int, batch_size: int, generator: torch.Generator, views: int, st
         for start in range(0, n, batch_size):
             if done == steps:
                 return
-            yield order[start : start + batch_size], (view_of[start : start + batch_size] if view_of is not None else None)
+            view = view_of[start : start + batch_size] if view_of is not None else None
+            yield order[start : start + batch_size], view
             done += 1
 
 

@@ -1,7 +1,8 @@
 """The only module of ``trainables`` that talks to Ray Tune: a function trainable around ``TrialRun``.
 
 It reads ``config`` (a flat ``TrialConfig``), resumes from ``tune.get_checkpoint()`` if there is one, and
-after every epoch-equivalent (``epoch_steps`` optimizer steps, the same at every budget) calls ``tune.report(metrics, checkpoint=...)``. Data and pretrained weights arrive
+after every epoch-equivalent (``epoch_steps`` optimizer steps, the same at every budget) calls
+``tune.report(metrics, checkpoint=...)``. Data and pretrained weights arrive
 through ``tune.with_parameters`` (Ray's object store), built once by the driver, not per trial.
 """
 from __future__ import annotations
