@@ -1,7 +1,7 @@
 """The demo search with every optimisation vs the same search done the naive way, side by side.
 
-Both runs are the demo's search (colonoscopy-frames, tiny-alexnet, fractal source, 9 depths x 5 budgets,
-grid + budget-stratified ASHA, up to 8 epochs), same seeds, same learning rates:
+Both runs are the demo's search (``search.commands.demo.demo_config``: its depths, budgets, lr grid, seeds and
+scheduler), same seeds, same learning rates:
 
 - **optimised** (what ``tunedepth demo`` does): data built once by the driver and shared through Ray's
   object store, frozen-prefix features computed once per node and shared (``trainables.features``),
@@ -14,7 +14,7 @@ picked (by validation), whether the per-epoch numbers agree where both ran the s
 Ray overhead: the share of the search's worker-seconds (concurrent trial slots x ``Tuner.fit`` wall time)
 spent inside training steps (an epoch of training plus its validation, ``TrialRun.step``).
 
-    python bench/demo_speed.py            # full size (~4 min on 2 cores)
+    python bench/demo_speed.py            # the demo's size (measured before issue 14's larger demo: ~4 min)
     python bench/demo_speed.py --smoke    # seconds-size check of the script itself
 """
 from __future__ import annotations
@@ -25,7 +25,8 @@ import tempfile
 import pandas as pd
 import ray
 
-from search.config import SearchConfig, smoke_config
+from search.commands.demo import demo_config
+from search.config import SearchConfig
 from search.runner import Outcome, run_search
 from trainables.apps import build_split_data, get_app
 from trainables.models import get_backbone
@@ -81,9 +82,7 @@ def main() -> None:
     p.add_argument("--results-dir", default=None)
     args = p.parse_args()
     results_dir = args.results_dir or tempfile.mkdtemp(prefix="tunedepth-bench-")
-    base = SearchConfig(results_dir=results_dir)
-    if args.smoke:
-        base = smoke_config(base)
+    base = demo_config(SearchConfig(results_dir=results_dir), args.smoke)
     quiet = lambda s: None  # noqa: E731
     runs: dict[str, Outcome] = {}
     naive_cfg = base.replace(name="naive", feature_cache=False, reuse_actors=False)

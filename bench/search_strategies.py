@@ -1,8 +1,8 @@
 """Trials and epochs each search strategy spends on the demo app, and whether they agree on the answer.
 
 Runs, on the embedded colonoscopy-frames app (tiny-alexnet, fractal source, 5 budgets, 9 depths, lr fixed at
---lr so that strategies differ only in how they search): grid (exhaustive), grid + budget-stratified ASHA (reduction factor 3, the default, and 4), grid +
-promotion-based ASHA (``--scheduler promote``),
+--lr so that strategies differ only in how they search): grid (exhaustive), grid + Ray's budget-stratified ASHA (reduction factor 3 and 4), grid +
+successive halving per budget (``--scheduler per-budget``), one seed,
 optuna (per-budget TPE, --optuna-samples trials per budget) + ASHA, and the paper's guideline. Prints one
 row per strategy and, per budget, the best depth each picked (by validation).
 
@@ -25,7 +25,7 @@ STRATEGIES = {
     "grid": dict(searcher="grid", scheduler="none"),
     "grid+asha": dict(searcher="grid", scheduler="asha"),
     "grid+asha4": dict(searcher="grid", scheduler="asha", reduction_factor=4),
-    "grid+promote": dict(searcher="grid", scheduler="promote"),
+    "grid+per-budget": dict(searcher="grid", scheduler="per-budget"),
     "optuna+asha": dict(searcher="optuna", scheduler="asha"),
     "guideline": dict(searcher="guideline", scheduler="none"),
 }
@@ -39,7 +39,7 @@ def main() -> None:
     p.add_argument("--results-dir", default=None)
     args = p.parse_args()
     results_dir = args.results_dir or tempfile.mkdtemp(prefix="tunedepth-bench-")
-    base = SearchConfig(lr_min=args.lr, lr_max=args.lr, results_dir=results_dir)
+    base = SearchConfig(lr_min=args.lr, lr_max=args.lr, seeds=(0,), results_dir=results_dir)
     if args.smoke:
         base = smoke_config(base)
     rows, answers = [], {}

@@ -1,66 +1,66 @@
-"""The run-level configuration of one search: flat, typed, unknown keys rejected, saved with the results."""
+"""The run-level configuration of one search: flat, typed, unknown keys rejected, saved with the results.
+
+``SearchConfig`` inherits every trial setting from ``trainables.config.TrialSettings`` (declared there once, with
+help text) and adds what belongs to the search. ``search.commands.run`` derives its flags from these fields; YAML
+keys are the field names; the runner passes ``cfg.trial_settings()`` unchanged to every trial.
+"""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from trainables.config import ConfigError, from_mapping
+from trainables.config import ConfigError, TrialSettings, from_mapping, setting
 
 
-SCHEDULERS = ("asha", "promote", "none")  # see search.schedulers and search.promotion
-SEARCHERS = ("grid", "random", "optuna", "guideline")  # see search.searchers
+SEARCHERS = ("grid", "random", "optuna", "guideline")  # see search/searchers
+# see search.promotion ("per-depth", "per-budget": synchronous successive halving) and search.schedulers ("asha")
+SCHEDULERS = ("auto", "per-depth", "per-budget", "asha", "none")
+# what "auto" means for each searcher: the guideline compares finished trials only; an adaptive searcher behind a
+# concurrency limit cannot wait for paused trials, so optuna gets the stopping ASHA
+AUTO_SCHEDULER = {"grid": "per-depth", "random": "per-depth", "optuna": "asha", "guideline": "none"}
 
 # keys config.yaml adds beside the SearchConfig fields (resolved at run time, ignored when read back)
 DERIVED_KEYS = frozenset({"n_train", "n_val", "n_test", "metric", "mode", "experiment_path"})
 
 
 @dataclass(frozen=True)
-class SearchConfig:
-    name: str = "demo"
-    app: str = "colonoscopy-frames"
-    data: str = ""  # real data for the app (see trainables.loaders); empty = the app's embedded generator
-    backbone: str = "tiny-alexnet"
-    source: str = "fractal"
-    depths: tuple[str, ...] = ()  # empty = every depth of the backbone, plus scratch
-    budgets: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0)
-    lr_min: float = 1e-4
-    lr_max: float = 3e-3
-    samples: int = 1  # learning rates sampled per depth x budget x seed cell
-    seeds: tuple[int, ...] = (0,)
-    schedule: str = "paper"
-    # learning-rate protocol of every trial (see trainables.config.TrialConfig and README)
-    lr_protocol: str = "paper"
-    optimizer: str = "sgd"
-    weight_decay: float = 5e-4
-    layer_decay: float = 1.0
-    warmup_epochs: float = 1.0
-    freeze_bn: bool = True
-    # training loop of every trial (see trainables.config.TrialConfig and README, "Performance")
-    feature_cache: bool = True
-    augment: str = "none"
-    amp: bool = True
-    epochs: int = 8  # max epochs per trial (ASHA's max_t)
-    grace_period: int = 1
-    reduction_factor: int = 3
-    scheduler: str = "asha"  # "asha" (stopping, stratified by budget), "promote" (promotion-based) or "none"
-    searcher: str = "grid"  # grid | random | optuna | guideline (see search/searchers)
-    guideline_min_delta: float = 0.01  # guideline: a deeper level must beat the best by more than this
-    guideline_patience: int = 1  # guideline: stop after this many deeper levels without such a gain
-    batch_size: int = 32
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0  # fractions allowed, e.g. 0.25 = four trials share a GPU
-    max_concurrent: int = 0  # 0 = as many as the cluster's resources allow
-    reuse_actors: bool = True  # a finished trial's Ray actor runs the next (no process start; warm caches)
-    address: str = ""  # "" = start a local Ray; "auto" or "ray://HOST:10001" = attach to a cluster
-    storage: str = ""  # "" = results/<name>/tune; else a shared path or a pyarrow URI (s3://, gs://)
-    dashboard: bool = False  # local Ray only: start the dashboard on 127.0.0.1:8265
-    data_samples: int = 0  # 0 = the app's default size (smaller with smoke)
-    data_seed: int = 0
-    smoke: bool = False
-    results_dir: str = "results"
+class SearchConfig(TrialSettings):
+    name: str = setting("demo", "run name: results go to <results_dir>/<name>")
+    data: str = setting("", "real data for the app (see trainables.loaders); empty = the app's embedded generator")
+    depths: tuple[str, ...] = setting((), "depths to try; empty = every depth of the backbone, plus scratch",
+                                      item=str)
+    budgets: tuple[float, ...] = setting((0.05, 0.1, 0.25, 0.5, 1.0), "data budgets: fractions of the training "
+                                         "split", item=float)
+    lr_min: float = setting(3e-4, "smallest learning rate (alpha) of the grid / range")
+    lr_max: float = setting(3e-3, "largest learning rate (alpha) of the grid / range")
+    samples: int = setting(3, "grid: learning rates per depth, log-spaced over [lr_min, lr_max]; random/optuna: "
+                              "trials per budget (x seed)")
+    seeds: tuple[int, ...] = setting((0, 1), "trial seeds: every (depth, budget, lr) runs once per seed; seeds are "
+                                             "replicates (judged by their mean)", item=int)
+    search_seed: int = setting(0, "permutes the lr grid's order and seeds random/optuna draws (`demo --seed`)")
+    grace_period: int = setting(1, "first rung of the scheduler, in epoch-equivalents")
+    reduction_factor: int = setting(3, "scheduler: keep the best 1/reduction_factor of each rung")
+    scheduler: str = setting("auto", "per-depth: per (budget, depth) successive halving over learning rates; "
+                                     "per-budget: over (depth, lr) per budget; asha: Ray's stopping ASHA per "
+                                     "budget; none; auto: per-depth (optuna: asha; guideline: none)", SCHEDULERS)
+    searcher: str = setting("grid", "how trials are proposed (search/searchers)", SEARCHERS)
+    guideline_min_delta: float = setting(-1.0, "guideline: a deeper level must beat the best by more than this; "
+                                               "< 0 = the seeds' spread (0.01 with one seed)")
+    guideline_patience: int = setting(1, "guideline: stop after this many deeper levels without such a gain")
+    cpus_per_trial: float = setting(1.0, "CPUs per trial")
+    gpus_per_trial: float = setting(0.0, "GPUs per trial; fractions allowed, e.g. 0.25 = four trials share one")
+    max_concurrent: int = setting(0, "trials at once; 0 = as many as the cluster's resources allow")
+    reuse_actors: bool = setting(True, "a finished trial's Ray actor runs the next (no process start)")
+    address: str = setting("", "'' = start a local Ray; 'auto' or ray://HOST:10001 = attach to a cluster")
+    storage: str = setting("", "'' = results/<name>/tune; else a shared path or a pyarrow URI (s3://, gs://)")
+    dashboard: bool = setting(False, "local Ray only: start the dashboard on 127.0.0.1:8265")
+    data_samples: int = setting(0, "units to generate, or at most to use from --data; 0 = the app's default")
+    smoke: bool = setting(False, "tiny data, 2 budgets, 4 depths, short trials")
+    results_dir: str = setting("results", "folder of the runs")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.budgets:
             raise ConfigError("budgets is empty; give at least one fraction in (0, 1], e.g. --budgets 0.1,1.0")
         bad = [b for b in self.budgets if not 0.0 < b <= 1.0]
@@ -72,9 +72,7 @@ class SearchConfig:
             raise ConfigError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
         if self.searcher not in SEARCHERS:
             raise ConfigError(f"unknown searcher {self.searcher!r}; choose one of: {', '.join(SEARCHERS)}")
-        if self.scheduler == "promote" and self.searcher not in ("grid", "random"):
-            raise ConfigError(f"scheduler 'promote' pauses trials until their rung fills, which searcher "
-                              f"{self.searcher!r} waits on; use --scheduler asha with it")
+        self._check_pairing(self.effective_scheduler)
         for key in ("samples", "epochs"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}; e.g. --{key} 2")
@@ -84,6 +82,20 @@ class SearchConfig:
             raise ConfigError("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
         if self.grace_period > self.epochs:
             raise ConfigError(f"grace_period ({self.grace_period}) exceeds epochs ({self.epochs}); lower it")
+
+    @property
+    def effective_scheduler(self) -> str:
+        """``scheduler``, with "auto" resolved for the searcher (config.yaml records this one)."""
+        return AUTO_SCHEDULER[self.searcher] if self.scheduler == "auto" else self.scheduler
+
+    def _check_pairing(self, scheduler: str) -> None:
+        """Searchers that wait for results cannot run under a scheduler that pauses or cuts trials short."""
+        if scheduler in ("per-depth", "per-budget") and self.searcher not in ("grid", "random"):
+            raise ConfigError(f"scheduler {scheduler!r} pauses trials until their rung fills, which searcher "
+                              f"{self.searcher!r} waits on; use --scheduler asha (or none) with it")
+        if self.searcher == "guideline" and scheduler != "none":
+            raise ConfigError(f"the guideline searcher compares depths by trials of equal length; scheduler "
+                              f"{scheduler!r} cuts some short: use --scheduler none (the default with it)")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "SearchConfig":
@@ -104,7 +116,6 @@ class SearchConfig:
 
 
 def smoke_config(base: SearchConfig) -> SearchConfig:
-    """The smoke size of a search: two budgets, four depths (set by the runner), two epochs, tiny data."""
-    return base.replace(smoke=True, budgets=(0.25, 1.0), epochs=2, grace_period=1, samples=1, seeds=base.seeds[:1])
-
-
+    """The smoke size of a search: two budgets, four depths (set by the runner), two lrs x one seed, short
+    trials on tiny data."""
+    return base.replace(smoke=True, budgets=(0.25, 1.0), epochs=2, grace_period=1, samples=2, seeds=base.seeds[:1])

@@ -1,20 +1,25 @@
-"""Promotion-based ASHA (Li et al., MLSys 2020, Algorithm 2), one set of rungs per data budget.
+"""Synchronous successive halving per stratum, with replicates judged together: the default scheduler.
 
-Ray's ``AsyncHyperBandScheduler`` decides at a rung as each result arrives: a trial that reaches a rung
-before many others have is compared with too few of them and goes on, so early arrivals are promoted
-more often than 1/eta of the time. Here a trial *pauses* at each rung (Tune keeps its checkpoint and frees
-its resources) and is resumed only when it is among the top ``floor(n / eta)`` of the ``n`` results its
-rung holds, exactly the promotions of successive halving. When the searcher has proposed every trial and
-a budget has nothing left to run or promote, its paused trials are stopped: they lost their rung.
+``StratifiedHalving(stratify_by=("budget", "depth"), group_by=("lr",))`` (``--scheduler per-depth``, the default)
+compares a trial only with the trials of its own budget *and depth*: it prunes learning rates within a depth,
+never one depth against another. A learning rate's seeds form one *group*, scored by their mean at the rung,
+and are promoted or stopped together. So every depth's best learning rate trains to the end with all its
+seeds, and depths are compared at full length. ``stratify_by=("budget",), group_by=("depth", "lr")``
+(``--scheduler per-budget``) is the budget-only variant: it prunes (depth, lr) pairs within a budget.
+
+Order independence: a trial *pauses* at each rung (Tune keeps its checkpoint and frees its resources). A
+stratum's rung is decided once, when every trial of the stratum that is still in the race has reported there
+(or ended: an early-stopped trial keeps its last score at later rungs, an errored one drops out), and the
+stratum is complete (``stratum_size`` trials added, or the searcher has proposed everything). Then the top
+``max(1, floor(n_groups / reduction_factor))`` groups go on and the other groups' paused trials are stopped.
+The decision depends only on the scores, not on the order in which trials arrived (Li et al. 2020 show that
+asynchronous promotion favours early arrivals; with a grid proposed depth by depth that is a bias by depth).
 
 Tune does not checkpoint a scheduler's state, so with ``state_file`` (the runner passes
-``results/<name>/promotion.pkl``) every decision is written there and a resumed run reads it back: the
-rungs, the promotions, and which trials wait at a rung (Tune requeues those as pending; they are put
-back to paused).
+``results/<name>/promotion.pkl``) every decision is written there and a resumed run reads it back.
 
-Works with searchers that propose trials without waiting for results (grid, random). An adaptive searcher
-behind a concurrency limit (optuna) would wait for paused trials that wait for more results: use the
-stopping ``asha`` there (``SearchConfig`` refuses the combination).
+Works with searchers that propose trials without waiting for results (grid, random); ``SearchConfig`` refuses
+it with optuna and the guideline.
 """
 from __future__ import annotations
 
@@ -29,30 +34,41 @@ from ray.tune.schedulers import TrialScheduler
 from search.schedulers import StratifiedScheduler
 
 
-class BudgetStratifiedPromotionASHA(StratifiedScheduler):
-    def __init__(self, *, stratify_by: str = "budget", time_attr: str = "training_iteration",
-                 metric: str | None = None, mode: str | None = None, max_t: int = 8, grace_period: int = 1,
-                 reduction_factor: float = 3, state_file: str | None = None):
-        super().__init__(stratify_by=stratify_by, metric=metric, mode=mode)
-        self._state_file = state_file
-        self._loaded = False
-        self._requeued: set[str] = set()
-        if grace_period < 1 or max_t < grace_period or reduction_factor <= 1:
-            raise ValueError("need 1 <= grace_period <= max_t and reduction_factor > 1")
-        self._time_attr = time_attr
-        self._rf = reduction_factor
-        k_max = int(math.floor(math.log(max_t / grace_period, reduction_factor) + 1e-9))
-        self.milestones = [int(grace_period * reduction_factor ** k) for k in range(k_max + 1)]
-        self.milestones = [m for m in self.milestones if m < max_t]
-        # stratum -> rung milestone -> {trial_id: score (higher is better)}
-        self._rungs: dict[Any, dict[int, dict[str, float]]] = {}
-        self._promoted: dict[Any, dict[int, set[str]]] = {}
+def rung_milestones(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
+    """grace_period x eta^k below max_t: the times at which a trial pauses to be judged."""
+    if grace_period < 1 or max_t < grace_period or reduction_factor <= 1:
+        raise ValueError("need 1 <= grace_period <= max_t and reduction_factor > 1")
+    k_max = int(math.floor(math.log(max_t / grace_period, reduction_factor) + 1e-9))
+    return [m for m in (int(grace_period * reduction_factor ** k) for k in range(k_max + 1)) if m < max_t]
+
+
+class StratifiedHalving(StratifiedScheduler):
+    STATE_KEYS = ("_members", "_stratum_of", "_group_of", "_scores", "_final", "_done", "_survivors", "_decided",
+                  "paused_at", "stopped_at_rung", "_to_resume", "_to_stop")
+
+    def __init__(self, *, stratify_by: tuple[str, ...] = ("budget", "depth"), group_by: tuple[str, ...] = ("lr",),
+                 time_attr: str = "training_iteration", metric: str | None = None, mode: str | None = None,
+                 max_t: int = 8, grace_period: int = 1, reduction_factor: float = 3,
+                 stratum_size: int | None = None, state_file: str | None = None):
+        super().__init__(stratify_by=tuple(stratify_by), metric=metric, mode=mode)
+        self._group_by, self._time_attr, self._rf = tuple(group_by), time_attr, reduction_factor
+        self._stratum_size, self._state_file = stratum_size, state_file
+        self.milestones = rung_milestones(max_t, grace_period, reduction_factor)
+        self._loaded, self._requeued = False, set()
+        self._members: dict[Any, list[str]] = {}  # stratum -> trial ids
         self._stratum_of: dict[str, Any] = {}
-        self.paused_at: dict[str, int] = {}  # trial id -> milestone it waits at
-        self.stopped_at_rung: dict[Any, int] = {}
+        self._group_of: dict[str, tuple] = {}
+        self._scores: dict[str, dict[int, float]] = {}  # trial -> milestone -> score (higher is better)
+        self._final: dict[str, float] = {}  # ended trials: their last score (none if they errored)
+        self._done: set[str] = set()
+        self._survivors: dict[Any, set[str]] = {}  # stratum -> trials still in the race
+        self._decided: dict[Any, int] = {}  # stratum -> rungs decided so far
+        self.paused_at: dict[str, int] = {}
+        self.stopped_at_rung: dict[str, int] = {}
+        self._to_resume: list[str] = []  # decided, not yet resumed (Tune may still be pausing them)
+        self._to_stop: list[str] = []
 
-    STATE_KEYS = ("_rungs", "_promoted", "_stratum_of", "paused_at", "stopped_at_rung")
-
+    # -- state ------------------------------------------------------------------------------------
     def _save(self) -> None:
         if self._state_file:
             tmp = f"{self._state_file}.tmp"
@@ -61,91 +77,138 @@ class BudgetStratifiedPromotionASHA(StratifiedScheduler):
             os.replace(tmp, self._state_file)
 
     def _load_once(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        if self._state_file and os.path.exists(self._state_file):
-            with open(self._state_file, "rb") as f:
-                self.__dict__.update(pickle.load(f))
+        if not self._loaded:
+            self._loaded = True
+            if self._state_file and os.path.exists(self._state_file):
+                with open(self._state_file, "rb") as f:
+                    self.__dict__.update(pickle.load(f))
 
+    def _sign(self) -> float:
+        return -1.0 if self._mode == "min" else 1.0
+
+    # -- what Tune reports --------------------------------------------------------------------------
     def on_trial_add(self, tune_controller, trial: Trial) -> None:
         self._load_once()
-        s = self.stratum(trial)
-        self._stratum_of[trial.trial_id] = s
-        self._rungs.setdefault(s, {m: {} for m in self.milestones})
-        self._promoted.setdefault(s, {m: set() for m in self.milestones})
-        held = trial.trial_id in self.paused_at or trial.trial_id in self.stopped_at_rung
-        if trial.status == Trial.PENDING and held:
-            # a resumed run requeues every unfinished trial as pending; the next choose_trial_to_run puts it back
-            # where this scheduler left it (Tune has not filed the trial yet while adding it)
-            self._requeued.add(trial.trial_id)
+        tid = trial.trial_id
+        if tid not in self._stratum_of:
+            s = self.stratum(trial)
+            self._stratum_of[tid] = s
+            self._group_of[tid] = tuple(trial.config.get(k) for k in self._group_by)
+            self._members.setdefault(s, []).append(tid)
+            self._survivors.setdefault(s, set()).add(tid)
+            self._decided.setdefault(s, 0)
+        held = tid in self.paused_at or tid in self.stopped_at_rung or tid in self._to_resume
+        if tune_controller is not None and trial.status == Trial.PENDING and held:
+            self._requeued.add(tid)  # a resumed run requeues unfinished trials; put them back where they were
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
-        t = result.get(self._time_attr)
-        if t not in self.milestones or self._metric not in result:
+        tid, t = trial.trial_id, result.get(self._time_attr)
+        if self._metric not in result:
             return TrialScheduler.CONTINUE
-        s = self._stratum_of[trial.trial_id]
-        if trial.trial_id in self._rungs[s][t]:  # a resumed trial reporting its rung again
+        score = self._sign() * float(result[self._metric])
+        self._final[tid] = score if math.isfinite(score) else -math.inf
+        if t not in self.milestones or t in self._scores.get(tid, {}):
             return TrialScheduler.CONTINUE
-        score = float(result[self._metric])
-        self._rungs[s][t][trial.trial_id] = score if self._mode == "max" else -score
-        self.paused_at[trial.trial_id] = t
+        self._scores.setdefault(tid, {})[t] = self._final[tid]
+        if result.get("early_stopped"):  # it ends now anyway; it is scored with this value at later rungs
+            return TrialScheduler.CONTINUE
+        self.paused_at[tid] = t
         self._save()
         return TrialScheduler.PAUSE
 
-    def promotable(self, stratum: Any) -> list[str]:
-        """Ids of paused trials of ``stratum`` now in the top floor(n / eta) of their rung, not yet promoted."""
-        out = []
-        for m in self.milestones:
-            rung = self._rungs[stratum][m]
-            k = int(len(rung) // self._rf)
-            top = sorted(rung, key=lambda tid: -rung[tid])[:k]
-            out += [tid for tid in top if tid not in self._promoted[stratum][m] and self.paused_at.get(tid) == m]
-        return out
+    def on_trial_complete(self, tune_controller, trial: Trial, result: dict) -> None:
+        self._end(trial.trial_id)
+
+    def on_trial_error(self, tune_controller, trial: Trial) -> None:
+        self._final.pop(trial.trial_id, None)
+        self._end(trial.trial_id)
+
+    def on_trial_remove(self, tune_controller, trial: Trial) -> None:
+        if trial.trial_id not in self.stopped_at_rung:
+            self._end(trial.trial_id)
+
+    def _end(self, tid: str) -> None:
+        self.paused_at.pop(tid, None)
+        self._done.add(tid)
+        self._save()
+
+    # -- decisions ------------------------------------------------------------------------------------
+    def _closed(self, s: Any, search_finished: bool) -> bool:
+        return search_finished or (self._stratum_size is not None and len(self._members[s]) >= self._stratum_size)
+
+    def _rung_ready(self, s: Any, m: int) -> bool:
+        return all(self.paused_at.get(t) == m or t in self._done for t in self._survivors[s])
+
+    def _group_scores(self, s: Any, m: int) -> dict[tuple, float]:
+        """Mean score of each group's trials at milestone ``m`` (an ended trial counts with its last score)."""
+        per: dict[tuple, list[float]] = {}
+        for t in self._survivors[s]:
+            score = self._scores.get(t, {}).get(m, self._final.get(t) if t in self._done else None)
+            if score is not None:
+                per.setdefault(self._group_of[t], []).append(score)
+        return {g: float(sum(v) / len(v)) for g, v in per.items()}
+
+    def decide(self, search_finished: bool) -> tuple[list[str], list[str]]:
+        """Decide every rung that is ready; returns (paused trials to resume, paused trials to stop)."""
+        resume, stop = [], []
+        for s in self._members:
+            while self._decided[s] < len(self.milestones) and self._closed(s, search_finished):
+                m = self.milestones[self._decided[s]]
+                if not self._rung_ready(s, m):
+                    break
+                scores = self._group_scores(s, m)
+                keep = max(1, int(len(scores) // self._rf))
+                winners = set(sorted(scores, key=lambda g: (-scores[g], repr(g)))[:keep])
+                for t in sorted(self._survivors[s]):
+                    if self.paused_at.get(t) != m:
+                        continue
+                    if self._group_of[t] in winners:
+                        resume.append(t)
+                        self.paused_at.pop(t)
+                    else:
+                        stop.append(t)
+                        self.stopped_at_rung[t] = self.paused_at.pop(t)
+                self._survivors[s] = {t for t in self._survivors[s] if self._group_of[t] in winners}
+                self._decided[s] += 1
+        if resume or stop:
+            self._to_resume += resume
+            self._to_stop += stop
+            self._save()
+        return resume, stop
 
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
         trials = {t.trial_id: t for t in tune_controller.get_trials()}
+        self._restore_requeued(tune_controller, trials)
+        self.decide(tune_controller.search_alg.is_finished())
+        # a trial told to pause is PAUSED only once Tune has saved it: act on it then, keep it queued until
+        for tid in [t for t in self._to_stop if self._status(trials, t) != Trial.RUNNING]:
+            self._to_stop.remove(tid)
+            self._save()
+            if self._status(trials, tid) == Trial.PAUSED:
+                tune_controller.stop_trial(trials[tid])
+        for tid in [t for t in self._to_resume if self._status(trials, t) != Trial.RUNNING]:
+            self._to_resume.remove(tid)
+            self._save()
+            if self._status(trials, tid) == Trial.PAUSED:
+                return trials[tid]
+        for trial in trials.values():
+            if trial.status == Trial.PENDING:
+                return trial
+        return None
+
+    @staticmethod
+    def _status(trials: dict[str, Trial], tid: str) -> str | None:
+        return trials[tid].status if tid in trials else None
+
+    def _restore_requeued(self, tune_controller, trials: dict[str, Trial]) -> None:
         for tid in [t for t in self._requeued if t in trials]:
             self._requeued.discard(tid)
             if trials[tid].status != Trial.PENDING:
                 continue
-            if tid in self.paused_at:  # it was waiting at a rung
+            if tid in self.paused_at or tid in self._to_resume or tid in self._to_stop:  # still at its rung
                 tune_controller._set_trial_status(trials[tid], Trial.PAUSED)
             else:  # it had lost its rung (Tune's last snapshot may still call it paused)
                 tune_controller.stop_trial(trials[tid])
-        for s in self._rungs:
-            for tid in self.promotable(s):
-                if trials.get(tid) is not None and trials[tid].status == Trial.PAUSED:
-                    self._promoted[s][self.paused_at.pop(tid)].add(tid)
-                    self._save()
-                    return trials[tid]
-        for trial in trials.values():
-            if trial.status == Trial.PENDING:
-                return trial
-        self._stop_losers(tune_controller, trials)
-        return None
-
-    def _stop_losers(self, tune_controller, trials: dict[str, Trial]) -> None:
-        """Once no trial can join a budget, its paused trials that were not promoted have lost: stop them."""
-        if not tune_controller.search_alg.is_finished():
-            return
-        active = {self._stratum_of.get(t.trial_id) for t in trials.values()
-                  if t.status in (Trial.PENDING, Trial.RUNNING)}
-        done = {s for s in self._rungs if s not in active and not self.promotable(s)}
-        for tid, trial in trials.items():
-            if trial.status == Trial.PAUSED and tid in self.paused_at and self._stratum_of.get(tid) in done:
-                self.stopped_at_rung[tid] = self.paused_at.pop(tid)
-                self._save()
-                tune_controller.stop_trial(trial)
-
-    def on_trial_complete(self, tune_controller, trial: Trial, result: dict) -> None:
-        self.paused_at.pop(trial.trial_id, None)
-
-    def on_trial_remove(self, tune_controller, trial: Trial) -> None:
-        self.paused_at.pop(trial.trial_id, None)
-
-    def on_trial_error(self, tune_controller, trial: Trial) -> None:
-        self.paused_at.pop(trial.trial_id, None)
 
     def num_stopped(self) -> dict[Any, int]:
         out: dict[Any, int] = {}
@@ -154,4 +217,5 @@ class BudgetStratifiedPromotionASHA(StratifiedScheduler):
         return out
 
     def debug_string(self) -> str:
-        return f"Using budget-stratified promotion ASHA (rungs {self.milestones}, eta {self._rf})"
+        return (f"Using successive halving per {'x'.join(self._stratify_by)} over {'x'.join(self._group_by)} groups "
+                f"(rungs {self.milestones}, eta {self._rf})")

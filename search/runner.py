@@ -22,9 +22,9 @@ from search.evaluate import report_after_run
 from search.results import trials_frame
 from search.run_files import (SPLITS_FILE, TRIALS_FILE, experiment_path, load_config, run_dir_of, storage_of,  # noqa: F401
                               write_config, write_parquet, write_text)
-from search.promotion import BudgetStratifiedPromotionASHA
+from search.promotion import StratifiedHalving
 from search.schedulers import BudgetStratifiedASHA
-from search.searchers import SearchPlan, make_plan
+from search.searchers import SearchPlan, fixed_lrs, make_plan
 from trainables.apps import App, build_split_data, check_backbone, get_app
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import SplitData, splits_frame
@@ -33,6 +33,7 @@ from trainables.models.backbones import BackboneSpec
 from trainables.models.sources import get_source_weights
 from trainables.schedules import check_schedule
 from trainables.trainable import train_depth
+from trainables.trial import epoch_steps
 
 Log = Callable[[str], None]
 DASHBOARD_HOST, DASHBOARD_PORT = "127.0.0.1", 8265
@@ -95,9 +96,8 @@ def prepare(cfg: SearchConfig, log: Log) -> Prepared:
 
 
 def fixed_trial_keys(cfg: SearchConfig) -> dict:
-    """The trial-config keys every trial of the search shares."""
-    return dict(app=cfg.app, backbone=cfg.backbone, source=cfg.source, schedule=cfg.schedule, epochs=cfg.epochs,
-                batch_size=cfg.batch_size, data_seed=cfg.data_seed, **lr_protocol_keys(cfg))
+    """The trial-config keys every trial of the search shares: every ``TrialSettings`` field, unchanged."""
+    return cfg.trial_settings()
 
 
 def fresh_run_dir(cfg: SearchConfig, log: Log) -> Path:
@@ -113,7 +113,8 @@ def fresh_run_dir(cfg: SearchConfig, log: Log) -> Path:
 
 
 def save_config(cfg: SearchConfig, prep: Prepared, run_dir: Path) -> None:
-    resolved = {**cfg.to_dict(), "depths": prep.depths, "n_train": len(prep.data.train_y),
+    resolved = {**cfg.to_dict(), "scheduler": cfg.effective_scheduler, "depths": prep.depths,
+                "n_train": len(prep.data.train_y),
                 "n_val": len(prep.data.val_y), "n_test": len(prep.data.test_y), "metric": prep.app.metric,
                 "mode": prep.app.mode, "experiment_path": experiment_path(cfg, run_dir)}
     write_config(resolved, run_dir)
@@ -143,23 +144,21 @@ def connect_ray(cfg: SearchConfig, log: Log) -> None:
             "the token the page asks for)")
 
 
-def lr_protocol_keys(cfg: SearchConfig) -> dict:
-    """The TrialConfig keys of the learning-rate protocol and of the training loop, passed unchanged to every
-    trial."""
-    keys = ("lr_protocol", "optimizer", "weight_decay", "layer_decay", "warmup_epochs", "freeze_bn",
-            "feature_cache", "augment", "amp")
-    return {k: getattr(cfg, k) for k in keys}
-
-
-def make_scheduler(cfg: SearchConfig, run_dir: Path | None = None):
-    if cfg.scheduler == "none":
+def make_scheduler(cfg: SearchConfig, run_dir: Path | None = None, n_depths: int = 1):
+    """The scheduler ``cfg.scheduler`` names; the time unit of every one is the epoch-equivalent (a fixed number
+    of optimizer steps, the same at every budget)."""
+    name = cfg.effective_scheduler
+    if name == "none":
         return None
-    if cfg.scheduler == "promote":
-        return BudgetStratifiedPromotionASHA(max_t=cfg.epochs, grace_period=cfg.grace_period,
-                                             reduction_factor=cfg.reduction_factor,
-                                             state_file=str(run_dir / "promotion.pkl") if run_dir else None)
-    return BudgetStratifiedASHA(max_t=cfg.epochs, grace_period=cfg.grace_period,
-                                reduction_factor=cfg.reduction_factor)
+    rungs = dict(max_t=cfg.epochs, grace_period=cfg.grace_period, reduction_factor=cfg.reduction_factor)
+    if name in ("per-depth", "per-budget"):
+        per_cell = len(fixed_lrs(cfg)) * len(cfg.seeds) if cfg.searcher == "grid" else None
+        by_depth = name == "per-depth"
+        size = per_cell and (per_cell if by_depth else per_cell * n_depths)
+        return StratifiedHalving(stratify_by=("budget", "depth") if by_depth else ("budget",),
+                                 group_by=("lr",) if by_depth else ("depth", "lr"), stratum_size=size,
+                                 state_file=str(run_dir / "promotion.pkl") if run_dir else None, **rungs)
+    return BudgetStratifiedASHA(**rungs)
 
 
 def make_trainable(cfg: SearchConfig, prep: Prepared):
@@ -189,7 +188,8 @@ def make_tuner(cfg: SearchConfig, prep: Prepared, run_dir: Path, plan: SearchPla
         trainable or make_trainable(cfg, prep),
         param_space=plan.param_space,
         tune_config=tune.TuneConfig(
-            metric="val_metric", mode=prep.app.mode, scheduler=make_scheduler(cfg, run_dir), search_alg=plan.search_alg,
+            metric="val_metric", mode=prep.app.mode, scheduler=make_scheduler(cfg, run_dir, len(prep.depths)),
+            search_alg=plan.search_alg,
             num_samples=plan.num_samples, max_concurrent_trials=cfg.max_concurrent or None,
             reuse_actors=cfg.reuse_actors,
             trial_dirname_creator=_dirname,
@@ -217,6 +217,20 @@ def collect(results, prep: Prepared, run_dir: Path, t0: float, plan: SearchPlan 
     return Outcome(run_dir, trials, table, errors, time.time() - t0, report, tune_s)
 
 
+def plan_text(cfg: SearchConfig, prep: Prepared) -> str:
+    """What the search will do, printed at its start: depths, budgets, lr grid, seeds, trial length, scheduler."""
+    steps = epoch_steps(TrialConfig.from_dict(cfg.trial_settings()), len(prep.data.train_y))
+    lrs = ", ".join(f"{lr:g}" for lr in fixed_lrs(cfg)) if cfg.searcher in ("grid", "guideline") else \
+        f"{cfg.samples} draw(s) in [{cfg.lr_min:g}, {cfg.lr_max:g}]"
+    stop = f", early stop after {cfg.patience} without gain" if cfg.patience else ""
+    budgets = ", ".join(f"{b:g}" for b in cfg.budgets)
+    return (f"search: {cfg.searcher}, depths {', '.join(prep.depths)}; budgets {budgets}"
+            f"; lr {lrs}; seeds {', '.join(map(str, cfg.seeds))}\n"
+            f"        trials: up to {cfg.epochs} epoch-equivalents of {steps} optimizer steps (batch {cfg.batch_size}, "
+            f"the same at every budget){stop}; scheduler {cfg.effective_scheduler} (first rung "
+            f"{cfg.grace_period}, eta {cfg.reduction_factor})")
+
+
 def run_search(cfg: SearchConfig, log: Log = print, trainable=None) -> Outcome:
     """Run the search ``cfg``; ``trainable`` replaces the Tune trainable (bench/demo_speed.py's naive loop)."""
     check_address(cfg.address)  # an unreachable cluster fails in seconds, before any data or folder
@@ -232,8 +246,7 @@ def _run_search(cfg: SearchConfig, log: Log, trainable) -> Outcome:
     save_config(cfg, prep, run_dir)
     write_parquet(splits_frame(prep.data, cfg.budgets), run_dir / SPLITS_FILE)
     connect_ray(cfg, log)
-    log(f"search: {cfg.searcher} over {len(prep.depths)} depths x {len(cfg.budgets)} budgets "
-        f"(up to {plan.num_samples} trial(s) per grid pass), up to {cfg.epochs} epochs, scheduler {cfg.scheduler}")
+    log(plan_text(cfg, prep))
     t_tune = time.time()
     watch = InterruptWatch(run_dir).install()
     results = make_tuner(cfg, prep, run_dir, plan, [progress_callback(cfg, prep), watch], trainable).fit()

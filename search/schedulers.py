@@ -4,8 +4,12 @@ A trial trained on 10% of the data would lose every rung against trials on 100%;
 about which *depth* is best at 10%. ``BudgetStratifiedASHA`` keeps one independent
 ``AsyncHyperBandScheduler`` (its own rungs and cut-offs) per value of ``config[stratify_by]``.
 
-Fidelity unit: ``training_iteration`` = one epoch over the trial's own budget subset, so rung r of
-every stratum means "r passes over the data this trial is allowed to see".
+Fidelity unit: ``training_iteration`` = one epoch-equivalent, a fixed number of optimizer steps at every budget
+(``TrialConfig.epoch_steps``), so rung r means "r x epoch_steps optimizer steps" in every stratum.
+
+Ray's ASHA decides as each result arrives, so the first trials to reach a rung go on more often: with a grid
+proposed in a fixed order that favours the depths proposed first. It is kept for adaptive searchers (optuna),
+which cannot wait for paused trials; grid and random searches use ``search.promotion.StratifiedHalving``.
 """
 from __future__ import annotations
 
@@ -33,13 +37,16 @@ class StratifiedScheduler(FIFOScheduler):
         return True
 
     def stratum(self, trial: Trial) -> Any:
-        try:
-            return trial.config[self._stratify_by]
-        except KeyError:
+        """``config[stratify_by]``, or the tuple of those values when ``stratify_by`` is a tuple of keys."""
+        keys = self._stratify_by if isinstance(self._stratify_by, tuple) else (self._stratify_by,)
+        missing = [k for k in keys if k not in trial.config]
+        if missing:
             raise ValueError(
-                f"{type(self).__name__} stratifies by config[{self._stratify_by!r}], which trial {trial} lacks; "
-                f"put {self._stratify_by!r} in the search space"
-            ) from None
+                f"{type(self).__name__} stratifies by config[{missing[0]!r}], which trial {trial} lacks; "
+                f"put {missing[0]!r} in the search space"
+            )
+        values = tuple(trial.config[k] for k in keys)
+        return values if isinstance(self._stratify_by, tuple) else values[0]
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:

@@ -1,7 +1,14 @@
-"""The study's space: tuning depth x data budget (x seed) on a grid, learning rate sampled.
+"""The study's space as data: tuning depth x data budget x learning rate x seed, all on a grid.
 
-Every grid cell is tried once per ``num_samples`` (Tune repeats the grid for each sample), each time
-with a new learning rate drawn log-uniformly; the result is a plain dict of ``tune.*`` objects.
+Every (budget, depth) cell tries the same learning rates (a fixed grid, log-spaced around the protocol's
+alpha), each with every seed; seeds are replicates of one setting, judged by their mean (never a max).
+The result is a plain dict of ``tune.*`` objects.
+
+Order: Tune's variant generator varies the *first* grid key fastest. The keys are given as seed, lr, depth,
+budget, so the trials of one (budget, depth) cell (its lrs x seeds) are proposed one after another, cell by
+cell, each budget's depths in the given order, budgets largest first. The default scheduler
+(``search.promotion.StratifiedHalving``) judges a cell's rung once all of the cell has reported, so the order
+decides only when a cell's decision can be made, not what it is.
 """
 from __future__ import annotations
 
@@ -9,31 +16,24 @@ from typing import Any, Sequence
 
 from ray import tune
 
-DEFAULT_BUDGETS = (0.05, 0.1, 0.25, 0.5, 1.0)
-DEFAULT_LR_RANGE = (1e-4, 3e-3)
+def _grid(values: Sequence) -> Any:
+    return tune.grid_search(list(values)) if len(values) > 1 else values[0]
 
 
 def depth_budget_space(
     *,
     depths: Sequence[str],
-    budgets: Sequence[float] = DEFAULT_BUDGETS,
-    lr_range: tuple[float, float] = DEFAULT_LR_RANGE,
-    seeds: Sequence[int] = (0,),
+    budgets: Sequence[float],
+    lrs: Sequence[float],
+    seeds: Sequence[int],
     **fixed: Any,
 ) -> dict[str, Any]:
-    """``fixed`` holds the remaining ``TrialConfig`` keys (app, backbone, source, schedule, epochs, ...).
-
-    Trials start budget by budget, largest first, each budget's depths in the given order (head only
-    first, as the paper's guideline). Tune varies the last grid key fastest, so ``budget`` comes first: the
-    long trials start early and the last ones to start are the shortest, which leaves no worker idle
-    behind a long trial at the end. ASHA compares trials within a budget only, and within a budget the
-    order is unchanged.
-    """
-    lr = tune.loguniform(*lr_range) if lr_range[0] < lr_range[1] else lr_range[0]
+    """``fixed`` holds the remaining ``TrialConfig`` keys (app, backbone, source, schedule, epochs, ...). The
+    defaults of every argument live in ``search.config.SearchConfig`` (one declaration)."""
     return {
         **fixed,
-        "budget": tune.grid_search(sorted((float(b) for b in budgets), reverse=True)),
-        "depth": tune.grid_search(list(depths)),
-        "seed": tune.grid_search([int(s) for s in seeds]) if len(seeds) > 1 else int(seeds[0]),
-        "lr": lr,
+        "seed": _grid([int(s) for s in seeds]),
+        "lr": _grid([float(lr) for lr in lrs]),
+        "depth": _grid(list(depths)),
+        "budget": _grid(sorted((float(b) for b in budgets), reverse=True)),
     }

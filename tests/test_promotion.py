@@ -1,4 +1,4 @@
-"""Promotion-based ASHA on a real local Ray: trials pause at rungs and only the top 1/eta go on."""
+"""Successive halving on a real local Ray: trials pause at rungs and only the top 1/eta go on."""
 import sys
 
 import pytest
@@ -6,7 +6,7 @@ import ray.cloudpickle
 from ray import tune
 
 from search.config import SearchConfig
-from search.promotion import BudgetStratifiedPromotionASHA
+from search.promotion import StratifiedHalving
 from trainables.config import ConfigError
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import a test module
@@ -37,7 +37,7 @@ def _synthetic(config):
 @pytest.mark.timeout(300)
 def test_only_the_top_third_of_each_rung_goes_on(ray_local, tmp_path):
     budgets, qs = [1.0, 0.5], list(range(9))
-    sched = BudgetStratifiedPromotionASHA(max_t=8, grace_period=1, reduction_factor=3)
+    sched = StratifiedHalving(stratify_by=("budget",), group_by=("q",), max_t=8, grace_period=1, reduction_factor=3)
     assert sched.milestones == [1, 3]
     tuner = tune.Tuner(
         tune.with_resources(_synthetic, {"cpu": 1}),
@@ -60,6 +60,9 @@ def test_only_the_top_third_of_each_rung_goes_on(ray_local, tmp_path):
 
 def test_promote_is_refused_with_an_adaptive_searcher():
     with pytest.raises(ConfigError, match="use --scheduler asha"):
-        SearchConfig(scheduler="promote", searcher="optuna")
+        SearchConfig(scheduler="per-depth", searcher="optuna")
+    with pytest.raises(ConfigError, match="use --scheduler none"):
+        SearchConfig(scheduler="asha", searcher="guideline")
+    assert SearchConfig(searcher="guideline").effective_scheduler == "none"
     with pytest.raises(ConfigError, match="scheduler must be one of"):
         SearchConfig(scheduler="hyperband")

@@ -66,6 +66,26 @@ def test_guideline_waits_for_the_current_depth():
     assert s.summary()[0.5]["evaluated"] == {"fc8": 0.8}
 
 
+def test_guideline_judges_an_lr_by_its_seeds_mean_and_takes_min_delta_from_their_spread():
+    s = GuidelineSearcher(["fc8", "fc7-fc8", "fc6-fc8"], [1.0], lrs=[1e-3, 1e-2], seeds=(0, 1),
+                          include_scratch=False, metric="val_metric", mode="max")
+    # fc8: lr 1e-3 seeds 0.80 / 0.84 (mean 0.82, sd 0.028); lr 1e-2 one lucky seed 0.90, one 0.60 (mean 0.75)
+    # fc7-fc8: 0.84 / 0.84 (mean 0.84) beats 0.82 by less than the seeds' spread: fc8 stays the answer
+    scores = {("fc8", 1e-3, 0): 0.80, ("fc8", 1e-3, 1): 0.84, ("fc8", 1e-2, 0): 0.90, ("fc8", 1e-2, 1): 0.60}
+    scores.update({("fc7-fc8", lr, seed): 0.84 for lr in (1e-3, 1e-2) for seed in (0, 1)})
+    for step in range(12):
+        cfg = s.suggest(f"t{step}")
+        if cfg in (None, Searcher.FINISHED):
+            break
+        value = scores[(cfg["depth"], cfg["lr"], cfg["seed"])]
+        s.on_trial_result(f"t{step}", {"val_metric": value})
+        s.on_trial_complete(f"t{step}", {"val_metric": value})
+    summary = s.summary()[1.0]
+    assert summary["evaluated"]["fc8"] == pytest.approx(0.82)  # the mean of the best lr, not the 0.90 seed
+    assert summary["best_depth"] == "fc8" and summary["trials"] == 8
+    assert summary["min_delta"] > 0.02  # pooled seed sd, dominated by the 0.90 / 0.60 pair
+
+
 @pytest.mark.slow
 def test_guideline_finds_the_known_best_depth_with_fewer_trials_than_grid(ray_local, tmp_path):
     cfg = SearchConfig(searcher="guideline", budgets=(0.1, 1.0), lr_min=1e-3, lr_max=1e-3, epochs=2,
@@ -77,14 +97,15 @@ def test_guideline_finds_the_known_best_depth_with_fewer_trials_than_grid(ray_lo
                                     num_samples=plan.num_samples),
         run_config=tune.RunConfig(storage_path=str(tmp_path), name="guideline", verbose=0),
     ).fit()
-    grid_trials = len(DEPTHS) * 2
+    grid_trials = len(DEPTHS) * 2 * len(cfg.seeds)
     assert len(results) < grid_trials
     for budget, best in BEST.items():
         rows = [r for r in results if r.config["budget"] == budget]
         assert plan.guideline.summary()[budget]["best_depth"] == best
         top = max((r for r in rows if r.config["depth"] != "scratch"), key=lambda r: r.metrics["val_metric"])
         assert top.config["depth"] == best
-        assert len(rows) < len(DEPTHS)
+        assert len(rows) < len(DEPTHS) * len(cfg.seeds)
+        assert {r.config["seed"] for r in rows} == set(cfg.seeds)
     summary = plan.guideline.summary()
     assert sum(v["trials"] for v in summary.values()) == len(results)
     assert sum(v["epochs"] for v in summary.values()) == 2 * len(results)

@@ -141,3 +141,24 @@ def test_checkpoints_hold_only_what_the_trial_trains(data, weights):
         assert torch.equal(restored.model.state_dict()[k], v), k
     with pytest.raises(ConfigError, match="does not match"):
         restored.load_trained_state({"fc7.1.weight": torch.zeros(1)})
+
+
+def test_every_budget_gets_the_same_optimizer_steps_per_epoch_equivalent(data, weights):
+    runs = {b: TrialRun(_cfg(budget=b, epochs=2), data, weights) for b in (0.25, 1.0)}
+    full_pass = -(-len(data.train_y) // 16)  # one pass over the full training split at batch 16
+    for b, run in runs.items():
+        m = run.step()
+        assert run.steps_per_epoch == full_pass and m["step"] == full_pass
+        assert run.lr_scheduler.last_epoch == full_pass  # optimizer steps actually taken
+    assert runs[0.25].idx.numel() < runs[1.0].idx.numel() / 3  # a quarter of the data, walked ~4 times
+    fixed = TrialRun(_cfg(budget=0.25, epoch_steps=5), data, weights)
+    assert fixed.step()["step"] == 5 and fixed.lr_scheduler.last_epoch == 5
+
+
+def test_patience_ends_a_trial_that_stops_improving(data, weights):
+    run = TrialRun(_cfg(lr=1e-12, epochs=6, patience=2), data, weights)  # lr ~0: validation never improves
+    history = []
+    while not run.finished:
+        history.append(run.step())
+    assert len(history) == 3 and history[-1]["early_stopped"] and not history[-2]["early_stopped"]
+    assert history[-1]["best_epoch"] == 1

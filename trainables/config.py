@@ -56,53 +56,82 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class TrialConfig:
-    """Everything one Tune trial needs; saved (via Tune's params.json) beside every trial's result."""
+def setting(default: Any, help: str, choices: tuple | None = None, item: type | None = None) -> Any:
+    """A dataclass field declared once with what the CLI and docs need: help text, choices, list item type.
 
-    app: str = "colonoscopy-frames"
-    backbone: str = "tiny-alexnet"
-    source: str = "fractal"  # where pretrained weights come from; ignored (recorded as "scratch") at depth scratch
-    depth: str = "fc8"  # "fc8", "fc7-fc8", ..., "conv1-fc8" or "scratch"
-    budget: float = 1.0  # fraction of the training split (nested, stratified subsets)
-    lr: float = 1e-3  # alpha in Tajbakhsh et al.: tuned pretrained layers; new head gets 10x, biases 2x
-    schedule: str = "paper"  # see trainables.schedules.SCHEDULES
-    momentum: float = 0.9  # SGD's momentum (AdamW keeps its default betas)
-    weight_decay: float = 5e-4  # on weights only: biases and normalisation parameters get none
-    lr_protocol: str = "paper"  # "paper": head 10x, biases 2x; "uniform": every tuned parameter gets lr
-    optimizer: str = "sgd"  # "sgd" (with momentum) or "adamw"
-    layer_decay: float = 1.0  # pretrained groups' lr x layer_decay**d, d = groups below the head; 1.0 = off
-    warmup_epochs: float = 1.0  # length of the linear warmup of schedule "warmup-cosine"
-    freeze_bn: bool = True  # BatchNorm in frozen groups keeps its running statistics (eval mode)
-    feature_cache: bool = True  # frozen groups run once per sample, not every epoch (trainables.features)
-    augment: str = "none"  # "none" or "hflip" (random left-right mirror, per sample and epoch)
-    amp: bool = True  # on CUDA: bfloat16 autocast (and channels_last); ignored on the CPU
-    batch_size: int = 32
-    epochs: int = 8
-    seed: int = 0
-    data_seed: int = 0  # seed of the embedded dataset (same splits for every trial of a run)
+    ``search.commands.run`` derives its flags from these fields, YAML keys are the field names, and the
+    search passes every ``TrialSettings`` field to every trial unchanged."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "item": item})
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """The trial settings a search shares by all its trials: declared here once. ``SearchConfig`` inherits
+    them (flags, YAML keys) and ``TrialConfig`` adds what varies per trial (depth, budget, lr, seed)."""
+
+    app: str = setting("colonoscopy-frames", "application (`tunedepth apps` lists them)")
+    backbone: str = setting("tiny-alexnet", "network (`tunedepth backbones` lists them)")
+    source: str = setting("fractal", "where pretrained weights come from; depth scratch ignores it")
+    schedule: str = setting("paper", "lr schedule, a pure function of the optimizer step (trainables.schedules); "
+                                      "'paper' = x0.95 per epoch-equivalent")
+    lr_protocol: str = setting("paper", "'paper': new head 10x lr, biases 2x; 'uniform': every tuned parameter "
+                                        "gets lr", LR_PROTOCOLS)
+    optimizer: str = setting("sgd", "'sgd' (with momentum, the paper) or 'adamw'", OPTIMIZERS)
+    momentum: float = setting(0.9, "SGD's momentum (AdamW keeps its default betas)")
+    weight_decay: float = setting(5e-4, "on weights only: biases and normalisation parameters get none")
+    layer_decay: float = setting(1.0, "pretrained groups' lr x layer_decay**d, d = groups below the head; 1 = off")
+    warmup_epochs: float = setting(1.0, "epoch-equivalents of linear warmup of schedule 'warmup-cosine'")
+    freeze_bn: bool = setting(True, "BatchNorm in frozen groups keeps its running statistics (eval mode)")
+    feature_cache: bool = setting(True, "frozen groups run once per sample, not every epoch (trainables.features)")
+    augment: str = setting("none", "'none' or 'hflip' (random left-right mirror per sample and step)", AUGMENTS)
+    amp: bool = setting(True, "on CUDA: bfloat16 autocast and channels_last; ignored on the CPU")
+    batch_size: int = setting(32, "mini-batch size")
+    epochs: int = setting(8, "max epoch-equivalents per trial (the scheduler's max_t); see epoch_steps")
+    epoch_steps: int = setting(0, "optimizer steps per epoch-equivalent (one validation, one scheduler time "
+                                  "unit), equal at every budget; 0 = one pass over the full training split")
+    patience: int = setting(3, "early stopping: end a trial after this many epoch-equivalents without a better "
+                               "validation metric; 0 = off")
+    data_seed: int = setting(0, "seed of the embedded dataset and splits (the same for every trial of a run)")
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.budget <= 1.0:
-            raise ConfigError(f"budget must be in (0, 1] (a fraction of the training split), got {self.budget}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.lr_protocol not in LR_PROTOCOLS:
-            raise ConfigError(f"unknown lr_protocol {self.lr_protocol!r}; choose one of: {', '.join(LR_PROTOCOLS)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        if self.epoch_steps < 0 or self.patience < 0:
+            raise ConfigError(f"need epoch_steps >= 0 and patience >= 0 (0 = default / off), got "
+                              f"{self.epoch_steps}, {self.patience}")
+        for name in ("lr_protocol", "optimizer", "augment"):
+            choices = next(f for f in fields(TrialSettings) if f.name == name).metadata["choices"]
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"unknown {name} {getattr(self, name)!r}; choose one of: {', '.join(choices)}")
         if not 0.0 < self.layer_decay <= 1.0:
             raise ConfigError(f"layer_decay must be in (0, 1] (1.0 = no layer-wise decay), got {self.layer_decay}")
         if self.weight_decay < 0 or not 0.0 <= self.momentum < 1.0:
             raise ConfigError(f"need weight_decay >= 0 and 0 <= momentum < 1, got {self.weight_decay}, {self.momentum}")
-        if self.augment not in AUGMENTS:
-            raise ConfigError(f"unknown augment {self.augment!r}; choose one of: {', '.join(AUGMENTS)}")
         if self.warmup_epochs < 0:
             raise ConfigError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+
+    def trial_settings(self) -> dict[str, Any]:
+        """The ``TrialSettings`` fields of this object (a ``SearchConfig``'s keys every trial shares)."""
+        return {f.name: getattr(self, f.name) for f in fields(TrialSettings)}
+
+
+@dataclass(frozen=True)
+class TrialConfig(TrialSettings):
+    """Everything one Tune trial needs; saved (via Tune's params.json) beside every trial's result."""
+
+    depth: str = "fc8"  # "fc8", "fc7-fc8", ..., "conv1-fc8" or "scratch"
+    budget: float = 1.0  # fraction of the training split (nested, stratified subsets)
+    lr: float = 1e-3  # alpha in Tajbakhsh et al.: tuned pretrained layers; new head gets 10x, biases 2x
+    seed: int = 0  # weight init, batch order and augmentation of this trial
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 < self.budget <= 1.0:
+            raise ConfigError(f"budget must be in (0, 1] (a fraction of the training split), got {self.budget}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TrialConfig":

@@ -1,4 +1,4 @@
-"""The training core: one epoch of SGD and evaluation. Knows nothing about Ray.
+"""The training core: one epoch (or epoch-equivalent of optimizer steps) of SGD and evaluation. Knows nothing about Ray.
 
 A model's input comes from an ``InputFn``: ``inputs(idx, view)`` returns the network input of samples
 ``idx`` (``view``: which augmented view of each sample, or None). ``image_inputs`` turns uint8 images into
@@ -8,6 +8,7 @@ interface, so the loop below is the same with and without the cache, and so are 
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Callable
 
 import numpy as np
@@ -77,23 +78,21 @@ def train_one_epoch(
     set_mode: Callable[[], None] | None = None,
     views: int = 1,
     amp: bool = False,
+    steps: int | None = None,
 ) -> float:
-    """One pass over the samples in shuffled mini-batches (each with a random view of ``views``); mean loss."""
+    """``steps`` optimizer steps (default: one pass over the samples) in shuffled mini-batches, each sample with
+    a random view of ``views``; mean loss. More steps than one pass holds walk consecutive reshuffled passes, so
+    a small data budget gets as many optimizer steps as a large one (an "epoch-equivalent")."""
     set_mode() if set_mode is not None else model.train()
-    n = y.shape[0]
-    order = torch.randperm(n, generator=generator)
-    view_of = torch.randint(views, (n,), generator=generator) if views > 1 else None
     total, count = 0.0, 0
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
-        view = view_of[start : start + batch_size] if view_of is not None else None
+    for step, (idx, view) in enumerate(_batches(y.shape[0], batch_size, generator, views, steps)):
         with autocast(y.device, amp):
             logits = model(inputs(idx, view))
         loss = loss_fn(logits.float(), y[idx])
         if not torch.isfinite(loss):
             lr = optimizer.param_groups[0]["lr"]
             raise DivergedError(
-                f"training loss is {loss.item()} at step {start // batch_size} (lr {lr:.3g}); lower the learning rate"
+                f"training loss is {loss.item()} at step {step} (lr {lr:.3g}); lower the learning rate"
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -103,6 +102,23 @@ def train_one_epoch(
         total += loss.item() * idx.numel()
         count += idx.numel()
     return total / max(count, 1)
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator, views: int, steps: int | None):
+    """(indices, views) of ``steps`` mini-batches (default one pass): reshuffled passes over ``n`` samples, the
+    last batch of a pass possibly smaller."""
+    per_pass = math.ceil(n / batch_size)
+    steps = per_pass if steps is None else steps
+    done = 0
+    while done < steps:
+        order = torch.randperm(n, generator=generator)
+        view_of = torch.randint(views, (n,), generator=generator) if views > 1 else None
+        for start in range(0, n, batch_size):
+            if done == steps:
+                return
+            view = view_of[start : start + batch_size] if view_of is not None else None
+            yield order[start : start + batch_size], view
+            done += 1
 
 
 @torch.no_grad()

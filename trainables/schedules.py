@@ -8,7 +8,7 @@ after every batch). Each schedule equals one of torch's schedulers (tests/test_s
 name               factor                                                      torch equivalent
 =================  ==========================================================  ==================================
 ``constant``       1                                                           ``ConstantLR(factor=1)``
-``paper``          0.95 ** epoch (Tajbakhsh et al., Eq. 2: exponential/epoch)  ``ExponentialLR(0.95)`` per epoch
+``paper``          0.95 ** epoch-equivalent (Tajbakhsh et al., Eq. 2)            ``ExponentialLR(0.95)`` per epoch
 ``step``           0.1 ** (epoch // ceil(epochs / 3)): two or three drops      ``StepLR(step_size, 0.1)``
 ``cosine``         cosine from 1 to 0 over all steps                           ``CosineAnnealingLR(T_max=total)``
 ``warmup-cosine``  linear 0.01 -> 1 over ``warmup_steps``, then cosine to 0    ``SequentialLR(LinearLR, Cosine..)``

@@ -1,7 +1,8 @@
 """The only module of ``trainables`` that talks to Ray Tune: a function trainable around ``TrialRun``.
 
 It reads ``config`` (a flat ``TrialConfig``), resumes from ``tune.get_checkpoint()`` if there is one, and
-after every epoch calls ``tune.report(metrics, checkpoint=...)``. Data and pretrained weights arrive
+after every epoch-equivalent (``epoch_steps`` optimizer steps, the same at every budget) calls
+``tune.report(metrics, checkpoint=...)``. Data and pretrained weights arrive
 through ``tune.with_parameters`` (Ray's object store), built once by the driver, not per trial.
 """
 from __future__ import annotations
@@ -46,7 +47,7 @@ def train_depth(config: dict, data: SplitData, weights: dict[str, dict | None]) 
         with checkpoint.as_directory() as d:
             run.load_state_dict(torch.load(os.path.join(d, CHECKPOINT_FILE), map_location=device, weights_only=True))
 
-    while run.epoch < cfg.epochs:
+    while not run.finished:
         metrics = run.step()
         metrics["source"] = effective_source(cfg)
         metrics["node_id"] = node_id  # which Ray node ran the trial (the cluster test checks trials spread)

@@ -1,7 +1,10 @@
 """One trial of the depth x budget study, as a plain object: build, step an epoch, save/restore state.
 
 ``TrialRun`` knows nothing about Ray: the Tune adapter (``trainables.trainable``) drives it, and so can
-a script or a test. One ``step()`` = one epoch over the trial's data budget, then validation.
+a script or a test. One ``step()`` = one epoch-equivalent, then validation: ``epoch_steps`` optimizer steps (default
+the steps of one pass over the *full* training split), the same at every data budget, so a 5% trial is trained
+as long as a 100% one (it walks its own subset many times) and budget is not confounded with training length.
+With ``patience``, ``early_stopped`` turns true once that many epoch-equivalents bring no better validation.
 """
 from __future__ import annotations
 
@@ -40,6 +43,12 @@ def build_lr_scheduler(cfg: TrialConfig, optimizer: torch.optim.Optimizer,
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(cfg.schedule, step, steps_per_epoch, total, warmup)
     )
+
+
+def epoch_steps(cfg: TrialConfig, n_train: int) -> int:
+    """Optimizer steps of one epoch-equivalent: ``cfg.epoch_steps``, or one pass over the full training split
+    (``n_train`` samples) at ``cfg.batch_size``; independent of the trial's budget."""
+    return cfg.epoch_steps or math.ceil(n_train / cfg.batch_size)
 
 
 def effective_source(cfg: TrialConfig) -> str:
@@ -86,7 +95,7 @@ class TrialRun:
         groups = configure_depth(self.model, self.spec, cfg.depth, cfg.lr, cfg.weight_decay,
                                  protocol=cfg.lr_protocol, layer_decay=cfg.layer_decay)
         self.optimizer = build_optimizer(cfg, groups)
-        self.steps_per_epoch = math.ceil(self.idx.numel() / cfg.batch_size)
+        self.steps_per_epoch = epoch_steps(cfg, len(data.train_y))
         self.lr_scheduler = build_lr_scheduler(cfg, self.optimizer, self.steps_per_epoch)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.epoch = 0
@@ -145,14 +154,14 @@ class TrialRun:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 
     def step(self) -> dict[str, float]:
-        """Train one epoch on the budget's subset, validate, and return the epoch's metrics."""
+        """Train one epoch-equivalent on the budget's subset, validate, and return its metrics."""
         t0 = time.perf_counter()
         net, train_inputs, val_inputs = self.inputs()
         train_loss = train_one_epoch(
             net, train_inputs, self.train_y, self.optimizer, self.app.loss, self.cfg.batch_size,
             self.generator, self.lr_scheduler,
             set_mode=lambda: set_train_mode(self.model, self.spec, self.cfg.depth, self.cfg.freeze_bn),
-            views=self.views, amp=self.amp,
+            views=self.views, amp=self.amp, steps=self.steps_per_epoch,
         )
         val = evaluate(net, val_inputs, self.val_y, self.app.loss, self.app.compute_metric, self.val_meta,
                        amp=self.amp)
@@ -161,6 +170,7 @@ class TrialRun:
         self._track_best(val["metric"])
         return {
             "epoch": self.epoch,
+            "step": self.epoch * self.steps_per_epoch,  # optimizer steps so far (the same at every budget)
             "best_epoch": self.best["epoch"],
             "best_val_metric": self.best["val_metric"],
             "val_metric": val["metric"],
@@ -171,7 +181,17 @@ class TrialRun:
             "depth_index": self.depth_index,
             "trainable_params": self.n_trainable,
             "feature_cache": self.cache.on,
+            "early_stopped": self.early_stopped,
         }
+
+    @property
+    def early_stopped(self) -> bool:
+        """True once ``patience`` epoch-equivalents in a row brought no better validation metric."""
+        return self.cfg.patience > 0 and self.epoch - int(self.best["epoch"]) >= self.cfg.patience
+
+    @property
+    def finished(self) -> bool:
+        return self.epoch >= self.cfg.epochs or self.early_stopped
 
     def trained_state(self) -> dict[str, torch.Tensor]:
         """The part of the model's state a trial changes: its tuned groups (plus, with ``freeze_bn`` off, the

@@ -13,6 +13,9 @@ def register(sub) -> None:
                                               "'Applications and your own data'); default: the app's generator")
     p.add_argument("--data-samples", type=int, default=0,
                    help="units (frames/images/volumes) to generate, or at most to use from --data (0 = default)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="shift every trial seed by N and permute the lr grid's order (data and splits stay fixed): "
+                        "rerun with another N to check the answer is repeatable")
     p.add_argument("--name", default=None, help="run name under results/ (default demo / demo-smoke)")
     p.add_argument("--results-dir", default="results")
     p.set_defaults(func=run)
@@ -26,8 +29,34 @@ def run(args: argparse.Namespace) -> int:
     default_name = "demo-smoke" if args.smoke else "demo"
     if args.app != "colonoscopy-frames" or args.data:
         default_name = f"{default_name}-{args.app}"
-    cfg = SearchConfig(name=args.name or default_name, app=args.app, data=args.data,
-                       data_samples=args.data_samples, results_dir=args.results_dir)
-    if args.smoke:
-        cfg = smoke_config(cfg)
+    if args.seed:
+        default_name = f"{default_name}-seed{args.seed}"
+    cfg = demo_config(SearchConfig(name=args.name or default_name, app=args.app, data=args.data,
+                                   data_samples=args.data_samples, results_dir=args.results_dir), args.smoke, args.seed)
     return print_outcome(run_search(cfg), cfg)
+
+
+# the demo's subset of the full protocol (the defaults of `tunedepth run`), chosen to fit the time on 2 cores
+# (full: 9 depths x 5 budgets). Every trial still gets the full protocol: 3 lrs x 2 seeds per (budget, depth),
+# equal optimizer steps at every budget, pruning only among a depth's learning rates.
+DEMO: dict = {"budgets": (0.05, 0.25, 1.0), "epochs": 6}
+DEMO_TUNED_DEPTHS = 4  # tiny-alexnet: fc8, fc6-fc8, conv3-fc8, conv1-fc8 (+ scratch)
+
+
+def demo_config(base, smoke: bool = False, seed: int = 0):
+    """The demo's search: sized to run in about 6 min on 2 CPU cores (``--smoke``: ~1 min). See README, "Demo"."""
+    from search.config import smoke_config
+
+    cfg = smoke_config(base) if smoke else base.replace(**DEMO, depths=demo_depths(base.backbone))
+    return cfg.replace(seeds=tuple(s + seed for s in cfg.seeds), search_seed=seed)
+
+
+def demo_depths(backbone: str, n_tuned: int = DEMO_TUNED_DEPTHS) -> tuple[str, ...]:
+    """``n_tuned`` fine-tuning depths spread from the head to the whole network, plus scratch."""
+    import numpy as np
+
+    from trainables.models import SCRATCH, depth_names, get_backbone
+
+    tuned = [d for d in depth_names(get_backbone(backbone)) if d != SCRATCH]
+    picks = sorted({int(round(i)) for i in np.linspace(0, len(tuned) - 1, min(n_tuned, len(tuned)))})
+    return tuple(tuned[i] for i in picks) + (SCRATCH,)

@@ -10,33 +10,30 @@ import yaml
 
 from trainables.config import ConfigError
 
-# flag -> (SearchConfig field, parser); list-valued flags take comma-separated values
-FLAGS = {
-    "--app": ("app", str), "--data": ("data", str), "--backbone": ("backbone", str), "--source": ("source", str),
-    "--budgets": ("budgets", "floats"), "--depths": ("depths", "strs"), "--schedule": ("schedule", str),
-    "--searcher": ("searcher", str), "--scheduler": ("scheduler", str), "--samples": ("samples", int),
-    "--seeds": ("seeds", "ints"), "--epochs": ("epochs", int), "--grace-period": ("grace_period", int),
-    "--reduction-factor": ("reduction_factor", int), "--lr-min": ("lr_min", float), "--lr-max": ("lr_max", float),
-    "--batch-size": ("batch_size", int), "--cpus-per-trial": ("cpus_per_trial", float),
-    "--gpus-per-trial": ("gpus_per_trial", float), "--max-concurrent": ("max_concurrent", int),
-    "--address": ("address", str), "--storage": ("storage", str), "--name": ("name", str),
-    "--results-dir": ("results_dir", str), "--data-samples": ("data_samples", int),
-    "--guideline-min-delta": ("guideline_min_delta", float), "--guideline-patience": ("guideline_patience", int),
-    "--lr-protocol": ("lr_protocol", str), "--optimizer": ("optimizer", str), "--weight-decay": ("weight_decay", float),
-    "--layer-decay": ("layer_decay", float), "--warmup-epochs": ("warmup_epochs", float),
-    "--freeze-bn": ("freeze_bn", str), "--feature-cache": ("feature_cache", str), "--augment": ("augment", str),
-    "--amp": ("amp", str), "--reuse-actors": ("reuse_actors", str),
-}
-_LISTS = {"floats": float, "ints": int, "strs": str}
+_SPECIAL = ("smoke", "dashboard")  # store_true flags
+
+
+def flags() -> dict[str, dataclasses.Field]:
+    """``--flag`` -> SearchConfig field, for every field (trial settings included): one flag per key."""
+    from search.config import SearchConfig
+
+    return {"--" + f.name.replace("_", "-"): f for f in dataclasses.fields(SearchConfig) if f.name not in _SPECIAL}
+
+
+def _help(f: dataclasses.Field) -> str:
+    meta = f.metadata
+    default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+    extra = f" (comma-separated)" if meta.get("item") else ""
+    return f"{meta.get('help', '')}{extra} [default: {default!s}]".replace("%", "%%")
 
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="run a depth x budget search (flags override --config YAML keys)")
     p.add_argument("--config", help="YAML file of SearchConfig keys (unknown keys are rejected)")
-    for flag, (field, kind) in FLAGS.items():
-        p.add_argument(flag, dest=field, default=None, metavar=field.upper() if kind in _LISTS else None,
-                       help="comma-separated" if kind in _LISTS else None)
-    p.add_argument("--smoke", action="store_true", default=None, help="tiny data, 2 budgets, 4 depths, 2 epochs")
+    for flag, f in flags().items():
+        p.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=_help(f),
+                       choices=f.metadata.get("choices"))
+    p.add_argument("--smoke", action="store_true", default=None, help="tiny data, 2 budgets, 4 depths, short trials")
     p.add_argument("--dashboard", action="store_true", default=None,
                    help="local Ray with its dashboard on 127.0.0.1:8265")
     p.set_defaults(func=run)
@@ -70,14 +67,15 @@ def config_from_args(args: argparse.Namespace):
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping of SearchConfig keys")
         values.update(loaded)
-    for flag, (field, kind) in FLAGS.items():
-        raw = getattr(args, field)
+    for flag, f in flags().items():
+        raw = getattr(args, f.name)
         if raw is None:
             continue
+        item = f.metadata.get("item")
         try:
-            values[field] = [_LISTS[kind](v) for v in raw.split(",") if v] if kind in _LISTS else kind(raw)
+            values[f.name] = [item(v) for v in raw.split(",") if v] if item else raw  # SearchConfig coerces the rest
         except ValueError:
-            raise ConfigError(f"{flag} {raw!r}: expected {kind}") from None
+            raise ConfigError(f"{flag} {raw!r}: expected comma-separated {item.__name__} values") from None
     for flag in ("smoke", "dashboard"):
         if getattr(args, flag):
             values[flag] = True

@@ -1,7 +1,7 @@
 """Search strategies: how trials are proposed. ``make_plan`` turns a ``SearchConfig`` into what Tune needs.
 
-- ``grid``: every depth x budget x seed, ``samples`` learning rates each (log-uniform, or fixed when
-  lr_min == lr_max): the paper's protocol extended over data budgets.
+- ``grid``: every depth x budget x lr x seed, with ``samples`` learning rates log-spaced over [lr_min, lr_max]
+  (the same grid in every cell, its order permuted by ``search_seed``): the paper's protocol over data budgets.
 - ``random``: per budget and seed, ``samples`` trials with depth and lr drawn at random.
 - ``optuna``: per budget, an independent Optuna TPE study over depth x lr (``PerBudgetSearcher``), behind a
   ``ConcurrencyLimiter``; trials stopped early by ASHA are told to Optuna as pruned.
@@ -39,30 +39,34 @@ def _lr_space(cfg: SearchConfig):
 
 
 def fixed_lrs(cfg: SearchConfig) -> list[float]:
-    """``samples`` learning rates spread log-evenly over [lr_min, lr_max] (one if they are equal)."""
+    """``samples`` learning rates spread log-evenly over [lr_min, lr_max] (one if they are equal), in an order
+    permuted by ``search_seed`` (0: ascending)."""
     if cfg.lr_min == cfg.lr_max:
         return [cfg.lr_min]
     if cfg.samples == 1:
         return [float(math.sqrt(cfg.lr_min * cfg.lr_max))]
-    return [float(x) for x in np.geomspace(cfg.lr_min, cfg.lr_max, cfg.samples)]
+    lrs = [float(f"{x:.3g}") for x in np.geomspace(cfg.lr_min, cfg.lr_max, cfg.samples)]
+    if cfg.search_seed:
+        lrs = [lrs[i] for i in np.random.default_rng(cfg.search_seed).permutation(len(lrs))]
+    return lrs
 
 
 def _seeded_variants(cfg: SearchConfig) -> BasicVariantGenerator:
-    """Tune's grid/random variant generator with a fixed random state: the same lrs and depths every run."""
-    return BasicVariantGenerator(random_state=int(cfg.data_seed) + 1)
+    """Tune's grid/random variant generator with a fixed random state: the same draws for the same seeds."""
+    return BasicVariantGenerator(random_state=int(cfg.data_seed) + 1 + 1000 * int(cfg.search_seed))
 
 
 def make_plan(cfg: SearchConfig, depths: list[str], fixed: dict[str, Any], metric: str, mode: str) -> SearchPlan:
     """``fixed``: the trial-config keys every trial shares (app, backbone, source, schedule, epochs, ...)."""
     if cfg.searcher not in SEARCHERS:
         raise ConfigError(f"unknown searcher {cfg.searcher!r}; choose one of: {', '.join(SEARCHERS)}")
-    if cfg.searcher in ("optuna", "guideline") and len(cfg.seeds) > 1:
-        raise ConfigError(f"searcher {cfg.searcher!r} runs one seed; use --seeds with grid or random")
+    if cfg.searcher == "optuna" and len(cfg.seeds) > 1:
+        raise ConfigError(f"searcher 'optuna' runs one seed; pass --seeds {cfg.seeds[0]} (replicates: grid, random, "
+                          "guideline)")
     seed = {"seed": int(cfg.seeds[0])}
     if cfg.searcher == "grid":
-        space = depth_budget_space(depths=depths, budgets=cfg.budgets, lr_range=(cfg.lr_min, cfg.lr_max),
-                                   seeds=cfg.seeds, **fixed)
-        return SearchPlan(space, cfg.samples, _seeded_variants(cfg))
+        space = depth_budget_space(depths=depths, budgets=cfg.budgets, lrs=fixed_lrs(cfg), seeds=cfg.seeds, **fixed)
+        return SearchPlan(space, 1, _seeded_variants(cfg))
     if cfg.searcher == "random":
         space = {**fixed, "budget": tune.grid_search(list(cfg.budgets)), "depth": tune.choice(depths),
                  "lr": _lr_space(cfg),
@@ -86,6 +90,6 @@ def make_plan(cfg: SearchConfig, depths: list[str], fixed: dict[str, Any], metri
         return SearchPlan({**fixed, **seed, **lr}, cfg.samples * len(cfg.budgets), ConcurrencyLimiter(inner, limit))
     guideline = GuidelineSearcher(depths, list(cfg.budgets), fixed_lrs(cfg), min_delta=cfg.guideline_min_delta,
                                   patience=cfg.guideline_patience, include_scratch="scratch" in depths,
-                                  metric=metric, mode=mode)
-    upper = len(depths) * len(cfg.budgets) * len(fixed_lrs(cfg))
-    return SearchPlan({**fixed, **seed}, upper, guideline, guideline)
+                                  seeds=cfg.seeds, metric=metric, mode=mode)
+    upper = len(depths) * len(cfg.budgets) * len(fixed_lrs(cfg)) * len(cfg.seeds)
+    return SearchPlan(dict(fixed), upper, guideline, guideline)

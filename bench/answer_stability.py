@@ -1,0 +1,116 @@
+"""Can the search's answer be trusted? The demo search with 3 search seeds vs the exhaustive grid, once.
+
+Runs the demo's search (``tunedepth demo``'s config: pruned by the default scheduler) with ``--seed`` 0, 1, 2
+(trial seeds shifted, lr-grid order permuted; data and splits fixed), then the same space as an exhaustive grid
+(every depth x lr x seed trained to the end: ``--scheduler none``). Prints per budget each run's recommended
+depth and the set of depths tied with it on the test split (``search.report``'s paired bootstrap), then
+
+- stability: budgets at which the three pruned runs' recommended sets (best + tied) share a depth, of all budgets;
+- agreement: budgets at which a pruned run's pick lies in the grid's tied set (per run, then all three);
+- the optimizer steps each pruned run spent as a fraction of the grid's (target <= 1/3).
+
+    PYTHONPATH=$PWD python bench/answer_stability.py --smoke      # ~2 min on 2 cores
+    PYTHONPATH=$PWD python bench/answer_stability.py              # the demo's size: 4 searches
+    PYTHONPATH=$PWD python bench/answer_stability.py --results-dir D --reuse   # run only what D lacks
+
+Each search is an ordinary run folder under ``--results-dir``; the figures are read from their files
+(``summary.parquet``: best and tied depths; ``trials.parquet``: epoch-equivalents run).
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import ray
+import yaml
+
+from search.commands.demo import demo_config
+from search.config import SearchConfig
+from search.runner import run_search
+from trainables.config import TrialConfig
+from trainables.trial import epoch_steps
+
+
+def recommended(run_dir: Path) -> dict[float, tuple[str, set[str]]]:
+    """Per budget: (recommended depth, {it} + the depths tied with it on the test split), from summary.parquet."""
+    summary = pd.read_parquet(run_dir / "summary.parquet")
+    out = {}
+    for b, g in summary.groupby("budget"):
+        best = g.loc[g["is_best"].astype(bool), "depth"]
+        if len(best):
+            tied = g.loc[g["indistinguishable_from_best"].astype(bool), "depth"]
+            out[float(b)] = (best.iloc[0], {best.iloc[0], *tied})
+    return out
+
+
+def steps_spent(run_dir: Path) -> int:
+    """Optimizer steps of every trial of the run: epoch-equivalents reported x steps per epoch-equivalent."""
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    cfg = SearchConfig.from_dict(saved)
+    n_epochs = len(pd.read_parquet(run_dir / "trials.parquet"))
+    return n_epochs * epoch_steps(TrialConfig.from_dict(cfg.trial_settings()), int(saved["n_train"]))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds of the pruned runs")
+    p.add_argument("--results-dir", default=None)
+    p.add_argument("--reuse", action="store_true", help="keep runs already complete under --results-dir")
+    p.add_argument("--report-only", action="store_true", help="run nothing: the figures of the runs there")
+    args = p.parse_args()
+    results_dir = args.results_dir or tempfile.mkdtemp(prefix="tunedepth-stability-")
+    base = SearchConfig(results_dir=results_dir)
+    quiet = lambda s: None  # noqa: E731
+    t0 = time.time()
+    configs = {f"seed {seed}": demo_config(base.replace(name=f"seed{seed}"), args.smoke, seed) for seed in args.seeds}
+    configs["grid"] = demo_config(base.replace(name="grid"), args.smoke, 0).replace(scheduler="none")
+    walls: dict[str, float] = {}
+    for name, cfg in configs.items():
+        run_dir = Path(results_dir) / cfg.name
+        if args.report_only or (args.reuse and (run_dir / "summary.parquet").exists()):
+            continue
+        walls[name] = run_search(cfg, log=quiet).wall_s
+        print(f"{name}: {walls[name]:.0f}s", flush=True)
+    ray.shutdown()
+    runs = {name: Path(results_dir) / cfg.name for name, cfg in configs.items()
+            if (Path(results_dir) / cfg.name / "summary.parquet").exists()}
+    report(runs, walls, time.time() - t0, results_dir)
+
+
+def report(runs: dict[str, Path], walls: dict[str, float], wall: float, results_dir: str) -> None:
+    rec = {name: recommended(d) for name, d in runs.items()}
+    pruned = [n for n in runs if n != "grid"]
+    budgets = sorted(set().union(*(r.keys() for r in rec.values())))
+    print(f"\nresults under {results_dir}; wall {wall:.0f}s in all; per run: "
+          + ", ".join(f"{n} {w:.0f}s" for n, w in walls.items()) + "\n")
+    print("recommended depth per budget [tied with it on the test split]:")
+    for b in budgets:
+        print(f"  budget {b:g}:")
+        for name in runs:
+            best, tied = rec[name].get(b, ("-", set()))
+            print(f"    {name:<8} {best:<11} [{', '.join(sorted(tied))}]")
+    if pruned:
+        shared = [b for b in budgets if set.intersection(*(rec[n].get(b, ("", set()))[1] for n in pruned))]
+        print(f"\nstability: {len(shared)}/{len(budgets)} budgets where the {len(pruned)} pruned runs' recommended "
+              f"sets share a depth")
+    if "grid" not in rec:
+        print("no exhaustive grid run yet: agreement and step fraction need it (rerun with --reuse)")
+        return
+    agree = {n: [b for b in budgets if rec[n].get(b, ("-",))[0] in rec["grid"].get(b, ("", set()))[1]]
+             for n in pruned}
+    for n in pruned:
+        print(f"agreement ({n}): {len(agree[n])}/{len(budgets)} budgets where its pick lies in the grid's tied set")
+    every = [b for b in budgets if all(b in agree[n] for n in pruned)]
+    print(f"agreement (all {len(pruned)} runs): {len(every)}/{len(budgets)} budgets")
+    grid_steps = steps_spent(runs["grid"])
+    for n in pruned:
+        s = steps_spent(runs[n])
+        print(f"optimizer steps ({n}): {s} of the grid's {grid_steps} = {s / grid_steps:.2f}")
+
+
+if __name__ == "__main__":
+    main()
