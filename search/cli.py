@@ -12,8 +12,15 @@ from trainables.metrics import MetricError
 COMMANDS = [demo, run, listing, pretrain, report, compare]  # each module's register(subparsers) adds its subcommand(s)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the bad flag or value and the way to see the choices."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; `{self.prog} --help` lists the flags\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tunedepth", description="depth x data-budget fine-tuning search on Ray Tune")
+    p = OneLineParser(prog="tunedepth", description="depth x data-budget fine-tuning search on Ray Tune")
     sub = p.add_subparsers(dest="command", required=True)
     for module in COMMANDS:
         module.register(sub)
@@ -21,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2, already printed in one line)
+        return int(e.code or 0)
     try:
         return args.func(args)
     except (ConfigError, MetricError) as e:

@@ -14,7 +14,8 @@ import ray
 from ray import tune
 
 from search.config import SearchConfig
-from search.guard import InterruptWatch, RunLock, check_address, check_run_name
+from search.guard import RunLock, check_address, check_run_name
+from search.interrupts import InterruptWatch
 from search.progress import BudgetProgress
 from search.analysis.answers import Analysis
 from search.analysis.selecting import best_depth_table, format_table
