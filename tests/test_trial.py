@@ -141,3 +141,20 @@ def test_checkpoints_hold_only_what_the_trial_trains(data, weights):
         assert torch.equal(restored.model.state_dict()[k], v), k
     with pytest.raises(ConfigError, match="does not match"):
         restored.load_trained_state({"fc7.1.weight": torch.zeros(1)})
+
+
+def test_fine_tuning_applies_the_normalisation_saved_with_the_weights(data, tmp_path):
+    """A source's input_mean/input_std (fractal `standardize`, a checkpoint's meta) is what the trial applies,
+    and the cached features differ with it; scratch and bare state_dicts use the engine's default."""
+    state = get_backbone("tiny-alexnet").build(16).state_dict()
+    torch.save({"state_dict": state, "meta": {"input_mean": 0.3, "input_std": 0.2}}, tmp_path / "w.pt")
+    torch.save(state, tmp_path / "bare.pt")
+    runs = {}
+    for name in ("w.pt", "bare.pt"):
+        source = f"file:{tmp_path / name}"
+        weights = {source: get_source_weights(source, get_backbone("tiny-alexnet"), log=lambda s: None)}
+        runs[name] = TrialRun(_cfg(source=source, depth="fc8", epochs=1), data, weights)
+    assert runs["w.pt"].norm == (0.3, 0.2) and runs["bare.pt"].norm == (0.5, 0.25)
+    assert TrialRun(_cfg(depth="scratch"), data, {}).norm == (0.5, 0.25)
+    f = {k: r._features("val", 1) for k, r in runs.items()}
+    assert not torch.allclose(f["w.pt"], f["bare.pt"])  # same prefix weights, different input normalisation
