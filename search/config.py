@@ -19,8 +19,8 @@ class SearchConfig:
     name: str = "demo"
     app: str = "colonoscopy-frames"
     data: str = ""  # real data for the app (see trainables.loaders); empty = the app's embedded generator
-    backbone: str = "tiny-alexnet"
-    source: str = "fractal"
+    backbone: str = "efficientnet-lite0"  # ImageNet EfficientNet-Lite0, offline from PyPI (README, "Backbones")
+    source: str = "imagenet"
     depths: tuple[str, ...] = ()  # empty = every depth of the backbone, plus scratch
     budgets: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0)
     lr_min: float = 1e-4

@@ -26,6 +26,7 @@ REQUIRED = {"trial_id", "app", "backbone", "source", "depth", "depth_index", "bu
 
 @pytest.mark.slow
 def test_smoke_search_end_to_end(ray_local, tmp_path, capsys):
+    """The default search (efficientnet-lite0 from its packaged ImageNet weights) at smoke size."""
     cfg = smoke_config(SearchConfig(name="e2e", results_dir=str(tmp_path)))
     out = run_search(cfg)
     run_dir = tmp_path / "e2e"
@@ -33,12 +34,12 @@ def test_smoke_search_end_to_end(ray_local, tmp_path, capsys):
 
     table = pq.read_table(run_dir / "trials.parquet").to_pandas()  # plain pyarrow, no tunedepth needed
     assert REQUIRED <= set(table.columns)
-    depths = ["fc8", "conv4-fc8", "conv1-fc8", "scratch"]
+    depths = ["head", "b4-head", "stem-head", "scratch"]
     assert table.groupby("budget")["trial_id"].nunique().to_dict() == {0.25: 4, 1.0: 4}
     assert sorted(table["depth"].unique()) == sorted(depths)
     assert table["epoch"].between(1, 2).all() and table["val_metric"].between(0, 1).all()
     assert set(table.loc[table.depth == "scratch", "source"]) == {"scratch"}
-    assert set(table.loc[table.depth != "scratch", "source"]) == {"fractal"}
+    assert set(table.loc[table.depth != "scratch", "source"]) == {"imagenet"}
     n_train = table.groupby("budget")["n_train"].first()
     assert n_train[0.25] < n_train[1.0]
     # every budget has at least one trial that ran to max_t (ASHA never stops the first one at a rung)
@@ -52,12 +53,12 @@ def test_smoke_search_end_to_end(ray_local, tmp_path, capsys):
     assert best[1.0] == pytest.approx(per_trial[1.0].max())
     assert "budget 0.25" in capsys.readouterr().out  # live progress was printed
 
-    # trials with frozen groups trained on cached prefix features; conv1-fc8 and scratch ran in full
+    # trials with frozen groups trained on cached prefix features; stem-head and scratch ran in full
     cached = {}
     for result_file in (run_dir / "tune").glob("*/result.json"):
         rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
         cached[rows[0]["config"]["depth"]] = rows[0]["feature_cache"]
-    assert cached == {"fc8": True, "conv4-fc8": True, "conv1-fc8": False, "scratch": False}
+    assert cached == {"head": True, "b4-head": True, "stem-head": False, "scratch": False}
 
 
 def test_impossible_budget_fails_before_any_trial(tmp_path):
@@ -87,7 +88,7 @@ def _report_once_then_fail(config, data, weights):
 @pytest.mark.slow
 def test_trial_resumes_from_its_checkpoint_after_a_crash(ray_local, tmp_path):
     data = get_app("colonoscopy-frames").build_data(200, 64, 0)
-    config = {"depth": "scratch", "budget": 1.0, "epochs": 3, "batch_size": 16}
+    config = {"backbone": "tiny-alexnet", "depth": "scratch", "budget": 1.0, "epochs": 3, "batch_size": 16}
     tuner = tune.Tuner(
         tune.with_parameters(_report_once_then_fail, data=data, weights={}),
         param_space=config,

@@ -61,9 +61,9 @@ class TrialConfig:
     """Everything one Tune trial needs; saved (via Tune's params.json) beside every trial's result."""
 
     app: str = "colonoscopy-frames"
-    backbone: str = "tiny-alexnet"
-    source: str = "fractal"  # where pretrained weights come from; ignored (recorded as "scratch") at depth scratch
-    depth: str = "fc8"  # "fc8", "fc7-fc8", ..., "conv1-fc8" or "scratch"
+    backbone: str = "efficientnet-lite0"
+    source: str = "imagenet"  # where pretrained weights come from; ignored (recorded as "scratch") at depth scratch
+    depth: str = "head"  # `tunedepth depths BACKBONE`: "head", "conv_head-head", ..., "stem-head" or "scratch"
     budget: float = 1.0  # fraction of the training split (nested, stratified subsets)
     lr: float = 1e-3  # alpha in Tajbakhsh et al.: tuned pretrained layers; new head gets 10x, biases 2x
     schedule: str = "paper"  # see trainables.schedules.SCHEDULES
