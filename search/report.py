@@ -22,6 +22,7 @@ import yaml
 
 from search.evaluate import evaluate_selected, read_predictions, write_predictions
 from search.results import SUMMARY_COLUMNS, select_trials, write_parquet
+from search.source_check import source_check_note
 from search.stats import (DEFAULT_BOOTSTRAP, DEFAULT_LEVEL, Delta, bootstrap_values, make_resamples,
                           paired_delta, percentile_ci)
 from trainables.apps import App, get_app
@@ -603,6 +604,7 @@ def analyse(run_dir: Path, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0, level
         for tid, g in files.trials[files.trials["status"] == "error"].groupby("trial_id"):
             notes.append(f"trial {tid} ({g['depth'].iloc[0]} @ budget {g['budget'].iloc[0]:g}) errored after "
                          f"{int(g['epoch'].max())} epoch(s); its reported epochs are kept")
+    notes += [n for n in [source_check_note(Path(run_dir) / "source_check.json")] if n]
     answers = budget_answers(summary, app.mode)
     lines = guideline(summary, answers, files.config.get("epochs")) if answers else []
     return Analysis(Path(run_dir), files.config, app, summary, files.trials, answers, lines, notes,

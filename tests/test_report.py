@@ -313,7 +313,8 @@ def test_report_from_a_real_tiny_run_and_offline_rebuild(ray_local, tmp_path):
     out = run_search(smoke_config(SearchConfig(name="tiny", backbone="tiny-alexnet", source="fractal",
                                                  results_dir=str(tmp_path))), log=lambda s: None)
     run = tmp_path / "tiny"
-    assert out.report is not None and not out.report.notes
+    assert out.report is not None  # no note but, possibly, the source check's on the smoke fractal weights
+    assert not [n for n in out.report.notes if "does no better than random weights" not in n]
     for name in ("trials.parquet", "predictions.parquet", "summary.parquet", "report.md", "config.yaml"):
         assert (run / name).exists(), name
 

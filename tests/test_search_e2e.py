@@ -45,6 +45,9 @@ def test_smoke_search_end_to_end(ray_local, tmp_path, capsys):
     # every budget has at least one trial that ran to max_t (ASHA never stops the first one at a rung)
     assert (table.groupby(["budget", "trial_id"])["epoch"].max().groupby("budget").max() == 2).all()
 
+    check = json.loads((run_dir / "source_check.json").read_text())  # the probe ran before tuning
+    assert check["source"] == "imagenet" and check["better_than_random"] and check["n_train"] == n_train[1.0]
+
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["depths"] == depths and saved["budgets"] == [0.25, 1.0] and saved["metric"] == "auc"
     assert set(out.table["budget"]) == {0.25, 1.0} and set(out.table["best_depth"]) <= set(depths)
