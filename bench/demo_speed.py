@@ -1,6 +1,6 @@
 """The demo search with every optimisation vs the same search done the naive way, side by side.
 
-Both runs are the demo's search (colonoscopy-frames, tiny-alexnet, fractal source, 9 depths x 5 budgets,
+Both runs are the earlier demo's search (colonoscopy-frames, tiny-alexnet, fractal source, 9 depths x 5 budgets,
 grid + budget-stratified ASHA, up to 8 epochs), same seeds, same learning rates:
 
 - **optimised** (what ``tunedepth demo`` does): data built once by the driver and shared through Ray's
@@ -81,7 +81,7 @@ def main() -> None:
     p.add_argument("--results-dir", default=None)
     args = p.parse_args()
     results_dir = args.results_dir or tempfile.mkdtemp(prefix="tunedepth-bench-")
-    base = SearchConfig(results_dir=results_dir)
+    base = SearchConfig(backbone="tiny-alexnet", source="fractal", results_dir=results_dir)  # the measured demo
     if args.smoke:
         base = smoke_config(base)
     quiet = lambda s: None  # noqa: E731
