@@ -61,3 +61,11 @@ def test_report_note_only_when_no_better_than_random(tmp_path):
     assert note.startswith("source fractal does no better than random weights") and "0.834" in note and "0.903" in note
     path.write_text(json.dumps({**check, "source_val": 0.95, "better_than_random": True}))
     assert source_check_note(path) is None
+
+
+@pytest.mark.slow
+def test_weights_keep_their_normalisation_through_rays_object_store(ray_local):
+    """Trials receive the weights through tune.with_parameters (ray.put): the norm must survive it."""
+    weights = SourceWeights({"w": torch.ones(3)}, ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)))
+    back = ray_local.get(ray_local.put({"imagenet": weights}))["imagenet"]
+    assert back.norm == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)) and torch.equal(back["w"], weights["w"])
