@@ -140,9 +140,9 @@ def covering_prefixes(model: nn.Module, group_of_param: Mapping[str, int]) -> di
             return
         for child, sub in module.named_children():
             visit(f"{prefix}.{child}" if prefix else child, sub)
-        own = [n for n, _ in module.named_parameters(recurse=False)]
-        for n in own:  # parameters held directly by a module whose children span several groups
-            out.setdefault(group_of_param[f"{prefix}.{n}" if prefix else n], []).append(f"{prefix}.{n}" if prefix else n)
+        for n, _ in module.named_parameters(recurse=False):  # held directly by a module spanning several groups
+            full = f"{prefix}.{n}" if prefix else n
+            out.setdefault(group_of_param[full], []).append(full)
 
     visit("", model)
     return out
