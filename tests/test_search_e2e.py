@@ -34,7 +34,7 @@ def test_smoke_search_end_to_end(ray_local, tmp_path, capsys):
 
     table = pq.read_table(run_dir / "trials.parquet").to_pandas()  # plain pyarrow, no tunedepth needed
     assert REQUIRED <= set(table.columns)
-    depths = ["head", "b4-head", "stem-head", "scratch"]
+    depths = ["head", "b3-head", "stem-head", "scratch"]
     assert table.groupby("budget")["trial_id"].nunique().to_dict() == {0.25: 4, 1.0: 4}
     assert sorted(table["depth"].unique()) == sorted(depths)
     assert table["epoch"].between(1, 2).all() and table["val_metric"].between(0, 1).all()
@@ -61,7 +61,7 @@ def test_smoke_search_end_to_end(ray_local, tmp_path, capsys):
     for result_file in (run_dir / "tune").glob("*/result.json"):
         rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
         cached[rows[0]["config"]["depth"]] = rows[0]["feature_cache"]
-    assert cached == {"head": True, "b4-head": True, "stem-head": False, "scratch": False}
+    assert cached == {"head": True, "b3-head": True, "stem-head": False, "scratch": False}
 
 
 def test_impossible_budget_fails_before_any_trial(tmp_path):
