@@ -76,7 +76,7 @@ class TrialConfig:
     freeze_bn: bool = True  # BatchNorm in frozen groups keeps its running statistics (eval mode)
     feature_cache: bool = True  # frozen groups run once per sample, not every epoch (trainables.features)
     augment: str = "none"  # "none" or "hflip" (random left-right mirror, per sample and epoch)
-    amp: bool = True  # on CUDA: bfloat16 autocast (and channels_last); ignored on the CPU
+    amp: bool = True  # on CUDA: bfloat16 autocast; ignored on the CPU
     batch_size: int = 32
     epochs: int = 8
     seed: int = 0

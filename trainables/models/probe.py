@@ -61,10 +61,10 @@ def penultimate_features(model: nn.Module, spec: BackboneSpec, x_uint8: torch.Te
     """(N, D) inputs of the head for uint8 images ``x_uint8`` (eval mode; maps pooled to vectors)."""
     captured: list[torch.Tensor] = []
     hook = head_module(model, spec).register_forward_pre_hook(lambda m, args: captured.append(args[0].detach()))
-    model.eval()
+    model.eval().to(memory_format=torch.channels_last)  # as trials run: faster convolutions on the CPU too
     try:
         for i in range(0, x_uint8.shape[0], batch_size):
-            model(to_input(x_uint8[i : i + batch_size], norm))
+            model(to_input(x_uint8[i : i + batch_size], norm).contiguous(memory_format=torch.channels_last))
     finally:
         hook.remove()
     f = torch.cat([c.flatten(2).mean(-1) if c.dim() > 2 else c.flatten(1) for c in captured])
