@@ -75,7 +75,7 @@ class TrialRun:
         self.val_meta = data.val_meta
         self.views = AUGMENT_VIEWS[cfg.augment]
         self.amp = cfg.amp and self.device.type == "cuda"
-        self.channels_last = True  # NHWC: faster convolutions on CUDA and CPU (1.4-1.5x a CPU step, demo backbones)
+        self.channels_last = True  # NHWC: faster convolutions on CUDA and on the CPU (bench/channels_last.py)
 
         torch.manual_seed(cfg.seed)
         self.model = self.spec.build(data.num_classes or self.app.num_classes)  # real data may have more classes
