@@ -1,13 +1,15 @@
 """Epoch time with and without the frozen-prefix cache, for every depth, measured side by side.
 
-For each backbone (the demo's ``tiny-alexnet`` at 64 px and ``alexnet`` at 224 px) and each depth, one
+For each backbone (the demo's ``efficientnet-lite0`` and ``tiny-alexnet`` at 64 px, ``alexnet`` at 224 px) and
+each depth, one
 trial with ``feature_cache`` off and one with it on train the same data from the same weights; the
 script times their second epoch (training + validation; the first epoch of a cached trial also computes
 the features, reported separately as a one-time cost, shared by every later trial with the same prefix)
 and checks that both report the same training loss. Pretrained weights are random here (no download):
 the timing does not depend on their values.
 
-    python bench/epoch_cache.py             # both backbones (~6 min on 2 cores)
+    python bench/epoch_cache.py             # all three backbones (~12 min on 2 cores)
+    python bench/epoch_cache.py --backbones efficientnet-lite0
     python bench/epoch_cache.py --smoke     # seconds-size check of the script itself
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ from trainables.models import depth_names, get_backbone
 from trainables.trial import TrialRun
 
 # backbone -> embedded frames generated (3 crops each: ~1.8 training samples per frame)
-SIZES = {"tiny-alexnet": 1000, "alexnet": 120}
+SIZES = {"efficientnet-lite0": 1000, "tiny-alexnet": 1000, "alexnet": 120}
 
 
 def time_epochs(cfg: TrialConfig, data, weights) -> tuple[float, float, float]:
@@ -47,16 +49,16 @@ def bench(backbone: str, frames: int, threads: int) -> list[tuple]:
           f"(data {time.perf_counter() - t0:.1f}s), {threads} thread(s)")
     torch.manual_seed(1)
     weights = {"fractal": spec.build(10).state_dict()}  # stand-in pretrained weights (head is replaced)
-    print(f"{'depth':<11} {'full s/ep':>9} {'cached s/ep':>11} {'speed-up':>8} {'features s (once)':>17}  same loss")
+    print(f"{'depth':<14} {'full s/ep':>9} {'cached s/ep':>11} {'speed-up':>8} {'features s (once)':>17}  same loss")
     rows = []
     for depth in depth_names(spec):
-        base = dict(backbone=backbone, depth=depth, budget=1.0, lr=1e-3, epochs=2, batch_size=32)
+        base = dict(backbone=backbone, source="fractal", depth=depth, budget=1.0, lr=1e-3, epochs=2, batch_size=32)
         _, full, loss_full = time_epochs(TrialConfig.from_dict({**base, "feature_cache": False}), data, weights)
         STORE.memory.clear()  # a cold cache: the first cached epoch computes the features
         first, cached, loss_cached = time_epochs(TrialConfig.from_dict(base), data, weights)
         same = abs(loss_full - loss_cached) <= 1e-4 * max(1.0, abs(loss_full))
         rows.append((backbone, depth, full, cached, full / cached, max(first - cached, 0.0), same))
-        print(f"{depth:<11} {full:>9.3f} {cached:>11.3f} {full / cached:>7.1f}x {max(first - cached, 0.0):>17.2f}  "
+        print(f"{depth:<14} {full:>9.3f} {cached:>11.3f} {full / cached:>7.1f}x {max(first - cached, 0.0):>17.2f}  "
               f"{'yes' if same else 'NO'}")
     return rows
 
@@ -64,7 +66,7 @@ def bench(backbone: str, frames: int, threads: int) -> list[tuple]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true")
-    p.add_argument("--backbones", default="tiny-alexnet,alexnet")
+    p.add_argument("--backbones", default="efficientnet-lite0,tiny-alexnet,alexnet")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = p.parse_args()
     torch.set_num_threads(args.threads)

@@ -46,8 +46,9 @@ def synthetic_data(n_train: int, n_val: int, size: int, seed: int = 0) -> SplitD
 def train_img_per_s(depth: str, data: SplitData, weights: dict, device: str, epochs: int, batch_size: int,
                     feature_cache: bool) -> float:
     """Training images per second of one trial over ``epochs`` epochs after a warm-up epoch."""
-    cfg = TrialConfig.from_dict(dict(backbone=BACKBONE, depth=depth, lr=1e-3, epochs=epochs + 1,
-                                     batch_size=batch_size, feature_cache=feature_cache, amp=True))
+    cfg = TrialConfig.from_dict(dict(backbone=BACKBONE, source="fractal", depth=depth, lr=1e-3,
+                                     epochs=epochs + 1, batch_size=batch_size, feature_cache=feature_cache,
+                                     amp=True))
     run = TrialRun(cfg, data, weights, device=device)
     run.step()  # warm-up: cudnn autotuning, cached features
     sync(device)

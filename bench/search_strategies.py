@@ -39,7 +39,8 @@ def main() -> None:
     p.add_argument("--results-dir", default=None)
     args = p.parse_args()
     results_dir = args.results_dir or tempfile.mkdtemp(prefix="tunedepth-bench-")
-    base = SearchConfig(lr_min=args.lr, lr_max=args.lr, seeds=(0,), results_dir=results_dir)
+    base = SearchConfig(backbone="tiny-alexnet", source="fractal", lr_min=args.lr, lr_max=args.lr, seeds=(0,),
+                        results_dir=results_dir)  # the tiny-alexnet demo the README numbers measured
     if args.smoke:
         base = smoke_config(base)
     rows, answers = [], {}

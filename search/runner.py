@@ -26,11 +26,13 @@ from search.run_files import (SPLITS_FILE, TRIALS_FILE, experiment_path, load_co
 from search.promotion import StratifiedHalving
 from search.schedulers import BudgetStratifiedASHA
 from search.searchers import SearchPlan, fixed_lrs, make_plan
+from search.source_check import describe, write_source_check
 from trainables.apps import App, build_split_data, check_backbone, get_app
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import SplitData, splits_frame
 from trainables.models import SCRATCH, depth_names, get_backbone
 from trainables.models.backbones import BackboneSpec
+from trainables.models.probe import check_source
 from trainables.models.sources import get_source_weights
 from trainables.schedules import check_schedule
 from trainables.trainable import train_depth
@@ -94,6 +96,18 @@ def prepare(cfg: SearchConfig, log: Log) -> Prepared:
     if any(d != SCRATCH for d in depths):
         weights[cfg.source] = get_source_weights(cfg.source, spec, smoke=cfg.smoke, log=log)
     return Prepared(app, spec, depths, data, weights)
+
+
+def source_check(cfg: SearchConfig, prep: Prepared, run_dir: Path, log: Log) -> None:
+    """The source's frozen features vs random-init ones, by linear probe (seconds), in source_check.json;
+    nothing for a scratch-only search or a mask app."""
+    weights = prep.weights.get(cfg.source)
+    if weights is None or prep.app.target != "label" or prep.spec.output != "label":
+        return
+    check = check_source(prep.app, prep.spec, prep.data, cfg.source, weights).to_dict()
+    write_source_check(check, run_dir)
+    verdict = "better than random" if check["better_than_random"] else "NO BETTER THAN RANDOM weights"
+    log(f"source check: {describe(check)}: {verdict} ({check['seconds']:.1f}s)")
 
 
 def fixed_trial_keys(cfg: SearchConfig) -> dict:
@@ -246,6 +260,7 @@ def _run_search(cfg: SearchConfig, log: Log, trainable) -> Outcome:
     run_dir = fresh_run_dir(cfg, log)
     save_config(cfg, prep, run_dir)
     write_parquet(splits_frame(prep.data, cfg.budgets), run_dir / SPLITS_FILE)
+    source_check(cfg, prep, run_dir, log)
     connect_ray(cfg, log)
     log(plan_text(cfg, prep))
     t_tune = time.time()

@@ -140,8 +140,8 @@ def test_intima_media_evaluates_whole_columns_of_the_roi(smoke_data):
 def test_one_epoch_through_trialrun(name, depth, smoke_data, weights):
     app, data = get_app(name), smoke_data[name]
     depth = head_only(name) if depth == "head" else depth
-    run = TrialRun(TrialConfig(app=name, backbone=BACKBONE[name], depth=depth, budget=1.0, lr=1e-3, epochs=1,
-                               batch_size=64), data, weights[BACKBONE[name]])
+    run = TrialRun(TrialConfig(app=name, backbone=BACKBONE[name], source="fractal", depth=depth, budget=1.0,
+                               lr=1e-3, epochs=1, batch_size=64), data, weights[BACKBONE[name]])
     m = run.step()
     assert m["epoch"] == 1 and np.isfinite(m["val_metric"]) and np.isfinite(m["train_loss"])
     assert m["n_train"] == len(data.train_y)
@@ -154,8 +154,8 @@ def test_one_epoch_through_trialrun(name, depth, smoke_data, weights):
 def _train_app(config, datasets, weights):
     """The real trainable, fed the data and backbone of the trial's app (one Tune run covers every app)."""
     backbone = BACKBONE[config["app"]]
-    config = {**config, "backbone": backbone, "depth": head_only(config["app"]) if config["depth"] == "head" else
-              config["depth"]}
+    config = {**config, "backbone": backbone, "source": "fractal",
+              "depth": head_only(config["app"]) if config["depth"] == "head" else config["depth"]}
     return train_depth(config, datasets[config["app"]], weights[backbone])
 
 

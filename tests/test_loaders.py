@@ -81,7 +81,7 @@ def test_csv_manifest_with_groups_and_three_classes(tmp_path):
     assert data.num_classes == 3 and data.classes == ("a", "b", "c")
     units = data.units
     assert units.groupby("source_group")["split"].nunique().max() == 1  # a patient never straddles splits
-    run = TrialRun(TrialConfig(app="colonoscopy-frames", depth="scratch", epochs=1, batch_size=32), data, {})
+    run = TrialRun(TrialConfig(app="colonoscopy-frames", backbone="tiny-alexnet", depth="scratch", epochs=1, batch_size=32), data, {})
     assert run.model.fc8.out_features == 3 and np.isfinite(run.step()["val_metric"])
     assert get_app("colonoscopy-frames").num_classes == 2  # the app itself is unchanged
 
@@ -286,7 +286,7 @@ def test_search_on_real_files_writes_splits_parquet(ray_local, image_folder, tmp
     from search.config import SearchConfig
     from search.runner import run_search
 
-    cfg = SearchConfig(name="real", app="colonoscopy-frames", data=str(image_folder), depths=("scratch",),
+    cfg = SearchConfig(name="real", app="colonoscopy-frames", backbone="tiny-alexnet", data=str(image_folder), depths=("scratch",),
                        budgets=(0.5, 1.0), epochs=1, scheduler="none", batch_size=16, results_dir=str(tmp_path))
     out = run_search(cfg, log=lambda s: None)
     assert not out.errors and len(out.table) == 2

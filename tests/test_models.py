@@ -110,7 +110,7 @@ def test_weight_decay_spares_biases_and_normalisation():
 def test_optimizer_is_built_from_the_config(name, cls):
     spec = get_backbone("tiny-alexnet")
     model = spec.build(2)
-    cfg = TrialConfig(optimizer=name, lr=1e-3, depth="fc7-fc8", schedule="cosine", epochs=2)
+    cfg = TrialConfig(backbone="tiny-alexnet", optimizer=name, lr=1e-3, depth="fc7-fc8", schedule="cosine", epochs=2)
     opt = build_optimizer(cfg, configure_depth(model, spec, cfg.depth, cfg.lr, cfg.weight_decay))
     assert isinstance(opt, cls)
     assert {g["name"]: g["lr"] for g in opt.param_groups} == pytest.approx(

@@ -26,6 +26,7 @@ REQUIRED = {"trial_id", "app", "backbone", "source", "depth", "depth_index", "bu
 
 @pytest.mark.slow
 def test_smoke_search_end_to_end(ray_local, tmp_path, capsys):
+    """The default search (efficientnet-lite0 from its packaged ImageNet weights) at smoke size."""
     cfg = smoke_config(SearchConfig(name="e2e", results_dir=str(tmp_path)))
     out = run_search(cfg)
     run_dir = tmp_path / "e2e"
@@ -33,18 +34,21 @@ def test_smoke_search_end_to_end(ray_local, tmp_path, capsys):
 
     table = pq.read_table(run_dir / "trials.parquet").to_pandas()  # plain pyarrow, no tunedepth needed
     assert REQUIRED <= set(table.columns)
-    depths = ["fc8", "conv4-fc8", "conv1-fc8", "scratch"]
+    depths = ["head", "b3-head", "stem-head", "scratch"]
     assert table.groupby("budget")["trial_id"].nunique().to_dict() == {0.25: 8, 1.0: 8}  # 4 depths x 2 lrs
     assert table.groupby(["budget", "depth"])["lr"].nunique().eq(2).all()
     assert sorted(table["depth"].unique()) == sorted(depths)
     assert table["epoch"].between(1, 2).all() and table["val_metric"].between(0, 1).all()
     assert set(table.loc[table.depth == "scratch", "source"]) == {"scratch"}
-    assert set(table.loc[table.depth != "scratch", "source"]) == {"fractal"}
+    assert set(table.loc[table.depth != "scratch", "source"]) == {"imagenet"}
     n_train = table.groupby("budget")["n_train"].first()
     assert n_train[0.25] < n_train[1.0]
     # the default scheduler prunes lrs within a depth: every depth of every budget has one lr run to max_t
     reached = table.groupby(["budget", "depth", "trial_id"])["epoch"].max()
     assert (reached.eq(2).groupby(["budget", "depth"]).sum() == 1).all()
+
+    check = json.loads((run_dir / "source_check.json").read_text())  # the probe ran before tuning
+    assert check["source"] == "imagenet" and check["better_than_random"] and check["n_train"] == n_train[1.0]
 
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["depths"] == depths and saved["budgets"] == [0.25, 1.0] and saved["metric"] == "auc"
@@ -54,12 +58,12 @@ def test_smoke_search_end_to_end(ray_local, tmp_path, capsys):
     assert best[1.0] == pytest.approx(per_trial[1.0].max())
     assert "budget 0.25" in capsys.readouterr().out  # live progress was printed
 
-    # trials with frozen groups trained on cached prefix features; conv1-fc8 and scratch ran in full
+    # trials with frozen groups trained on cached prefix features; stem-head and scratch ran in full
     cached = {}
     for result_file in (run_dir / "tune").glob("*/result.json"):
         rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
         cached[rows[0]["config"]["depth"]] = rows[0]["feature_cache"]
-    assert cached == {"fc8": True, "conv4-fc8": True, "conv1-fc8": False, "scratch": False}
+    assert cached == {"head": True, "b3-head": True, "stem-head": False, "scratch": False}
 
 
 def test_impossible_budget_fails_before_any_trial(tmp_path):
@@ -89,7 +93,7 @@ def _report_once_then_fail(config, data, weights):
 @pytest.mark.slow
 def test_trial_resumes_from_its_checkpoint_after_a_crash(ray_local, tmp_path):
     data = get_app("colonoscopy-frames").build_data(200, 64, 0)
-    config = {"depth": "scratch", "budget": 1.0, "epochs": 3, "batch_size": 16}
+    config = {"backbone": "tiny-alexnet", "depth": "scratch", "budget": 1.0, "epochs": 3, "batch_size": 16}
     tuner = tune.Tuner(
         tune.with_parameters(_report_once_then_fail, data=data, weights={}),
         param_space=config,

@@ -113,7 +113,8 @@ def test_guideline_finds_the_known_best_depth_with_fewer_trials_than_grid(ray_lo
 
 @pytest.mark.slow
 def test_optuna_search_end_to_end(ray_local, tmp_path):
-    cfg = smoke_config(SearchConfig(name="optuna", results_dir=str(tmp_path))).replace(
+    cfg = smoke_config(SearchConfig(name="optuna", backbone="tiny-alexnet", source="fractal",
+                                             results_dir=str(tmp_path))).replace(
         searcher="optuna", samples=3, epochs=3, grace_period=1)
     out = run_search(cfg, log=lambda s: None)
     assert not out.errors

@@ -22,7 +22,7 @@ def weights():
 
 
 def _cfg(**kw):
-    base = dict(depth="fc7-fc8", budget=0.5, lr=1e-3, epochs=3, batch_size=16)
+    base = dict(backbone="tiny-alexnet", source="fractal", depth="fc7-fc8", budget=0.5, lr=1e-3, epochs=3, batch_size=16)
     return TrialConfig.from_dict({**base, **kw})
 
 
@@ -162,3 +162,20 @@ def test_patience_ends_a_trial_that_stops_improving(data, weights):
         history.append(run.step())
     assert len(history) == 3 and history[-1]["early_stopped"] and not history[-2]["early_stopped"]
     assert history[-1]["best_epoch"] == 1
+
+
+def test_fine_tuning_applies_the_normalisation_saved_with_the_weights(data, tmp_path):
+    """A source's input_mean/input_std (fractal `standardize`, a checkpoint's meta) is what the trial applies,
+    and the cached features differ with it; scratch and bare state_dicts use the engine's default."""
+    state = get_backbone("tiny-alexnet").build(16).state_dict()
+    torch.save({"state_dict": state, "meta": {"input_mean": 0.3, "input_std": 0.2}}, tmp_path / "w.pt")
+    torch.save(state, tmp_path / "bare.pt")
+    runs = {}
+    for name in ("w.pt", "bare.pt"):
+        source = f"file:{tmp_path / name}"
+        weights = {source: get_source_weights(source, get_backbone("tiny-alexnet"), log=lambda s: None)}
+        runs[name] = TrialRun(_cfg(source=source, depth="fc8", epochs=1), data, weights)
+    assert runs["w.pt"].norm == (0.3, 0.2) and runs["bare.pt"].norm == (0.5, 0.25)
+    assert TrialRun(_cfg(depth="scratch"), data, {}).norm == (0.5, 0.25)
+    f = {k: r._features("val", 1) for k, r in runs.items()}
+    assert not torch.allclose(f["w.pt"], f["bare.pt"])  # same prefix weights, different input normalisation

@@ -70,8 +70,8 @@ class TrialSettings:
     them (flags, YAML keys) and ``TrialConfig`` adds what varies per trial (depth, budget, lr, seed)."""
 
     app: str = setting("colonoscopy-frames", "application (`tunedepth apps` lists them)")
-    backbone: str = setting("tiny-alexnet", "network (`tunedepth backbones` lists them)")
-    source: str = setting("fractal", "where pretrained weights come from; depth scratch ignores it")
+    backbone: str = setting("efficientnet-lite0", "network (`tunedepth backbones` lists them; default: ImageNet EfficientNet-Lite0, offline)")
+    source: str = setting("imagenet", "where pretrained weights come from (imagenet, fractal, scratch, file:PATH); depth scratch ignores it")
     schedule: str = setting("paper", "lr schedule, a pure function of the optimizer step (trainables.schedules); "
                                       "'paper' = x0.95 per epoch-equivalent")
     lr_protocol: str = setting("paper", "'paper': new head 10x lr, biases 2x; 'uniform': every tuned parameter "
@@ -121,7 +121,7 @@ class TrialSettings:
 class TrialConfig(TrialSettings):
     """Everything one Tune trial needs; saved (via Tune's params.json) beside every trial's result."""
 
-    depth: str = "fc8"  # "fc8", "fc7-fc8", ..., "conv1-fc8" or "scratch"
+    depth: str = "head"  # `tunedepth depths BACKBONE`: "head", "conv_head-head", ..., "stem-head" or "scratch"
     budget: float = 1.0  # fraction of the training split (nested, stratified subsets)
     lr: float = 1e-3  # alpha in Tajbakhsh et al.: tuned pretrained layers; new head gets 10x, biases 2x
     seed: int = 0  # weight init, batch order and augmentation of this trial

@@ -17,7 +17,7 @@ from trainables.apps import check_backbone, get_app
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import SplitData
 from trainables.engine import (
-    AUGMENT_VIEWS, IMAGENET_NORM, InputFn, evaluate, image_inputs, predict_logits, train_one_epoch,
+    AUGMENT_VIEWS, InputFn, evaluate, image_inputs, predict_logits, train_one_epoch,
 )
 from trainables.features import (
     STORE, CachePlan, compute_features, feature_inputs, feature_key, module_fingerprint, plan_cache,
@@ -25,6 +25,7 @@ from trainables.features import (
 from trainables.models import SCRATCH, configure_depth, depth_index, get_backbone, trainable_groups
 from trainables.models.depth import set_train_mode
 from trainables.models.sources import load_pretrained
+from trainables.models.weights import input_norm
 from trainables.schedules import check_schedule, lr_factor
 
 
@@ -67,10 +68,10 @@ class TrialRun:
         self.depth_index = depth_index(self.spec, cfg.depth)
         check_schedule(cfg.schedule)
         self.source = effective_source(cfg)
-        # torchvision's ImageNet weights expect ImageNet's per-channel statistics; everything else our default
-        self.norm = IMAGENET_NORM if self.source == "imagenet" else None
         if self.source != "scratch" and weights.get(self.source) is None:
             raise ConfigError(f"no pretrained weights for source {self.source!r} were prepared for this run")
+        # the input normalisation the source's weights were trained with (the engine's default from scratch)
+        self.norm = input_norm(weights.get(self.source) if self.source != "scratch" else None)
         if data.train_x.shape[-1] != self.spec.input_size:
             raise ConfigError(
                 f"images are {data.train_x.shape[-1]}px but backbone {self.spec.name!r} takes {self.spec.input_size}px"
@@ -83,7 +84,7 @@ class TrialRun:
         self.val_meta = data.val_meta
         self.views = AUGMENT_VIEWS[cfg.augment]
         self.amp = cfg.amp and self.device.type == "cuda"
-        self.channels_last = self.device.type == "cuda"
+        self.channels_last = True  # NHWC: faster convolutions on CUDA and on the CPU (bench/channels_last.py)
 
         torch.manual_seed(cfg.seed)
         self.model = self.spec.build(data.num_classes or self.app.num_classes)  # real data may have more classes

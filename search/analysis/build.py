@@ -20,6 +20,7 @@ from search.analysis.render import render_markdown
 from search.analysis.resampling import DEFAULT_BOOTSTRAP, DEFAULT_LEVEL
 from search.analysis.scoring import summarise
 from search.analysis.verdicts import default_margin
+from search.source_check import FILE as SOURCE_CHECK_FILE, source_check_note
 from search.run_files import REPORT_FILE, SUMMARY_FILE, RunFiles, load_run, write_parquet, write_text
 from trainables.apps import get_app
 
@@ -34,6 +35,7 @@ def run_notes(files: RunFiles) -> list[str]:
         for tid, g in trials[trials["status"] == "error"].groupby("trial_id"):
             notes.append(f"trial {tid} ({g['depth'].iloc[0]} @ budget {g['budget'].iloc[0]:g}) errored after "
                          f"{int(g['epoch'].max())} epoch(s); its reported epochs are kept")
+    notes += [n for n in [source_check_note(Path(files.run_dir) / SOURCE_CHECK_FILE)] if n]
     return notes
 
 

@@ -3,6 +3,13 @@ from __future__ import annotations
 
 import argparse
 
+# The default demo's size, to finish within 6 minutes on 2 CPU cores (README, "What the demo does"):
+# EfficientNet-Lite0 at 64 px is ~10x the work of tiny-alexnet per image, so the demo tunes five depths (head
+# only, the top two and four stages, every layer, scratch) at five budgets on 600 frames (1080 training samples)
+DEMO_DEPTHS = ("head", "b6-head", "b4-head", "stem-head", "scratch")
+DEMO_BUDGETS = (0.05, 0.1, 0.25, 0.5, 1.0)
+DEMO_FRAMES = 600  # colonoscopy-frames units generated (the app's own default: 1000)
+
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="depth x budget search on an app's embedded data (default colonoscopy-frames) "
@@ -32,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.seed:
         default_name = f"{default_name}-seed{args.seed}"
     cfg = demo_config(SearchConfig(name=args.name or default_name, app=args.app, data=args.data,
-                                   data_samples=args.data_samples, results_dir=args.results_dir), args.smoke, args.seed)
+                                   data_samples=args.data_samples or default_units(args), results_dir=args.results_dir), args.smoke, args.seed)
     return print_outcome(run_search(cfg), cfg)
 
 
@@ -41,6 +48,14 @@ def run(args: argparse.Namespace) -> int:
 # equal optimizer steps at every budget, pruning only among a depth's learning rates.
 DEMO: dict = {"budgets": (0.05, 0.25, 1.0), "epochs": 6}
 DEMO_TUNED_DEPTHS = 4  # tiny-alexnet: fc8, fc6-fc8, conv3-fc8, conv1-fc8 (+ scratch)
+
+
+DEMO_FRAMES = 600  # colonoscopy-frames units generated for the default demo (the app's own default: 1000)
+
+
+def default_units(args: argparse.Namespace) -> int:
+    """The default demo's data size: DEMO_FRAMES embedded frames; any other app or --data keeps its own."""
+    return DEMO_FRAMES if args.app == "colonoscopy-frames" and not args.data and not args.smoke else 0
 
 
 def demo_config(base, smoke: bool = False, seed: int = 0):

