@@ -37,7 +37,7 @@ def _reported(exp: Path) -> int:
 @pytest.mark.slow
 def test_resume_after_the_driver_is_killed_finishes_every_trial_once(tmp_path):
     run = [EXE, "run", "--smoke", "--name", "r", "--results-dir", str(tmp_path), "--epochs", "4",
-           "--scheduler", "none", "--samples", "1"]
+           "--scheduler", "none", "--samples", "1", "--backbone", "tiny-alexnet", "--source", "fractal"]  # Ray mechanics: cheap model
     driver = subprocess.Popen(run, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     exp = tmp_path / "r" / "tune"
     _wait_for(lambda: _reported(exp) >= 2, 240, "the first epochs to be reported")
@@ -121,7 +121,8 @@ def test_search_on_a_two_node_cluster_uses_both_nodes(tmp_path):
         # other node's trial actor has started, even on a loaded machine
         run = subprocess.run(
             [EXE, "run", "--smoke", "--name", "c", "--results-dir", str(tmp_path), "--address", cluster.address,
-             "--scheduler", "none", "--samples", "1", "--epochs", "4", "--data-samples", "1200"],
+             "--scheduler", "none", "--samples", "1", "--epochs", "4", "--data-samples", "1200", "--backbone",
+             "tiny-alexnet", "--source", "fractal"],
             capture_output=True, text=True, env=_env(tmp_path), timeout=400)
         assert run.returncode == 0, run.stderr[-3000:]
         assert "2 node(s)" in run.stdout
@@ -179,7 +180,7 @@ def test_yaml_config_flags_override_and_storage_elsewhere(tmp_path):
     (tmp_path / "run.yaml").write_text("searcher: random\nsamples: 2\nepochs: 3\nbudgets: [0.5, 1.0]\n")
     shared = tmp_path / "shared-storage"
     out = subprocess.run([EXE, "run", "--config", str(tmp_path / "run.yaml"), "--smoke", "--epochs", "2",
-                          "--name", "y", "--results-dir", str(tmp_path / "res"), "--storage", str(shared)],
+                          "--backbone", "tiny-alexnet", "--source", "fractal", "--name", "y", "--results-dir", str(tmp_path / "res"), "--storage", str(shared)],
                          capture_output=True, text=True, env=_env(tmp_path), timeout=400)
     assert out.returncode == 0, out.stderr[-3000:]
     import yaml
