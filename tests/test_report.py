@@ -366,7 +366,10 @@ def test_report_from_a_real_tiny_run_and_offline_rebuild(ray_local, tmp_path):
                                                  results_dir=str(tmp_path))), log=lambda s: None)
     run = tmp_path / "tiny"
     assert out.report is not None  # no note but, possibly, the source check's on the smoke fractal weights
-    assert not [n for n in out.report.notes if "does no better than random weights" not in n]
+    # no note but, possibly, the source check's, or (rarely, when a paused trial's pre-pause epoch was re-run
+    # after its restore) that a cell's best epoch had no checkpoint left and the nearest kept one was scored
+    fallback = [n for n in out.report.notes if "had no checkpoint left" in n]
+    assert not [n for n in out.report.notes if "does no better than random weights" not in n and n not in fallback]
     for name in ("trials.parquet", "predictions.parquet", "summary.parquet", "report.md", "config.yaml"):
         assert (run / name).exists(), name
 
@@ -382,7 +385,7 @@ def test_report_from_a_real_tiny_run_and_offline_rebuild(ray_local, tmp_path):
         reps = r.trial_ids.split(",")
         best_val = trials[trials.trial_id.isin(reps)].groupby("trial_id")["val_metric"].max()
         assert r.val_metric == pytest.approx(best_val.mean()) and len(reps) == r.n_seeds
-        assert r.evaluated_epoch == r.selected_epoch  # Tune kept the best epoch's checkpoint
+        assert r.evaluated_epoch == r.selected_epoch or fallback  # Tune kept the best epoch's checkpoint
         aucs = []
         for tid in reps:
             p = preds[preds.trial_id == tid].sort_values("sample")
