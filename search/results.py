@@ -6,6 +6,22 @@ import pandas as pd
 from search.run_files import TRIAL_COLUMNS
 
 
+STATUSES = ("ok", "early-stopped", "stopped", "diverged", "error")
+
+
+def trial_status(df: pd.DataFrame, cfg: dict, error) -> str:
+    """How a trial ended: ``ok`` (its full length), ``early-stopped`` (validation patience), ``stopped`` (the
+    scheduler pruned it, or the search was interrupted), ``diverged`` (NaN/inf loss: its lr lost), ``error``."""
+    last = df.iloc[-1]
+    if error:
+        return "error"
+    if bool(last.get("diverged", False)):
+        return "diverged"
+    if bool(last.get("early_stopped", False)):
+        return "early-stopped"
+    return "ok" if int(last["epoch"]) >= int(cfg.get("epochs", last["epoch"])) else "stopped"
+
+
 def trials_frame(result_grid, metric_name: str) -> pd.DataFrame:
     """Every reported epoch of every trial, with the trial's config; errored trials keep what they reported."""
     frames = []
@@ -26,7 +42,7 @@ def trials_frame(result_grid, metric_name: str) -> pd.DataFrame:
             "val_metric": df["val_metric"].astype(float), "val_loss": df["val_loss"].astype(float),
             "train_loss": df["train_loss"].astype(float), "time_s": df["time_s"].astype(float),
             "n_train": df["n_train"].astype(int), "metric": metric_name,
-            "status": "error" if result.error else "ok",
+            "status": trial_status(df, cfg, result.error),
         })
         frames.append(rows)
     if not frames:

@@ -179,3 +179,12 @@ def test_fine_tuning_applies_the_normalisation_saved_with_the_weights(data, tmp_
     assert TrialRun(_cfg(depth="scratch"), data, {}).norm == (0.5, 0.25)
     f = {k: r._features("val", 1) for k, r in runs.items()}
     assert not torch.allclose(f["w.pt"], f["bare.pt"])  # same prefix weights, different input normalisation
+
+
+def test_a_diverging_trial_ends_as_diverged_not_as_a_crash(data, weights):
+    run = TrialRun(_cfg(lr=1e6, epochs=4), data, weights)  # an absurd lr: the loss overflows
+    history = []
+    while not run.finished:
+        history.append(run.step())
+    assert history[-1]["diverged"] and len(history) <= 4
+    assert all(not h["diverged"] for h in history[:-1])

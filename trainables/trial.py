@@ -17,7 +17,7 @@ from trainables.apps import check_backbone, get_app
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import SplitData
 from trainables.engine import (
-    AUGMENT_VIEWS, InputFn, evaluate, image_inputs, predict_logits, train_one_epoch,
+    AUGMENT_VIEWS, DivergedError, InputFn, evaluate, image_inputs, predict_logits, train_one_epoch,
 )
 from trainables.features import (
     STORE, CachePlan, compute_features, feature_inputs, feature_key, module_fingerprint, plan_cache,
@@ -100,6 +100,7 @@ class TrialRun:
         self.lr_scheduler = build_lr_scheduler(cfg, self.optimizer, self.steps_per_epoch)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.epoch = 0
+        self.diverged = ""  # why the loss became NaN/inf, once it did (the trial then ends)
         # the weights of the best validation epoch so far travel in every checkpoint, so a run keeps only its
         # latest checkpoints (safe to resume from) and still evaluates exactly the epoch it selected
         self.best: dict = {"epoch": 0, "val_metric": None, "model": None}
@@ -158,14 +159,18 @@ class TrialRun:
         """Train one epoch-equivalent on the budget's subset, validate, and return its metrics."""
         t0 = time.perf_counter()
         net, train_inputs, val_inputs = self.inputs()
-        train_loss = train_one_epoch(
-            net, train_inputs, self.train_y, self.optimizer, self.app.loss, self.cfg.batch_size,
-            self.generator, self.lr_scheduler,
-            set_mode=lambda: set_train_mode(self.model, self.spec, self.cfg.depth, self.cfg.freeze_bn),
-            views=self.views, amp=self.amp, steps=self.steps_per_epoch,
-        )
-        val = evaluate(net, val_inputs, self.val_y, self.app.loss, self.app.compute_metric, self.val_meta,
-                       amp=self.amp)
+        try:
+            train_loss = train_one_epoch(
+                net, train_inputs, self.train_y, self.optimizer, self.app.loss, self.cfg.batch_size,
+                self.generator, self.lr_scheduler,
+                set_mode=lambda: set_train_mode(self.model, self.spec, self.cfg.depth, self.cfg.freeze_bn),
+                views=self.views, amp=self.amp, steps=self.steps_per_epoch,
+            )
+            val = evaluate(net, val_inputs, self.val_y, self.app.loss, self.app.compute_metric, self.val_meta,
+                           amp=self.amp)
+        except DivergedError as e:  # an outcome of this lr, not a crash: the trial ends and its lr loses
+            self.diverged = str(e)
+            train_loss, val = float("nan"), {"metric": float("nan"), "loss": float("nan")}
         self.epoch += 1
         self.elapsed += time.perf_counter() - t0
         self._track_best(val["metric"])
@@ -183,6 +188,7 @@ class TrialRun:
             "trainable_params": self.n_trainable,
             "feature_cache": self.cache.on,
             "early_stopped": self.early_stopped,
+            "diverged": bool(self.diverged),
         }
 
     @property
@@ -192,7 +198,7 @@ class TrialRun:
 
     @property
     def finished(self) -> bool:
-        return self.epoch >= self.cfg.epochs or self.early_stopped
+        return self.epoch >= self.cfg.epochs or self.early_stopped or bool(self.diverged)
 
     def trained_state(self) -> dict[str, torch.Tensor]:
         """The part of the model's state a trial changes: its tuned groups (plus, with ``freeze_bn`` off, the
@@ -209,6 +215,8 @@ class TrialRun:
         self.model.load_state_dict(state, strict=False)
 
     def _track_best(self, value: float) -> None:
+        if not math.isfinite(value):
+            return
         best = self.best["val_metric"]
         if best is None or (value > best if self.app.mode == "max" else value < best):
             model = {k: v.detach().to("cpu", copy=True) for k, v in self.trained_state().items()}

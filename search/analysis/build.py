@@ -35,6 +35,11 @@ def run_notes(files: RunFiles) -> list[str]:
         for tid, g in trials[trials["status"] == "error"].groupby("trial_id"):
             notes.append(f"trial {tid} ({g['depth'].iloc[0]} @ budget {g['budget'].iloc[0]:g}) errored after "
                          f"{int(g['epoch'].max())} epoch(s); its reported epochs are kept")
+        diverged = trials[trials["status"] == "diverged"].groupby("trial_id").agg(
+            depth=("depth", "first"), budget=("budget", "first"), lr=("lr", "first"), epoch=("epoch", "max"))
+        for tid, r in diverged.iterrows():
+            notes.append(f"trial {tid} ({r['depth']} @ budget {r['budget']:g}, lr {r['lr']:.3g}) diverged (NaN/inf "
+                         f"loss) in epoch-equivalent {int(r['epoch'])}: its learning rate counts as lost")
     notes += [n for n in [source_check_note(Path(files.run_dir) / SOURCE_CHECK_FILE)] if n]
     return notes
 

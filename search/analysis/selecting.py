@@ -3,8 +3,9 @@
 1. A trial's score is its best validation metric over its epochs (early stopping on validation).
 2. Per budget x depth (a *cell*), trials are grouped by learning rate; a learning rate's seeds are judged
    together: its score is the mean of its seeds' scores. Only *complete* trials compete when the cell has
-   any: trials that reached the cell's longest run and did not error (a trial the scheduler stopped early,
-   or one that diverged or crashed, cannot win against complete ones of another learning rate). The best
+   any: trials that ended on their own (their full length, or validation patience) and did not error (a
+   trial the scheduler stopped early, or one that crashed, cannot win against complete ones of another
+   learning rate). A diverged seed (NaN/inf loss) scores the worst value, so its learning rate loses. The best
    learning rate wins (ties: more seeds, then the smaller learning rate); its seed trials are the cell's
    *replicates* (never a max over seeds).
 3. Per budget, the best depth is the cell with the best score, the shallower depth on ties
@@ -27,9 +28,15 @@ def best_by_validation(frame: pd.DataFrame, mode, score: str = "val_metric") -> 
 
 
 def best_per_trial(trials: pd.DataFrame, mode) -> pd.DataFrame:
-    """One row per trial at its best validation epoch (earliest on ties), with ``epochs_run``."""
+    """One row per trial at its best validation epoch (earliest on ties), with ``epochs_run``. A diverged
+    trial scores the worst possible value (its learning rate lost), whatever it reached before."""
     m = Mode.of(mode)
-    trials = trials[np.isfinite(trials["val_metric"].to_numpy(dtype=float))]
+    if "status" in trials and (trials["status"] == "diverged").any():
+        trials = trials.copy()
+        trials.loc[trials["status"] == "diverged", "val_metric"] = -m.sign * np.inf
+    v = trials["val_metric"].to_numpy(dtype=float)
+    keep = np.isfinite(v) | (trials["status"] == "diverged").to_numpy() if "status" in trials else np.isfinite(v)
+    trials = trials[keep]
     ordered = trials.sort_values(["trial_id", "val_metric", "epoch"], ascending=[True, m.ascending, True])
     best = ordered.groupby("trial_id", sort=False).head(1).copy()
     best["epochs_run"] = trials.groupby("trial_id")["epoch"].max().reindex(best["trial_id"]).to_numpy()
@@ -46,10 +53,12 @@ def select_replicates(trials: pd.DataFrame, mode) -> pd.DataFrame:
     if t.empty:
         return t.assign(cell_val=[], complete=[], trials=[], epochs_spent=[])
     cell = ["budget", "depth"]
-    ok = (t["status"] != "error") if "status" in t else pd.Series(True, index=t.index)
-    t["complete"] = ok & (t["epochs_run"] == t.groupby(cell)["epochs_run"].transform("max"))
+    status = t["status"] if "status" in t else pd.Series("ok", index=t.index)
+    full = t["epochs_run"] == t.groupby(cell)["epochs_run"].transform("max")
+    t["complete"] = (status == "early-stopped") | ((status == "ok") & full)  # ended on its own, not pruned
     any_complete = t.groupby(cell)["complete"].transform("any")
-    pool = t[t["complete"] | ~any_complete].copy()  # complete trials compete, when the cell has any
+    # complete trials compete, when the cell has any; a diverged seed stays in, so its learning rate loses
+    pool = t[t["complete"] | ~any_complete | (status == "diverged")].copy()
     per_lr = pool.groupby(cell + ["lr"], as_index=False).agg(cell_val=("val_metric", "mean"), n=("trial_id", "size"))
     per_lr = per_lr.sort_values(cell + ["cell_val", "n", "lr"], ascending=[True, True, m.ascending, False, True])
     chosen = per_lr.groupby(cell, sort=False).head(1)[cell + ["lr", "cell_val"]]
