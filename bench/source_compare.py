@@ -1,8 +1,7 @@
 """The demo's search from two sources side by side: ImageNet EfficientNet-Lite0 vs fractal tiny-alexnet.
 
-Both runs use the demo's application, data (400 frames), budgets, epochs, scheduler and seeds
-(``search.commands.demo``); efficientnet-lite0 searches the demo's depth subset, tiny-alexnet (cheap) all of
-its depths. For each budget it prints, per source: the best fine-tuned depth (selected by validation) and
+Both runs are the demo's search (``search.commands.demo.demo_config``: its data, budgets, lr grid, seeds,
+trial length and scheduler), each over its backbone's demo depth subset. For each budget it prints, per source: the best fine-tuned depth (selected by validation) and
 its test metric with the 95% bootstrap interval, scratch's test metric with its interval, scratch - best
 fine-tune with its paired interval, and the verdict; then each source's check (linear probe on frozen
 features vs random-init features, ``source_check.json``).
@@ -18,11 +17,11 @@ import tempfile
 
 import ray
 
-from search.commands.demo import DEMO_BUDGETS, DEMO_DEPTHS, DEMO_FRAMES
-from search.config import SearchConfig, smoke_config
+from search.commands.demo import DEMO_FRAMES, demo_config
+from search.config import SearchConfig
 from search.runner import run_search
 
-PAIRS = (("efficientnet-lite0", "imagenet", DEMO_DEPTHS), ("tiny-alexnet", "fractal", ()))
+PAIRS = (("efficientnet-lite0", "imagenet"), ("tiny-alexnet", "fractal"))
 
 
 def ci(est: float, lo: float, hi: float, signed: bool = False) -> str:
@@ -40,7 +39,7 @@ def rows_of(outcome, label: str) -> list[tuple]:
         rows.append((f"{100 * a.budget:g}%", a.n_train, label, a.best_finetune or "-",
                      ci(ft.test_metric, ft.test_metric_low, ft.test_metric_high) if ft is not None else "-",
                      ci(sc.test_metric, sc.test_metric_low, sc.test_metric_high) if sc is not None else "-",
-                     ci(d.estimate, d.low, d.high, signed=True) if d is not None else "-", a.verdict))
+                     ci(*d, signed=True) if d is not None else "-", a.scratch_verdict))
     return rows
 
 
@@ -51,11 +50,10 @@ def main() -> None:
     args = p.parse_args()
     results_dir = args.results_dir or tempfile.mkdtemp(prefix="tunedepth-bench-")
     rows, checks, walls = [], [], []
-    for backbone, source, depths in PAIRS:
-        cfg = SearchConfig(name=f"{backbone}-{source}", backbone=backbone, source=source, depths=depths,
-                           budgets=DEMO_BUDGETS, data_samples=DEMO_FRAMES, results_dir=results_dir)
-        if args.smoke:
-            cfg = smoke_config(cfg.replace(depths=(), data_samples=0))
+    for backbone, source in PAIRS:  # the demo's protocol and subset (search.commands.demo), each backbone's depths
+        cfg = demo_config(SearchConfig(name=f"{backbone}-{source}", backbone=backbone, source=source,
+                                       data_samples=0 if args.smoke else DEMO_FRAMES, results_dir=results_dir),
+                          args.smoke)
         out = run_search(cfg, log=lambda s: None)
         label = f"{backbone} / {source}"
         rows += rows_of(out, label)

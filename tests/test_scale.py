@@ -88,7 +88,8 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path):
     """SIGKILL of the process running a trial: Tune retries the trial from its last checkpoint (max_failures 1)
     and the run completes with exit 0; no epoch is lost and training resumes after the checkpointed epoch."""
     run = [EXE, "run", "--smoke", "--backbone", "tiny-alexnet", "--source", "scratch", "--depths", "scratch",
-           "--budgets", "1.0", "--epochs", "6", "--scheduler", "none", "--name", "k", "--results-dir", str(tmp_path)]
+           "--budgets", "1.0", "--epochs", "6", "--scheduler", "none", "--samples", "1", "--patience", "0",
+           "--name", "k", "--results-dir", str(tmp_path)]
     driver = subprocess.Popen(run, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     exp = tmp_path / "k" / "tune"
     try:

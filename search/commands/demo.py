@@ -3,14 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-# The default demo's size, to finish within 6 minutes on 2 CPU cores (README, "What the demo does"):
-# EfficientNet-Lite0 at 64 px is ~10x the work of tiny-alexnet per image, so the demo tunes five depths (head
-# only, the top two and four stages, every layer, scratch) at five budgets on 600 frames (1080 training samples)
-DEMO_DEPTHS = ("head", "b6-head", "b4-head", "stem-head", "scratch")
-DEMO_BUDGETS = (0.05, 0.1, 0.25, 0.5, 1.0)
-DEMO_FRAMES = 600  # colonoscopy-frames units generated (the app's own default: 1000)
-
-
 def register(sub) -> None:
     p = sub.add_parser("demo", help="depth x budget search on an app's embedded data (default colonoscopy-frames) "
                                     "or on real data (--data)")
@@ -43,14 +35,13 @@ def run(args: argparse.Namespace) -> int:
     return print_outcome(run_search(cfg), cfg)
 
 
-# the demo's subset of the full protocol (the defaults of `tunedepth run`), chosen to fit the time on 2 cores
-# (full: 9 depths x 5 budgets). Every trial still gets the full protocol: 3 lrs x 2 seeds per (budget, depth),
-# equal optimizer steps at every budget, pruning only among a depth's learning rates.
+# The demo: a documented subset of the full protocol (the defaults of `tunedepth run`: every depth x 5 budgets on
+# the app's 1000 frames), sized to finish within 6 minutes on 2 CPU cores (README, "What the demo does"). Every
+# trial keeps the protocol: 3 lrs x 2 seeds per (budget, depth), equal optimizer steps at every budget, pruning
+# only among a depth's learning rates.
 DEMO: dict = {"budgets": (0.05, 0.25, 1.0), "epochs": 6}
-DEMO_TUNED_DEPTHS = 4  # tiny-alexnet: fc8, fc6-fc8, conv3-fc8, conv1-fc8 (+ scratch)
-
-
 DEMO_FRAMES = 600  # colonoscopy-frames units generated for the default demo (the app's own default: 1000)
+DEMO_TUNED_DEPTHS = 4  # efficientnet-lite0: head, b5-head, b2-head, stem-head (+ scratch)
 
 
 def default_units(args: argparse.Namespace) -> int:
