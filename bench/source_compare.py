@@ -17,7 +17,7 @@ import tempfile
 
 import ray
 
-from search.commands.demo import DEMO_FRAMES, demo_config
+from search.commands.demo import demo_config
 from search.config import SearchConfig
 from search.runner import run_search
 
@@ -52,8 +52,7 @@ def main() -> None:
     rows, checks, walls = [], [], []
     for backbone, source in PAIRS:  # the demo's protocol and subset (search.commands.demo), each backbone's depths
         cfg = demo_config(SearchConfig(name=f"{backbone}-{source}", backbone=backbone, source=source,
-                                       data_samples=0 if args.smoke else DEMO_FRAMES, results_dir=results_dir),
-                          args.smoke)
+                                       results_dir=results_dir), args.smoke)
         out = run_search(cfg, log=lambda s: None)
         label = f"{backbone} / {source}"
         rows += rows_of(out, label)

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     if args.seed:
         default_name = f"{default_name}-seed{args.seed}"
     cfg = demo_config(SearchConfig(name=args.name or default_name, app=args.app, data=args.data,
-                                   data_samples=args.data_samples or default_units(args), results_dir=args.results_dir), args.smoke, args.seed)
+                                   data_samples=args.data_samples, results_dir=args.results_dir), args.smoke, args.seed)
     return print_outcome(run_search(cfg), cfg)
 
 
@@ -44,16 +44,16 @@ DEMO_FRAMES = 600  # colonoscopy-frames units generated for the default demo (th
 DEMO_TUNED_DEPTHS = 4  # efficientnet-lite0: head, b5-head, b2-head, stem-head (+ scratch)
 
 
-def default_units(args: argparse.Namespace) -> int:
-    """The default demo's data size: DEMO_FRAMES embedded frames; any other app or --data keeps its own."""
-    return DEMO_FRAMES if args.app == "colonoscopy-frames" and not args.data and not args.smoke else 0
-
-
 def demo_config(base, smoke: bool = False, seed: int = 0):
     """The demo's search: sized to run in about 6 min on 2 CPU cores (``--smoke``: ~1 min). See README, "Demo"."""
     from search.config import smoke_config
 
-    cfg = smoke_config(base) if smoke else base.replace(**DEMO, depths=demo_depths(base.backbone))
+    if smoke:
+        cfg = smoke_config(base)
+    else:
+        own = base.app == "colonoscopy-frames" and not base.data and not base.data_samples  # the embedded default
+        cfg = base.replace(**DEMO, depths=demo_depths(base.backbone), data_samples=DEMO_FRAMES if own else
+                           base.data_samples)
     return cfg.replace(seeds=tuple(s + seed for s in cfg.seeds), search_seed=seed)
 
 
