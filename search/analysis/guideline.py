@@ -100,16 +100,17 @@ def undecided_sentence(answers: list[BudgetAnswer], summary: pd.DataFrame, budge
 
 
 def stopped_sentence(summary: pd.DataFrame, max_epochs: int | None) -> str | None:
-    """Worse cells whose replicates did not run the full length (stopped early, or incomplete in their cell)."""
+    """Worse cells whose replicates did not end on their own (pruned, diverged or errored; a trial that ran its
+    full length or stopped on validation patience is complete)."""
     worse = summary[summary["verdict"] == "worse"]
     full = int(max_epochs or summary["epochs_run"].max())
-    stopped = worse[(worse["epochs_run"] < full) | ~worse["complete"].astype(bool)]
+    stopped = worse[~worse["complete"].astype(bool)]
     if stopped.empty:
         return None
     lo, hi = int(stopped["epochs_run"].min()), int(stopped["epochs_run"].max())
     return (f"{len(stopped)} of the {len(worse)} budget × depth results worse than the best come from trials "
-            f"that did not run the full length (stopped after {lo if lo == hi else f'{lo}–{hi}'} of {full} epochs, "
-            "or errored): part of their deficit may be the search's budget rather than the depth.")
+            f"that did not end on their own (stopped after {lo if lo == hi else f'{lo}–{hi}'} of {full} epoch-equivalents "
+            "by the scheduler, diverged or errored): part of their deficit may be the search's budget rather than the depth.")
 
 
 def test_disagreement_warnings(answers: list[BudgetAnswer]) -> list[str]:
