@@ -124,10 +124,15 @@ def test_early_stopped_losers_are_pointed_out(tmp_path):
     run = write_run(tmp_path / "stopped", known_cells())
     trials = pd.read_parquet(run / "trials.parquet")
     fc8 = trials[(trials.depth == "fc8") & (trials.budget == 0.1)]
-    write_parquet(trials.drop(fc8[fc8.epoch == 2].index), run / "trials.parquet")  # fc8 @ 10% stopped after epoch 1
+    trials = trials.drop(fc8[fc8.epoch == 2].index)  # fc8 @ 10% pruned by the scheduler after epoch 1
+    trials.loc[(trials.depth == "fc8") & (trials.budget == 0.1), "status"] = "stopped"
+    write_parquet(trials, run / "trials.parquet")
     a = analyse(run, n_boot=300)
     assert any(g.startswith("1 of the 2 budget × depth results worse than the best come from trials that did not "
-                            "run the full length (stopped after 1 of 2 epochs") for g in a.guideline)
+                            "end on their own (stopped after 1 of 2 epoch-equivalents") for g in a.guideline)
+    trials.loc[(trials.depth == "fc8") & (trials.budget == 0.1), "status"] = "early-stopped"  # patience: complete
+    write_parquet(trials, run / "trials.parquet")
+    assert not any("did not end on their own" in g for g in analyse(run, n_boot=300).guideline)
 
 
 def test_scratch_best_and_groups(tmp_path):
