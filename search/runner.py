@@ -83,6 +83,10 @@ def prepare(cfg: SearchConfig, log: Log) -> Prepared:
     check_schedule(cfg.schedule)
     depths = resolve_depths(cfg, spec)
     TrialConfig.from_dict({**fixed_trial_keys(cfg), "depth": depths[0], "budget": min(cfg.budgets), "lr": cfg.lr_min})
+    weights: dict[str, dict | None] = {}
+    fine_tunes = any(d != SCRATCH for d in depths)
+    if fine_tunes and cfg.source != "fractal":  # a file or package read: a bad source fails before the data build
+        weights[cfg.source] = get_source_weights(cfg.source, spec, smoke=cfg.smoke, log=log)
     t0 = time.time()
     data = build_split_data(app, cfg.data, spec.input_size, cfg.data_seed, smoke=cfg.smoke, n=cfg.data_samples,
                             log=log)
@@ -92,8 +96,7 @@ def prepare(cfg: SearchConfig, log: Log) -> Prepared:
         data.fingerprint(split)  # shipped with the data: trials key their cached features by it
     log(f"data: {cfg.app}{' from ' + cfg.data if cfg.data else ''}, {len(data.train_y)} train / {len(data.val_y)} val / "
         f"{len(data.test_y)} test at {spec.input_size}px ({time.time() - t0:.1f}s)")
-    weights: dict[str, dict | None] = {}
-    if any(d != SCRATCH for d in depths):
+    if fine_tunes and cfg.source == "fractal":  # pretraining (cached) takes seconds: only once the data is good
         weights[cfg.source] = get_source_weights(cfg.source, spec, smoke=cfg.smoke, log=log)
     return Prepared(app, spec, depths, data, weights)
 

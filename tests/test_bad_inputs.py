@@ -231,3 +231,12 @@ def test_bad_input_is_one_line_and_loses_nothing(case, tmp_path, capsys, monkeyp
     assert needle in lines[0], f"{needle!r} not named in: {lines[0]}"
     assert _checksums(results) == before, "an earlier run's files changed"
     assert sorted(p.name for p in results.iterdir() if not p.name.startswith(".")) == [EARLIER]
+
+
+def test_a_bad_source_fails_before_the_data_is_built(tmp_path, capsys, monkeypatch):
+    """`file:` problems and unknown sources are found before the (slow) data build: its log line never appears."""
+    monkeypatch.setenv("TUNEDEPTH_CACHE", str(tmp_path / "cache"))
+    for source in (f"file:{tmp_path}/missing.pt", "nope"):
+        code = main(["run", "--smoke", "--source", source, "--name", "x", "--results-dir", str(tmp_path / "r")])
+        out = capsys.readouterr()
+        assert code == 2 and "data:" not in out.out and source.split("/")[-1] in out.err
