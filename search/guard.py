@@ -12,9 +12,7 @@ Nothing here imports Ray: the CLI, ``report`` and ``status`` import this module.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-import signal
 import socket
 from pathlib import Path
 from urllib.parse import urlsplit

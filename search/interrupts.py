@@ -13,6 +13,7 @@ from pathlib import Path
 from ray.tune import Callback
 
 from search.guard import Interrupted
+from search.run_files import write_text
 
 
 class InterruptWatch(Callback):
@@ -62,7 +63,7 @@ class InterruptWatch(Callback):
 
     def on_experiment_end(self, trials, **info) -> None:
         self.unfinished = sum(t.trial_id not in self.ended for t in trials)
-        (Path(self.run_dir) / self.FILE).write_text(json.dumps({"unfinished": self.unfinished}))
+        write_text(json.dumps({"unfinished": self.unfinished}), Path(self.run_dir) / self.FILE)
 
     def reload(self) -> "InterruptWatch":
         """Read what the experiment's own copy of this callback wrote (after ``Tuner.restore``)."""

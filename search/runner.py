@@ -221,12 +221,18 @@ def progress_callback(cfg: SearchConfig, prep: Prepared) -> BudgetProgress:
 
 
 # -- 3. collect ------------------------------------------------------------------------------------------
+def save_trials(results, prep: Prepared, run_dir: Path) -> pd.DataFrame:
+    """Every reported epoch of every trial, written to trials.parquet (after a search, or after an interrupt)."""
+    trials = trials_frame(results, prep.app.metric)
+    write_parquet(trials, run_dir / TRIALS_FILE)
+    return trials
+
+
 def collect(results, prep: Prepared, run_dir: Path, t0: float, plan: SearchPlan | None = None,
             log: Log = print, tune_s: float = 0.0) -> Outcome:
     errors = [f"trial {r.config.get('depth')} @ budget {r.config.get('budget')}: "
               f"{str(r.error).strip().splitlines()[-1]}" for r in results if r.error]
-    trials = trials_frame(results, prep.app.metric)
-    write_parquet(trials, run_dir / TRIALS_FILE)
+    trials = save_trials(results, prep, run_dir)
     if plan is not None and plan.guideline is not None:
         summary = {str(b): v for b, v in plan.guideline.summary().items()}
         write_text(json.dumps(summary, indent=2), run_dir / "guideline.json")
@@ -276,7 +282,7 @@ def _run_search(cfg: SearchConfig, log: Log, trainable) -> Outcome:
 def stop_if_interrupted(watch: InterruptWatch, results, prep: Prepared, run_dir: Path, name: str) -> None:
     """After Ctrl-C/SIGTERM: keep the rows reported so far (checkpoints are Tune's), present no answer."""
     if watch.stopped_early:
-        write_parquet(trials_frame(results, prep.app.metric), run_dir / "trials.parquet")
+        save_trials(results, prep, run_dir)
     watch.check(name)
 
 
