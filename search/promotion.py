@@ -16,7 +16,8 @@ The decision depends only on the scores, not on the order in which trials arrive
 asynchronous promotion favours early arrivals; with a grid proposed depth by depth that is a bias by depth).
 
 Tune does not checkpoint a scheduler's state, so with ``state_file`` (the runner passes
-``results/<name>/promotion.pkl``) every decision is written there and a resumed run reads it back.
+``results/<name>/promotion.json``) every decision is written there (JSON, see ``search.jsonstate``) and a resumed
+run reads it back.
 
 Works with searchers that propose trials without waiting for results (grid, random); ``SearchConfig`` refuses
 it with optuna and the guideline.
@@ -25,12 +26,12 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
 from typing import Any
 
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
+from search import jsonstate
 from search.schedulers import StratifiedScheduler
 
 
@@ -71,17 +72,13 @@ class StratifiedHalving(StratifiedScheduler):
     # -- state ------------------------------------------------------------------------------------
     def _save(self) -> None:
         if self._state_file:
-            tmp = f"{self._state_file}.tmp"
-            with open(tmp, "wb") as f:
-                pickle.dump({k: getattr(self, k) for k in self.STATE_KEYS}, f)
-            os.replace(tmp, self._state_file)
+            jsonstate.dump({k: getattr(self, k) for k in self.STATE_KEYS}, self._state_file)
 
     def _load_once(self) -> None:
         if not self._loaded:
             self._loaded = True
             if self._state_file and os.path.exists(self._state_file):
-                with open(self._state_file, "rb") as f:
-                    self.__dict__.update(pickle.load(f))
+                self.__dict__.update(jsonstate.load(self._state_file))
 
     def _sign(self) -> float:
         return -1.0 if self._mode == "min" else 1.0

@@ -2,7 +2,7 @@
 
 One owner for every file of a run: ``config.yaml``, ``splits.parquet``, ``trials.parquet`` (validation
 curves), ``predictions.parquet`` (test-split probabilities of each budget x depth x replicate seed),
-``summary.parquet``, ``report.md``. Needs neither Ray nor the training code, so ``tunedepth report``,
+``summary.parquet``, ``report.md``, and the scheduler's resume state ``promotion.json``. Needs neither Ray nor the training code, so ``tunedepth report``,
 ``compare`` and ``status`` read runs with pandas/pyarrow alone.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from trainables.config import ConfigError
 
 CONFIG_FILE, TRIALS_FILE, PREDICTIONS_FILE = "config.yaml", "trials.parquet", "predictions.parquet"
 SUMMARY_FILE, REPORT_FILE, SPLITS_FILE = "summary.parquet", "report.md", "splits.parquet"
+PROMOTION_FILE = "promotion.json"  # search.promotion's decisions (search.jsonstate), read back by resume
 REQUIRED_FILES = (CONFIG_FILE, TRIALS_FILE)
 
 TRIAL_COLUMNS = (

@@ -21,7 +21,7 @@ from search.analysis.answers import Analysis
 from search.analysis.selecting import best_depth_table, format_table
 from search.evaluate import report_after_run
 from search.results import trials_frame
-from search.run_files import (SPLITS_FILE, TRIALS_FILE, experiment_path, load_config, run_dir_of, storage_of,  # noqa: F401
+from search.run_files import (PROMOTION_FILE, SPLITS_FILE, TRIALS_FILE, experiment_path, load_config, run_dir_of, storage_of,  # noqa: F401
                               write_config, write_parquet, write_text)
 from search.promotion import StratifiedHalving
 from search.schedulers import BudgetStratifiedASHA
@@ -175,7 +175,7 @@ def make_scheduler(cfg: SearchConfig, run_dir: Path | None = None, n_depths: int
         size = per_cell and (per_cell if by_depth else per_cell * n_depths)
         return StratifiedHalving(stratify_by=("budget", "depth") if by_depth else ("budget",),
                                  group_by=("lr",) if by_depth else ("depth", "lr"), stratum_size=size,
-                                 state_file=str(run_dir / "promotion.pkl") if run_dir else None, **rungs)
+                                 state_file=str(run_dir / PROMOTION_FILE) if run_dir else None, **rungs)
     return BudgetStratifiedASHA(**rungs)
 
 

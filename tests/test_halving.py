@@ -150,11 +150,11 @@ def test_an_early_stopped_seed_counts_with_its_last_score_and_its_group_goes_on(
 
 def test_state_file_round_trip(tmp_path):
     trials = _trials(["fc8", "fc7-fc8"], (1e-3, 3e-3, 1e-2))
-    a = StratifiedHalving(metric="val_metric", mode="max", state_file=str(tmp_path / "p.pkl"), **KW)
+    a = StratifiedHalving(metric="val_metric", mode="max", state_file=str(tmp_path / "p.json"), **KW)
     for tr in trials:
         a.on_trial_add(None, tr)
         a.on_trial_result(None, tr, {"training_iteration": 1, "val_metric": tr.config["lr"]})
-    b = StratifiedHalving(metric="val_metric", mode="max", state_file=str(tmp_path / "p.pkl"), **KW)
+    b = StratifiedHalving(metric="val_metric", mode="max", state_file=str(tmp_path / "p.json"), **KW)
     b.on_trial_add(None, trials[0])  # loads the file
     resume, stop = b.decide(search_finished=True)
     assert sorted(b._group_of[t] for t in resume) == [(1e-2,), (1e-2,)] and len(stop) == 4

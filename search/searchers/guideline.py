@@ -26,11 +26,13 @@ from dataclasses import dataclass, field
 
 from ray.tune.search import Searcher
 
-from search.searchers.state import PicklableSearcher
+from search.jsonstate import stored
+from search.searchers.state import JsonStateSearcher
 
 SCRATCH = "scratch"
 
 
+@stored
 @dataclass
 class _Budget:
     level: int = 0
@@ -48,7 +50,7 @@ class _Budget:
     scratch_to_launch: list[tuple[float, int]] = field(default_factory=list)
 
 
-class GuidelineSearcher(PicklableSearcher):
+class GuidelineSearcher(JsonStateSearcher):
     def __init__(
         self,
         depths: list[str],

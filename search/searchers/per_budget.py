@@ -12,10 +12,10 @@ from typing import Callable
 
 from ray.tune.search import Searcher
 
-from search.searchers.state import PicklableSearcher
+from search.searchers.state import PicklingSearcher
 
 
-class PerBudgetSearcher(PicklableSearcher):
+class PerBudgetSearcher(PicklingSearcher):  # its Optuna sub-searchers pickle (Ray's OptunaSearch)
     def __init__(
         self,
         make_searcher: Callable[[float], Searcher],
@@ -58,3 +58,4 @@ class PerBudgetSearcher(PicklableSearcher):
         b = self.budget_of.get(trial_id)
         if b is not None:
             self.searchers[b].on_trial_complete(trial_id, result=result, error=error)
+
