@@ -36,6 +36,10 @@ def _save(arr, path, mode, size):
 
 @pytest.fixture()
 def image_folder(tmp_path):
+    return _image_folder(tmp_path)
+
+
+def _image_folder(tmp_path):
     """A 2-class ImageFolder of 40 frames in mixed modes, sizes and formats."""
     root = tmp_path / "frames"
     images, labels = _frame_images(40)
@@ -70,14 +74,19 @@ def test_imagefolder_mixed_modes_and_sizes_become_64px_rgb(image_folder):
     assert len(data.train_y) + len(data.val_y) + len(data.test_y) == 3 * 40
 
 
-def test_csv_manifest_with_groups_and_three_classes(tmp_path):
+def _manifest(tmp_path):
+    """45 PNGs of 3 classes, 3 per patient, listed in manifest.csv."""
     images, _ = _frame_images(45, seed=1)
     rows = []
     for i, a in enumerate(images):
         Image.fromarray(a).save(tmp_path / f"img{i}.png")
         rows.append({"path": f"img{i}.png", "label": ["a", "b", "c"][i % 3], "group": f"patient{i // 3}"})
     pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
-    data = build_split_data(get_app("colonoscopy-frames"), str(tmp_path / "manifest.csv"), 64, seed=0)
+    return tmp_path / "manifest.csv"
+
+
+def test_csv_manifest_with_groups_and_three_classes(tmp_path):
+    data = build_split_data(get_app("colonoscopy-frames"), str(_manifest(tmp_path)), 64, seed=0)
     assert data.num_classes == 3 and data.classes == ("a", "b", "c")
     units = data.units
     assert units.groupby("source_group")["split"].nunique().max() == 1  # a patient never straddles splits
@@ -205,12 +214,18 @@ def test_segmentation_errors(tmp_path):
         load_units(root, app)
 
 
-def test_decathlon_datalist_json(tmp_path):
+def _datalist(tmp_path):
+    """The ultrasound pairs listed in a MONAI/Decathlon datalist, dataset.json."""
     root = _ultrasound(tmp_path)
     items = [{"image": f"images/scan{i}.png", "label": f"masks/scan{i}_mask.png", "group": f"p{i // 2}"}
              for i in range(9)]
     items[0]["spacing_um"] = 45.0
     (root / "dataset.json").write_text(json.dumps({"name": "carotid", "spacing_um": 65.0, "training": items}))
+    return root
+
+
+def test_decathlon_datalist_json(tmp_path):
+    root = _datalist(tmp_path)
     app = get_app("intima-media")
     assert detect_layout(root / "dataset.json", app) == "datalist-json"
     raw = load_units(root / "dataset.json", app)
@@ -224,7 +239,8 @@ def test_decathlon_datalist_json(tmp_path):
         load_units(root / "nospacing.json", app)
 
 
-def test_detection_candidates_csv_on_2d_frames(tmp_path):
+def _candidates_2d(tmp_path):
+    """12 JPEG frames of 3 videos, one lesion candidate and two others per frame, in candidates.csv."""
     images, _ = _frame_images(12, seed=3, size=80)
     rows = []
     rng = np.random.default_rng(0)
@@ -235,6 +251,11 @@ def test_detection_candidates_csv_on_2d_frames(tmp_path):
             rows.append({"image": f"frame{i}.jpg", "x": int(rng.integers(10, 70)), "y": int(rng.integers(10, 70)),
                          "label": 0, "group": f"video{i // 4}"})
     pd.DataFrame(rows).to_csv(tmp_path / "candidates.csv", index=False)
+    return rows
+
+
+def test_detection_candidates_csv_on_2d_frames(tmp_path):
+    rows = _candidates_2d(tmp_path)
     app = get_app("polyp-detection")
     assert detect_layout(tmp_path / "candidates.csv", app) == "candidates-csv"
     data = build_split_data(app, str(tmp_path / "candidates.csv"), 64, seed=0, neg_per_pos=0)
@@ -257,15 +278,21 @@ def test_detection_candidates_csv_on_2d_frames(tmp_path):
         load_units(tmp_path / "neg.csv", app)
 
 
-def test_detection_candidates_csv_on_3d_volumes(tmp_path):
-    app = get_app("pe-detection")
-    raw = app.generate(6, 64, 0)
+def _candidates_3d(tmp_path, n=6):
+    """``n`` generated CT volumes as .npy files and their candidates in cands.csv."""
+    raw = get_app("pe-detection").generate(n, 64, 0)
     rows = []
-    for i in range(6):
+    for i in range(n):
         np.save(tmp_path / f"ct{i}.npy", raw.images[i].numpy())
         for r in raw.candidates[raw.candidates.unit == i].itertuples():
             rows.append({"image": f"ct{i}.npy", "x": r.x, "y": r.y, "z": r.z, "label": r.label})
     pd.DataFrame(rows).to_csv(tmp_path / "cands.csv", index=False)
+    return raw
+
+
+def test_detection_candidates_csv_on_3d_volumes(tmp_path):
+    app = get_app("pe-detection")
+    raw = _candidates_3d(tmp_path)
     loaded = load_units(tmp_path / "cands.csv", app)
     assert loaded.is_3d and len(loaded) == 6 and torch.equal(loaded.images[2], raw.images[2])
     same = app.make_samples(loaded, "val", 64, 0, loaded)
@@ -296,3 +323,41 @@ def test_search_on_real_files_writes_splits_parquet(ray_local, image_folder, tmp
     train = splits[splits.split == "train"]
     n_half = out.trials.loc[out.trials.budget == 0.5, "n_train"].iloc[0]
     assert (train["budget"] == 0.5).sum() == n_half and (train["budget"] == 1.0).sum() == len(train) - n_half
+
+
+LAYOUT_CASES = {  # layout: (app, write the files under tmp_path and return the --data path)
+    "imagefolder": ("colonoscopy-frames", lambda p: _image_folder(p)),
+    "csv-manifest": ("colonoscopy-frames", _manifest),
+    "medmnist-npz": ("colonoscopy-frames", lambda p: _medmnist(p / "pneumoniamnist.npz")),
+    "image-mask-folders": ("intima-media", _ultrasound),
+    "datalist-json": ("intima-media", lambda p: _datalist(p) / "dataset.json"),
+    "candidates-csv-2d": ("polyp-detection", lambda p: (_candidates_2d(p), p / "candidates.csv")[1]),
+    "candidates-csv-3d": ("pe-detection", lambda p: (_candidates_3d(p, n=8), p / "cands.csv")[1]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", list(LAYOUT_CASES))
+def test_every_loader_feeds_a_cached_tune_trial(ray_local, layout, tmp_path, monkeypatch):
+    """Each loader's output goes through a real Tune trial at a frozen depth, i.e. through the feature cache
+    (saved with ``weights_only`` and read back): the trial ends ``ok`` with a finite metric (issue 16.1)."""
+    from search.config import SearchConfig
+    from search.runner import run_search
+    from trainables.models import get_backbone
+
+    app, write = LAYOUT_CASES[layout]
+    (tmp_path / "data").mkdir()
+    data = write(tmp_path / "data")
+    monkeypatch.setenv("TUNEDEPTH_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    torch.save(get_backbone("tiny-alexnet").build(2).state_dict(), tmp_path / "w.pt")
+    cfg = SearchConfig(name=layout, app=app, backbone="tiny-alexnet", source=f"file:{tmp_path / 'w.pt'}",
+                       data=str(data), depths=("fc8",), budgets=(1.0,), epochs=1, scheduler="none", samples=1,
+                       seeds=(0,), batch_size=16, results_dir=str(tmp_path))
+    out = run_search(cfg, log=lambda s: None)
+    assert not out.errors, out.errors
+    assert set(out.trials["status"]) == {"ok"} and np.isfinite(out.trials["val_metric"]).all()
+    rows = [json.loads(line) for f in (tmp_path / layout / "tune").glob("*/result.json")
+            for line in f.read_text().splitlines() if line.strip()]
+    assert rows and all(r["feature_cache"] for r in rows)
+    assert list((tmp_path / "cache").rglob("*.pt"))  # the prefix features were written and served
