@@ -16,6 +16,7 @@ from trainables.config import ConfigError, TrialSettings, from_mapping, setting
 SEARCHERS = ("grid", "random", "optuna", "guideline")  # see search/searchers
 # see search.promotion ("per-depth", "per-budget": synchronous successive halving) and search.schedulers ("asha")
 SCHEDULERS = ("auto", "per-depth", "per-budget", "asha", "none")
+REPLICATES = ("survivors", "all")  # see search.promotion: when a learning rate's further seeds run
 # what "auto" means for each searcher: the guideline compares finished trials only; an adaptive searcher behind a
 # concurrency limit cannot wait for paused trials, so optuna gets the stopping ASHA
 AUTO_SCHEDULER = {"grid": "per-depth", "random": "per-depth", "optuna": "asha", "guideline": "none"}
@@ -34,10 +35,13 @@ class SearchConfig(TrialSettings):
                                          "split", item=float)
     lr_min: float = setting(3e-4, "smallest learning rate (alpha) of the grid / range")
     lr_max: float = setting(3e-3, "largest learning rate (alpha) of the grid / range")
-    samples: int = setting(3, "grid: learning rates per depth, log-spaced over [lr_min, lr_max]; random/optuna: "
+    samples: int = setting(5, "grid: learning rates per depth, log-spaced over [lr_min, lr_max]; random/optuna: "
                               "trials per budget (x seed)")
     seeds: tuple[int, ...] = setting((0, 1), "trial seeds: every (depth, budget, lr) runs once per seed; seeds are "
                                              "replicates (judged by their mean)", item=int)
+    replicates: str = setting("survivors", "grid + per-depth/per-budget scheduler: 'survivors' = the first seed races "
+                                           "the learning rates, the other seeds run only for the surviving one; "
+                                           "'all' = every seed races, judged by their mean", REPLICATES)
     search_seed: int = setting(0, "permutes the lr grid's order and seeds random/optuna draws (`demo --seed`)")
     grace_period: int = setting(1, "first rung of the scheduler, in epoch-equivalents")
     reduction_factor: int = setting(3, "scheduler: keep the best 1/reduction_factor of each rung")
@@ -70,6 +74,8 @@ class SearchConfig(TrialSettings):
             raise ConfigError(f"need 0 < lr_min <= lr_max, got {self.lr_min}, {self.lr_max}")
         if self.scheduler not in SCHEDULERS:
             raise ConfigError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+        if self.replicates not in REPLICATES:
+            raise ConfigError(f"replicates must be one of {', '.join(REPLICATES)}, got {self.replicates!r}")
         if self.searcher not in SEARCHERS:
             raise ConfigError(f"unknown searcher {self.searcher!r}; choose one of: {', '.join(SEARCHERS)}")
         self._check_pairing(self.effective_scheduler)

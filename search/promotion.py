@@ -19,6 +19,12 @@ Tune does not checkpoint a scheduler's state, so with ``state_file`` (the runner
 ``results/<name>/promotion.json``) every decision is written there (JSON, see ``search.jsonstate``) and a resumed
 run reads it back.
 
+Replicates on demand (``lead_replicate``, ``--replicates survivors``, the default): only the trials of the first
+seed race; the other seeds' trials of a learning rate wait (PENDING, never started) until the stratum is
+settled (one group left, or every rung decided), then run to the end for the surviving group only, without
+pausing; the losing groups' waiting replicates are stopped unstarted. So learning rates are pruned on one seed,
+and the chosen learning rate still has all its seeds at full length: the cell's replicates.
+
 Works with searchers that propose trials without waiting for results (grid, random); ``SearchConfig`` refuses
 it with optuna and the guideline.
 """
@@ -45,15 +51,17 @@ def rung_milestones(max_t: int, grace_period: int, reduction_factor: float) -> l
 
 class StratifiedHalving(StratifiedScheduler):
     STATE_KEYS = ("_members", "_stratum_of", "_group_of", "_scores", "_final", "_done", "_survivors", "_decided",
-                  "paused_at", "stopped_at_rung", "_to_resume", "_to_stop")
+                  "paused_at", "stopped_at_rung", "_to_resume", "_to_stop", "_held", "_free")
 
     def __init__(self, *, stratify_by: tuple[str, ...] = ("budget", "depth"), group_by: tuple[str, ...] = ("lr",),
                  time_attr: str = "training_iteration", metric: str | None = None, mode: str | None = None,
                  max_t: int = 8, grace_period: int = 1, reduction_factor: float = 3,
-                 stratum_size: int | None = None, state_file: str | None = None):
+                 stratum_size: int | None = None, state_file: str | None = None,
+                 replicate_key: str = "seed", lead_replicate: Any = None):
         super().__init__(stratify_by=tuple(stratify_by), metric=metric, mode=mode)
         self._group_by, self._time_attr, self._rf = tuple(group_by), time_attr, reduction_factor
         self._stratum_size, self._state_file = stratum_size, state_file
+        self._replicate_key, self._lead = replicate_key, lead_replicate
         self.milestones = rung_milestones(max_t, grace_period, reduction_factor)
         self._loaded, self._requeued = False, set()
         self._members: dict[Any, list[str]] = {}  # stratum -> trial ids
@@ -68,6 +76,8 @@ class StratifiedHalving(StratifiedScheduler):
         self.stopped_at_rung: dict[str, int] = {}
         self._to_resume: list[str] = []  # decided, not yet resumed (Tune may still be pausing them)
         self._to_stop: list[str] = []
+        self._held: set[str] = set()  # replicates waiting for their group to survive (never started yet)
+        self._free: set[str] = set()  # released replicates: run to the end, never paused
 
     # -- state ------------------------------------------------------------------------------------
     def _save(self) -> None:
@@ -92,9 +102,15 @@ class StratifiedHalving(StratifiedScheduler):
             self._stratum_of[tid] = s
             self._group_of[tid] = tuple(trial.config.get(k) for k in self._group_by)
             self._members.setdefault(s, []).append(tid)
-            self._survivors.setdefault(s, set()).add(tid)
+            self._survivors.setdefault(s, set())
             self._decided.setdefault(s, 0)
-        held = tid in self.paused_at or tid in self.stopped_at_rung or tid in self._to_resume
+            if self._lead is not None and trial.config.get(self._replicate_key) != self._lead:
+                self._held.add(tid)
+                if tune_controller is not None and trial.status == Trial.PENDING:
+                    trial.set_status(Trial.PAUSED)  # Tune starts every PENDING trial; it files this one as paused
+            else:
+                self._survivors[s].add(tid)
+        held = any(tid in x for x in (self.paused_at, self.stopped_at_rung, self._to_resume, self._held))
         if tune_controller is not None and trial.status == Trial.PENDING and held:
             self._requeued.add(tid)  # a resumed run requeues unfinished trials; put them back where they were
 
@@ -104,10 +120,12 @@ class StratifiedHalving(StratifiedScheduler):
             return TrialScheduler.CONTINUE
         score = self._sign() * float(result[self._metric])
         self._final[tid] = score if math.isfinite(score) else -math.inf
-        if t not in self.milestones or t in self._scores.get(tid, {}):
+        if t not in self.milestones or t in self._scores.get(tid, {}) or tid in self._free:
             return TrialScheduler.CONTINUE
         self._scores.setdefault(tid, {})[t] = self._final[tid]
         if result.get("early_stopped"):  # it ends now anyway; it is scored with this value at later rungs
+            return TrialScheduler.CONTINUE
+        if self._settled(self._stratum_of[tid], search_finished=False):  # nothing left to decide: no pause
             return TrialScheduler.CONTINUE
         self.paused_at[tid] = t
         self._save()
@@ -176,12 +194,17 @@ class StratifiedHalving(StratifiedScheduler):
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
         trials = {t.trial_id: t for t in tune_controller.get_trials()}
         self._restore_requeued(tune_controller, trials)
-        self.decide(tune_controller.search_alg.is_finished())
+        finished = tune_controller.search_alg.is_finished()
+        self.decide(finished)
+        released, dropped = self.settle_replicates(finished)
+        self._to_resume += released  # held as PAUSED: started when chosen, from scratch (no checkpoint yet)
+        self._to_stop += dropped  # never started: a losing learning rate's further seeds
         # a trial told to pause is PAUSED only once Tune has saved it: act on it then, keep it queued until
         for tid in [t for t in self._to_stop if self._status(trials, t) != Trial.RUNNING]:
             self._to_stop.remove(tid)
             self._save()
-            if self._status(trials, tid) == Trial.PAUSED:
+            if self._status(trials, tid) in (Trial.PAUSED, Trial.PENDING):
+                trials[tid].init_local_path()  # a replicate never started has no folder yet; Tune's results need one
                 tune_controller.stop_trial(trials[tid])
         for tid in [t for t in self._to_resume if self._status(trials, t) != Trial.RUNNING]:
             self._to_resume.remove(tid)
@@ -193,6 +216,38 @@ class StratifiedHalving(StratifiedScheduler):
                 return trial
         return None
 
+    def _settled(self, s: Any, search_finished: bool) -> bool:
+        """No decision left that could drop a group still in the race of stratum ``s``."""
+        groups = {self._group_of[t] for t in self._survivors[s]}
+        return self._closed(s, search_finished) and (len(groups) <= 1 or self._decided[s] == len(self.milestones))
+
+    def settle_replicates(self, search_finished: bool) -> tuple[list[str], list[str]]:
+        """Waiting replicates to start now (their group survived every decision) and to drop unstarted (it lost)."""
+        release, drop = [], []
+        for tid in sorted(self._held):
+            s = self._stratum_of[tid]
+            if not self._closed(s, search_finished):  # a group's first-seed trial may not be added yet
+                continue
+            alive = {self._group_of[t] for t in self._survivors[s]}
+            if self._group_of[tid] in alive and not self._settled(s, search_finished):
+                continue
+            self._held.discard(tid)
+            if self._group_of[tid] in alive:
+                self._free.add(tid)
+                release.append(tid)
+            else:
+                self.stopped_at_rung[tid] = 0
+                self._done.add(tid)
+                drop.append(tid)
+        if release or drop:
+            self._save()
+        return release, drop
+
+    @property
+    def waiting(self) -> frozenset[str]:
+        """Replicates held back until their group's fate is decided."""
+        return frozenset(self._held)
+
     @staticmethod
     def _status(trials: dict[str, Trial], tid: str) -> str | None:
         return trials[tid].status if tid in trials else None
@@ -202,7 +257,7 @@ class StratifiedHalving(StratifiedScheduler):
             self._requeued.discard(tid)
             if trials[tid].status != Trial.PENDING:
                 continue
-            if tid in self.paused_at or tid in self._to_resume or tid in self._to_stop:  # still at its rung
+            if any(tid in x for x in (self.paused_at, self._to_resume, self._to_stop, self._held)):  # still waiting
                 tune_controller._set_trial_status(trials[tid], Trial.PAUSED)
             else:  # it had lost its rung (Tune's last snapshot may still call it paused)
                 tune_controller.stop_trial(trials[tid])

@@ -175,6 +175,7 @@ def make_scheduler(cfg: SearchConfig, run_dir: Path | None = None, n_depths: int
         size = per_cell and (per_cell if by_depth else per_cell * n_depths)
         return StratifiedHalving(stratify_by=("budget", "depth") if by_depth else ("budget",),
                                  group_by=("lr",) if by_depth else ("depth", "lr"), stratum_size=size,
+                                 lead_replicate=cfg.seeds[0] if per_cell and cfg.replicates == "survivors" else None,
                                  state_file=str(run_dir / PROMOTION_FILE) if run_dir else None, **rungs)
     return BudgetStratifiedASHA(**rungs)
 

@@ -28,7 +28,7 @@ def _simulate(sched, trials, score, max_t=9, early_stop=None):
     for tr in trials:
         sched.on_trial_add(None, tr)
     ran = {tr.trial_id: 0 for tr in trials}
-    runnable = list(trials)
+    runnable = [tr for tr in trials if tr.trial_id not in sched.waiting]  # replicates held back start later
     while runnable:
         for tr in runnable:
             while ran[tr.trial_id] < max_t:
@@ -43,8 +43,9 @@ def _simulate(sched, trials, score, max_t=9, early_stop=None):
             if sched.paused_at.get(tr.trial_id) is None:
                 sched.on_trial_complete(None, tr, {})
         resume, _ = sched.decide(search_finished=True)
+        released, _ = sched.settle_replicates(search_finished=True)
         by_id = {tr.trial_id: tr for tr in trials}
-        runnable = [by_id[t] for t in resume]
+        runnable = [by_id[t] for t in resume + released]
     return ran
 
 
@@ -73,6 +74,43 @@ def test_per_depth_runs_every_depths_best_lr_to_the_end_with_all_its_seeds():
         assert len({tr.config["lr"] for tr in full}) == 1
     # successive halving spends per depth 6 x 1 + 2 x 2 + 2 x 6 = 22 epoch-equivalents, the grid 54
     assert sum(ran.values()) == 22 * len(DEPTHS)
+
+
+def test_survivors_mode_races_the_first_seed_and_runs_the_other_only_for_the_winner():
+    rng = np.random.default_rng(4)
+    lrs, seeds = (3e-4, 5e-4, 1e-3, 2e-3, 3e-3), (0, 1)
+    trials = _trials(DEPTHS, lrs, seeds)
+    sched = StratifiedHalving(metric="val_metric", mode="max", stratum_size=len(lrs) * len(seeds),
+                              lead_replicate=0, **KW)
+    ran = _simulate(sched, trials, _noisy(rng))
+    for d in DEPTHS:
+        cell = [tr for tr in trials if tr.config["depth"] == d]
+        full = [tr for tr in cell if ran[tr.trial_id] == 9]
+        assert sorted(tr.config["seed"] for tr in full) == [0, 1] and len({tr.config["lr"] for tr in full}) == 1
+        assert sum(ran[tr.trial_id] == 0 for tr in cell) == len(lrs) - 1  # losers' replicates never started
+    # per depth: 5 first-seed trials x 1 + the winner's first seed 8 more + its replicate 9 = 22 (grid: 90)
+    assert sum(ran.values()) == 22 * len(DEPTHS) and not sched.waiting
+
+
+def test_survivors_mode_is_fair_to_identical_learning_rates_and_finds_a_better_one():
+    rng = np.random.default_rng(5)
+    lrs = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
+    wins = dict.fromkeys(lrs, 0)
+    for _ in range(450):
+        trials = _trials(["d0"], lrs, (0, 1))
+        sched = StratifiedHalving(metric="val_metric", mode="max", stratum_size=18, lead_replicate=0, **KW)
+        ran = _simulate(sched, trials, _noisy(rng))
+        (winner,) = {tr.config["lr"] for tr in trials if ran[tr.trial_id] == 9}
+        wins[winner] += 1
+    assert _chi2(list(wins.values())) < CHI2_8DF_P001, wins
+    better = 0
+    for _ in range(100):
+        trials = _trials(["d0"], lrs, (0, 1))
+        sched = StratifiedHalving(metric="val_metric", mode="max", stratum_size=18, lead_replicate=0, **KW)
+        score = lambda tr, t, f=_noisy(rng): f(tr, t) + (0.06 if tr.config["lr"] == 0.1 else 0.0)  # noqa: E731
+        ran = _simulate(sched, trials, score)
+        better += {tr.config["lr"] for tr in trials if ran[tr.trial_id] == 9} == {0.1}
+    assert better >= 90
 
 
 def test_per_depth_judges_an_lrs_seeds_by_their_mean_not_their_max():

@@ -121,3 +121,21 @@ def test_cli_demo_smoke_and_listing(tmp_path):
     assert demo.returncode == 0, demo.stderr[-2000:]
     assert "best tuning depth per data budget" in demo.stdout
     assert (tmp_path / "results" / "demo-smoke" / "trials.parquet").exists()
+
+
+@pytest.mark.slow
+def test_replicates_run_only_for_the_surviving_learning_rate(ray_local, tmp_path):
+    """The default ``--replicates survivors`` on real Tune: the first seed races 3 learning rates; the second
+    seed runs (to the end, unpaused) only for the winner; the losers' second seeds never start. The cell's
+    replicates are then that learning rate's two full-length seeds."""
+    cfg = SearchConfig(name="rep", backbone="tiny-alexnet", depths=("scratch",), budgets=(1.0,), epochs=3,
+                       samples=3, seeds=(0, 1), patience=0, data_samples=120, batch_size=16,
+                       results_dir=str(tmp_path))
+    out = run_search(cfg, log=lambda s: None)
+    assert not out.errors
+    ran = out.trials.groupby(["lr", "seed"])["epoch"].max()
+    winner = ran.xs(1, level="seed").index.tolist()
+    assert len(winner) == 1 and ran[(winner[0], 0)] == 3 and ran[(winner[0], 1)] == 3
+    assert sorted(ran.xs(0, level="seed").drop(winner).tolist()) == [1, 1]  # pruned after one epoch
+    assert out.trials["trial_id"].nunique() == 4  # 2 replicates never started
+    assert out.table["best_lr"].tolist() == winner
