@@ -2,7 +2,8 @@
 
 One owner for every file of a run: ``config.yaml``, ``splits.parquet``, ``trials.parquet`` (validation
 curves), ``predictions.parquet`` (test-split probabilities of each budget x depth x replicate seed),
-``summary.parquet``, ``report.md``. Needs neither Ray nor the training code, so ``tunedepth report``,
+``summary.parquet``, ``report.md``, ``optuna.db`` (the Optuna studies), ``tune/`` (Tune's experiment folder, with
+TensorBoard event files per trial). Needs neither Ray nor the training code, so ``tunedepth report``,
 ``compare`` and ``status`` read runs with pandas/pyarrow alone.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from trainables.config import ConfigError
 
 CONFIG_FILE, TRIALS_FILE, PREDICTIONS_FILE = "config.yaml", "trials.parquet", "predictions.parquet"
 SUMMARY_FILE, REPORT_FILE, SPLITS_FILE = "summary.parquet", "report.md", "splits.parquet"
+OPTUNA_FILE = "optuna.db"  # searcher optuna: one study per budget ("budget-0.05", ...), SQLite
 REQUIRED_FILES = (CONFIG_FILE, TRIALS_FILE)
 
 TRIAL_COLUMNS = (
@@ -198,6 +200,11 @@ def storage_of(cfg, run_dir: Path) -> tuple[str, str]:
     if cfg.storage:
         return (cfg.storage if "://" in cfg.storage else str(Path(cfg.storage).resolve())), cfg.name
     return str(run_dir), "tune"
+
+
+def optuna_url(run_dir: Path) -> str:
+    """The SQLAlchemy URL of the run's Optuna studies (optuna-dashboard and ``optuna.load_study`` take it)."""
+    return f"sqlite:///{Path(run_dir).resolve() / OPTUNA_FILE}"
 
 
 def experiment_path(cfg, run_dir: Path) -> str:

@@ -123,3 +123,8 @@ def test_optuna_search_end_to_end(ray_local, tmp_path):
     assert out.trials["lr"].between(cfg.lr_min, cfg.lr_max).all()
     assert set(out.trials["depth"]) <= {"fc8", "conv4-fc8", "conv1-fc8", "scratch"}
     assert np.isfinite(out.table["best_val"]).all()
+    import optuna
+    for budget, group in out.trials.groupby("budget"):  # the stored study of each budget, as optuna-dashboard opens it
+        study = optuna.load_study(study_name=f"budget-{budget:g}", storage=f"sqlite:///{tmp_path}/optuna/optuna.db")
+        assert len(study.trials) == 3 and group["depth"].nunique() == 3  # 3 of the 4 depths enqueued, one trial each
+        assert sorted(t.params["depth"] for t in study.trials) == sorted(group.groupby("trial_id")["depth"].first())
