@@ -216,8 +216,14 @@ def make_tuner(cfg: SearchConfig, prep: Prepared, run_dir: Path, plan: SearchPla
     )
 
 
-def progress_callback(cfg: SearchConfig, prep: Prepared) -> BudgetProgress:
-    return BudgetProgress(prep.app.mode, cfg.epochs, prep.app.metric, every_s=5 if cfg.smoke else 10)
+def steps_per_epoch(cfg: SearchConfig, prep: Prepared) -> int:
+    """Optimizer steps of one epoch-equivalent (the same at every budget)."""
+    return epoch_steps(TrialConfig.from_dict(cfg.trial_settings()), len(prep.data.train_y))
+
+
+def progress_callback(cfg: SearchConfig, prep: Prepared, plan: SearchPlan) -> BudgetProgress:
+    return BudgetProgress(prep.app.mode, cfg.epochs, prep.app.metric, every_s=5 if cfg.smoke else 10,
+                          planned_trials=plan.trials, steps_per_epoch=steps_per_epoch(cfg, prep))
 
 
 # -- 3. collect ------------------------------------------------------------------------------------------
@@ -243,7 +249,7 @@ def collect(results, prep: Prepared, run_dir: Path, t0: float, plan: SearchPlan 
 
 def plan_text(cfg: SearchConfig, prep: Prepared) -> str:
     """What the search will do, printed at its start: depths, budgets, lr grid, seeds, trial length, scheduler."""
-    steps = epoch_steps(TrialConfig.from_dict(cfg.trial_settings()), len(prep.data.train_y))
+    steps = steps_per_epoch(cfg, prep)
     lrs = ", ".join(f"{lr:g}" for lr in fixed_lrs(cfg)) if cfg.searcher in ("grid", "guideline") else \
         f"{cfg.samples} draw(s) in [{cfg.lr_min:g}, {cfg.lr_max:g}]"
     stop = f", early stop after {cfg.patience} without gain" if cfg.patience else ""
@@ -274,7 +280,7 @@ def _run_search(cfg: SearchConfig, log: Log, trainable) -> Outcome:
     log(plan_text(cfg, prep))
     t_tune = time.time()
     watch = InterruptWatch(run_dir).install()
-    results = make_tuner(cfg, prep, run_dir, plan, [progress_callback(cfg, prep), watch], trainable).fit()
+    results = make_tuner(cfg, prep, run_dir, plan, [progress_callback(cfg, prep, plan), watch], trainable).fit()
     stop_if_interrupted(watch, results, prep, run_dir, cfg.name)
     return collect(results, prep, run_dir, t0, plan, log, time.time() - t_tune)
 

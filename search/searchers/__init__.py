@@ -34,6 +34,7 @@ class SearchPlan:
     num_samples: int
     search_alg: Searcher | BasicVariantGenerator | None = None
     guideline: GuidelineSearcher | None = None
+    trials: int = 0  # trials planned (the guideline: at most), for the progress line
 
 
 def _lr_space(cfg: SearchConfig):
@@ -68,19 +69,21 @@ def make_plan(cfg: SearchConfig, depths: list[str], fixed: dict[str, Any], metri
     seed = {"seed": int(cfg.seeds[0])}
     if cfg.searcher == "grid":
         space = depth_budget_space(depths=depths, budgets=cfg.budgets, lrs=fixed_lrs(cfg), seeds=cfg.seeds, **fixed)
-        return SearchPlan(space, 1, _seeded_variants(cfg))
+        return SearchPlan(space, 1, _seeded_variants(cfg),
+                          trials=len(depths) * len(cfg.budgets) * len(fixed_lrs(cfg)) * len(cfg.seeds))
     if cfg.searcher == "random":
         space = {**fixed, "budget": tune.grid_search(list(cfg.budgets)), "depth": tune.choice(depths),
                  "lr": _lr_space(cfg),
                  "seed": tune.grid_search(list(cfg.seeds)) if len(cfg.seeds) > 1 else cfg.seeds[0]}
-        return SearchPlan(space, cfg.samples, _seeded_variants(cfg))
+        return SearchPlan(space, cfg.samples, _seeded_variants(cfg),
+                          trials=cfg.samples * len(cfg.budgets) * len(cfg.seeds))
     if cfg.searcher == "optuna":
         return _optuna_plan(cfg, depths, {**fixed, **seed}, metric, mode)
     guideline = GuidelineSearcher(depths, list(cfg.budgets), fixed_lrs(cfg), min_delta=cfg.guideline_min_delta,
                                   patience=cfg.guideline_patience, include_scratch="scratch" in depths,
                                   seeds=cfg.seeds, metric=metric, mode=mode)
     upper = len(depths) * len(cfg.budgets) * len(fixed_lrs(cfg)) * len(cfg.seeds)
-    return SearchPlan(dict(fixed), upper, guideline, guideline)
+    return SearchPlan(dict(fixed), upper, guideline, guideline, trials=upper)
 
 
 def enqueued_depths(depths: list[str], trials: int) -> list[str]:
@@ -111,4 +114,5 @@ def _optuna_plan(cfg: SearchConfig, depths: list[str], fixed: dict[str, Any], me
 
     inner = PerBudgetSearcher(make, list(cfg.budgets), cfg.samples, metric=metric, mode=mode)
     lr = {} if cfg.lr_min < cfg.lr_max else {"lr": cfg.lr_min}
-    return SearchPlan({**fixed, **lr}, cfg.samples * len(cfg.budgets), ConcurrencyLimiter(inner, cfg.max_concurrent or 2))
+    n = cfg.samples * len(cfg.budgets)
+    return SearchPlan({**fixed, **lr}, n, ConcurrencyLimiter(inner, cfg.max_concurrent or 2), trials=n)
