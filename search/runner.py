@@ -27,6 +27,7 @@ from search.promotion import StratifiedHalving
 from search.schedulers import BudgetStratifiedASHA
 from search.searchers import SearchPlan, fixed_lrs, make_plan
 from search.source_check import describe, write_source_check
+from search.tracking import tracking_callbacks, tracking_text
 from trainables.apps import App, build_split_data, check_backbone, get_app
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import SplitData, splits_frame
@@ -270,6 +271,7 @@ def run_search(cfg: SearchConfig, log: Log = print, trainable=None) -> Outcome:
 
 def _run_search(cfg: SearchConfig, log: Log, trainable) -> Outcome:
     t0 = time.time()
+    tracking = tracking_callbacks(cfg)  # a missing MLflow fails before the data build
     prep = prepare(cfg, log)
     plan = make_plan(cfg, prep.depths, fixed_trial_keys(cfg), "val_metric", prep.app.mode)  # refusals come first
     run_dir = fresh_run_dir(cfg, log)
@@ -278,9 +280,11 @@ def _run_search(cfg: SearchConfig, log: Log, trainable) -> Outcome:
     source_check(cfg, prep, run_dir, log)
     connect_ray(cfg, log)
     log(plan_text(cfg, prep))
+    log(tracking_text(cfg, run_dir, prep.depths))
     t_tune = time.time()
     watch = InterruptWatch(run_dir).install()
-    results = make_tuner(cfg, prep, run_dir, plan, [progress_callback(cfg, prep, plan), watch], trainable).fit()
+    callbacks = [progress_callback(cfg, prep, plan), watch, *tracking]
+    results = make_tuner(cfg, prep, run_dir, plan, callbacks, trainable).fit()
     stop_if_interrupted(watch, results, prep, run_dir, cfg.name)
     return collect(results, prep, run_dir, t0, plan, log, time.time() - t_tune)
 
@@ -302,6 +306,7 @@ def resume_search(run: str, results_dir: str = "results", log: Log = print) -> O
 def _resume_search(cfg: SearchConfig, log: Log) -> Outcome:
     t0 = time.time()
     run_dir = run_dir_of(cfg)
+    tracking_callbacks(cfg)  # Tune restores the run's own callbacks; this checks MLflow is still importable
     prep = prepare(cfg, log)
     connect_ray(cfg, log)
     path = experiment_path(cfg, run_dir)
