@@ -79,19 +79,23 @@ def test_restore_continues_the_same_studies_without_enqueueing_a_depth_twice(tmp
     for i in range(4):  # two trials per budget: both finish
         _finish(searcher, f"a{i}", searcher.suggest(f"a{i}"))
     running = searcher.suggest("running")  # still running at the snapshot: Tune resumes it
+    closed = searcher.suggest("closed")  # running at the snapshot, pruned before the driver died
     snapshot = tmp_path / "searcher-state.pkl"
     searcher.save(str(snapshot))
+    searcher.on_trial_result("closed", {"val_metric": 0.5, "training_iteration": 1})
+    searcher.on_trial_complete("closed", {"val_metric": 0.5, "training_iteration": 1})  # pruned (1 < max_t 2)
     lost = searcher.suggest("lost")  # asked after the snapshot, then the driver died: Tune never knew it
     before = {b: (s._study_id, len(s.get_trials())) for b, s in _studies(cfg).items()}
 
     restored = _searcher(cfg)  # Tuner.restore: a fresh copy of the plan, started, then the snapshot restored
     restored.restore(str(snapshot))
     _finish(restored, "running", running)
+    _finish(restored, "closed", closed)  # Tune reruns it from its checkpoint: the study keeps its first record
     i = 0
     while (config := restored.suggest(f"b{i}")) != "FINISHED":
         _finish(restored, f"b{i}", config)
         i += 1
-    assert i == len(BUDGETS) * cfg.samples - 5  # the 5 trials Tune knew of are not proposed again
+    assert i == len(BUDGETS) * cfg.samples - 6  # the 6 trials Tune knew of are not proposed again
 
     studies = _studies(cfg)
     for budget, study in studies.items():
@@ -99,5 +103,7 @@ def test_restore_continues_the_same_studies_without_enqueueing_a_depth_twice(tmp
         assert len(study.get_trials()) == cfg.samples + (budget == lost["budget"]) > before[budget][1]
         assert _enqueued(study) == Counter(DEPTHS)  # every depth once among the live trials
         states = Counter(t.state for t in study.get_trials())
-        assert states[TrialState.COMPLETE] == cfg.samples and states[TrialState.RUNNING] == 0
+        pruned = budget == closed["budget"]
+        assert states[TrialState.COMPLETE] == cfg.samples - pruned and states[TrialState.PRUNED] == pruned
+        assert states[TrialState.RUNNING] == 0
         assert states[TrialState.FAIL] == (budget == lost["budget"])  # the lost trial, marked failed

@@ -6,9 +6,11 @@
   config leaves no file behind.
 - *Depths first.* ``enqueue`` depths are enqueued once (``study.enqueue_trial``) before TPE takes over, so every
   depth the budget can afford gets a trial: TPE alone may never draw some depth.
-- *Resume.* Tune restores this searcher from its last snapshot. A trial asked after that snapshot is still RUNNING
-  in the database but unknown to Tune: it is marked FAIL, and a depth left without a live trial is enqueued again
-  (never a second time while one is waiting, running or done).
+- *Resume.* Tune restores this searcher from its last snapshot, which the database may be ahead of. A trial asked
+  after that snapshot is still RUNNING in the database but unknown to Tune: it is marked FAIL, and a depth left
+  without a live trial is enqueued again (never a second time while one is waiting, running or done). A trial Tune
+  resumes that the database already records as finished keeps that first record (Optuna cannot reopen a finished
+  trial); its further results go to Tune only.
 - *Pruned.* Ray's ``OptunaSearch`` reports every stopped trial as COMPLETE with its last value. A trial that ASHA
   stopped before ``max_t`` is a *pruned* trial in Optuna's terms; TPE treats those differently (it ranks them by
   their intermediate values), so we tell Optuna the truth.
@@ -18,6 +20,8 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def study_name(budget: float) -> str:
@@ -73,12 +77,20 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         depths."""
         if self._ot_study is None:
             return
+        finished = {t._trial_id for t in self._ot_study.get_trials(deepcopy=False, states=FINISHED)}
+        self._completed_trials |= {tid for tid, t in self._ot_trials.items() if t._trial_id in finished}
         fail_orphans(self._ot_study, {t._trial_id for t in self._ot_trials.values()})
         self.enqueue_missing()
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id not in self._completed_trials:  # (a resumed trial the study already closed: Tune's alone)
+            super().on_trial_result(trial_id, result)
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials:
+            return
         stopped_early = bool(result) and not error and result.get(self.time_attr, self.max_t) < self.max_t
-        if not stopped_early or trial_id in self._completed_trials:
+        if not stopped_early:
             return super().on_trial_complete(trial_id, result=result, error=error)
         self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
         self._completed_trials.add(trial_id)
