@@ -73,7 +73,11 @@ class BudgetProgress(tune.Callback):
 
     def _register(self, trials) -> None:
         for t in trials:  # every trial Tune knows of, pending ones included
-            self._state(t)
+            s = self._state(t)
+            status = getattr(t, "status", None)  # a resumed search: trials that ended before it get no event
+            if status in ("TERMINATED", "ERROR") and s.status not in ("finished", "stopped", "error"):
+                s.epochs = int((getattr(t, "last_result", None) or {}).get("training_iteration", s.epochs))
+                s.status = "error" if status == "ERROR" else "finished" if s.epochs >= self.max_epochs else "stopped"
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._register(trials)
@@ -100,6 +104,7 @@ class BudgetProgress(tune.Callback):
         self._maybe_print(force=True)
 
     def on_experiment_end(self, trials, **info):
+        self._register(trials)
         self._print()
 
     def _maybe_print(self, force: bool = False) -> None:

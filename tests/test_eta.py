@@ -50,3 +50,15 @@ def test_live_view_prints_the_line_and_a_resumed_copy_keeps_its_counts():
     assert "progress [" in view.render() and "| trials 1/3 | steps 14/42 |" in view.render()
     resumed = pickle.loads(pickle.dumps(view))  # Tune restores its callbacks so on resume
     assert resumed.steps_at_start == 14 and resumed.progress().session_steps == 0
+
+
+def test_trials_that_ended_before_a_resume_count_as_ended():
+    from search.progress import BudgetProgress
+
+    view = BudgetProgress("max", max_epochs=4, metric_name="auc", planned_trials=2, steps_per_epoch=1)
+    config = {"budget": 1.0, "depth": "fc8", "lr": 0.01, "seed": 0}
+    done = SimpleNamespace(trial_id="a", config=config, status="TERMINATED", last_result={"training_iteration": 2})
+    live = SimpleNamespace(trial_id="b", config=config, status="RUNNING", last_result={})
+    view.on_experiment_end([done, live])
+    assert view.trials["a"].status == "stopped" and view.trials["b"].status == "pending"
+    assert "| trials 1/2 | steps 2/6 |" in view.render()
