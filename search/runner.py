@@ -27,7 +27,7 @@ from search.promotion import StratifiedHalving
 from search.schedulers import BudgetStratifiedASHA
 from search.searchers import SearchPlan, fixed_lrs, make_plan
 from search.source_check import describe, write_source_check
-from search.tracking import tracking_callbacks, tracking_text
+from search.tracking import close_interrupted_runs, tracking_callbacks, tracking_text
 from trainables.apps import App, build_split_data, check_backbone, get_app
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import SplitData, splits_frame
@@ -314,6 +314,8 @@ def _resume_search(cfg: SearchConfig, log: Log) -> Outcome:
         raise ConfigError(f"nothing to resume at {path}: the run never started tuning; start it again with `run`")
     tuner = tune.Tuner.restore(path, trainable=make_trainable(cfg, prep), resume_unfinished=True, resume_errored=True)
     log(f"resuming {cfg.name} from {path}")
+    if close_interrupted_runs(cfg):
+        log(f"mlflow: the interrupted trials' runs are marked KILLED; resumed trials log into new runs")
     return collect(tuner.fit(), prep, run_dir, t0, log=log)
 
 

@@ -42,6 +42,24 @@ def tracking_callbacks(cfg) -> list:
     return [mlflow_callback(cfg.mlflow, cfg.name, {"app": cfg.app, "backbone": cfg.backbone, "source": cfg.source})]
 
 
+def close_interrupted_runs(cfg) -> int:
+    """Before a resume: MLflow runs of the experiment left RUNNING by the driver that died are marked KILLED (Tune
+    logs each resumed trial into a new run); returns how many."""
+    if not cfg.mlflow:
+        return 0
+    mlflow_callback(cfg.mlflow, cfg.name)  # checks the install, allows a file store
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=cfg.mlflow)
+    experiment = client.get_experiment_by_name(cfg.name)
+    if experiment is None:
+        return 0
+    runs = client.search_runs([experiment.experiment_id], filter_string="attributes.status = 'RUNNING'")
+    for run in runs:
+        client.set_terminated(run.info.run_id, status="KILLED")
+    return len(runs)
+
+
 def tensorboard_hint(experiment_path: str) -> str:
     """The command that opens the run's TensorBoard event files (a path relative to the current folder if below it)."""
     path = experiment_path

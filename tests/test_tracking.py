@@ -39,3 +39,21 @@ def test_missing_mlflow_is_one_line_before_any_data(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"--mlflow needs MLflow.*pip install 'tunedepth\[mlflow\]'"):
         run_search(cfg, log=lambda s: None)
     assert not (Path(tmp_path) / "m").exists()
+
+
+def test_a_resume_marks_the_runs_the_dead_driver_left_running_killed(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from search.tracking import close_interrupted_runs
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    cfg = SearchConfig(name="r", mlflow=f"file://{tmp_path}/mlruns")
+    assert close_interrupted_runs(cfg) == 0  # no experiment yet
+    client = MlflowClient(tracking_uri=cfg.mlflow)
+    exp = client.create_experiment("r")
+    left, done = client.create_run(exp), client.create_run(exp)
+    client.set_terminated(done.info.run_id, status="FINISHED")
+    assert close_interrupted_runs(cfg) == 1
+    assert client.get_run(left.info.run_id).info.status == "KILLED"
+    assert client.get_run(done.info.run_id).info.status == "FINISHED"
