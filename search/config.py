@@ -59,6 +59,9 @@ class SearchConfig(TrialSettings):
     address: str = setting("", "'' = start a local Ray; 'auto' or ray://HOST:10001 = attach to a cluster")
     storage: str = setting("", "'' = results/<name>/tune; else a shared path or a pyarrow URI (s3://, gs://)")
     dashboard: bool = setting(False, "local Ray only: start the dashboard on 127.0.0.1:8265")
+    mlflow: str = setting("", "MLflow tracking URI (file:///path, sqlite:///mlflow.db, http://host:5000): one MLflow "
+                              "run per trial in the experiment named after the run; '' = none (needs "
+                              "pip install 'tunedepth[mlflow]')")
     data_samples: int = setting(0, "units to generate, or at most to use from --data; 0 = the app's default")
     smoke: bool = setting(False, "tiny data, 2 budgets, 4 depths, short trials")
     results_dir: str = setting("results", "folder of the runs")

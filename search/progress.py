@@ -1,4 +1,5 @@
-"""Live progress in the terminal: per data budget, trials running/finished/stopped and the best depth so far."""
+"""Live progress in the terminal: a progress line (trials and optimizer steps done / planned, ETA; see
+``search.eta``), then per data budget, trials running/finished/stopped and the best depth so far."""
 from __future__ import annotations
 
 import sys
@@ -11,6 +12,7 @@ from ray import tune
 
 from trainables.mode import Mode
 from search.analysis.selecting import best_depths, select_cells
+from search.eta import Progress, compute_progress, progress_line
 
 
 @dataclass
@@ -29,12 +31,14 @@ class BudgetProgress(tune.Callback):
     """Prints a compact per-budget block at most every ``every_s`` seconds and when trials end."""
 
     def __init__(self, mode: str, max_epochs: int, metric_name: str, every_s: float = 10.0,
-                 stream: TextIO | None = None):
+                 stream: TextIO | None = None, planned_trials: int = 0, steps_per_epoch: int = 0):
         self.mode, self.max_epochs, self.metric_name, self.every_s = mode, max_epochs, metric_name, every_s
         self.stream = stream  # None = whatever sys.stdout is at print time
+        self.planned_trials, self.steps_per_epoch = planned_trials, steps_per_epoch  # 0: no progress line
         self.trials: dict[str, _TrialState] = {}
         self.t0 = time.monotonic()
         self.last_print = 0.0
+        self.steps_at_start = 0
 
     def _state(self, trial) -> _TrialState:
         if trial.trial_id not in self.trials:
@@ -57,9 +61,23 @@ class BudgetProgress(tune.Callback):
     def __getstate__(self) -> dict:  # Tune pickles callbacks with the experiment state; streams don't pickle
         return {**self.__dict__, "stream": None}
 
+    def __setstate__(self, state: dict) -> None:  # a resumed search: its own clock and step rate
+        self.__dict__.update({"planned_trials": 0, "steps_per_epoch": 0, **state})  # older snapshots lack them
+        self.t0, self.last_print = time.monotonic(), 0.0
+        self.steps_at_start = self.progress().steps_done if self.steps_per_epoch else 0
+
+    def progress(self) -> Progress:
+        epochs = {tid: (s.epochs, s.status in ("finished", "stopped", "error")) for tid, s in self.trials.items()}
+        return compute_progress(epochs, self.planned_trials, self.max_epochs, self.steps_per_epoch,
+                                time.monotonic() - self.t0, self.steps_at_start)
+
     def _register(self, trials) -> None:
         for t in trials:  # every trial Tune knows of, pending ones included
-            self._state(t)
+            s = self._state(t)
+            status = getattr(t, "status", None)  # a resumed search: trials that ended before it get no event
+            if status in ("TERMINATED", "ERROR") and s.status not in ("finished", "stopped", "error"):
+                s.epochs = int((getattr(t, "last_result", None) or {}).get("training_iteration", s.epochs))
+                s.status = "error" if status == "ERROR" else "finished" if s.epochs >= self.max_epochs else "stopped"
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._register(trials)
@@ -86,6 +104,7 @@ class BudgetProgress(tune.Callback):
         self._maybe_print(force=True)
 
     def on_experiment_end(self, trials, **info):
+        self._register(trials)
         self._print()
 
     def _maybe_print(self, force: bool = False) -> None:
@@ -99,6 +118,8 @@ class BudgetProgress(tune.Callback):
         elapsed = time.monotonic() - self.t0
         done = sum(s.status in ("finished", "stopped", "error") for s in self.trials.values())
         lines = [f"[{elapsed:6.0f}s] trials: {done}/{len(self.trials)} ended"]
+        if self.steps_per_epoch:
+            lines.append(f"  progress {progress_line(self.progress())}")
         best = self.best_so_far()
         for budget in sorted({s.budget for s in self.trials.values()}):
             group = [s for s in self.trials.values() if s.budget == budget]

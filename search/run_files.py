@@ -2,7 +2,9 @@
 
 One owner for every file of a run: ``config.yaml``, ``splits.parquet``, ``trials.parquet`` (validation
 curves), ``predictions.parquet`` (test-split probabilities of each budget x depth x replicate seed),
-``summary.parquet``, ``report.md``, and the scheduler's resume state ``promotion.json``. Needs neither Ray nor the training code, so ``tunedepth report``,
+``summary.parquet``, ``report.md``, the scheduler's resume state ``promotion.json``, ``optuna.db`` (the Optuna
+studies), ``tune/`` (Tune's experiment folder, with TensorBoard event files per trial). Needs neither Ray nor
+the training code, so ``tunedepth report``,
 ``compare`` and ``status`` read runs with pandas/pyarrow alone.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ from trainables.config import ConfigError
 CONFIG_FILE, TRIALS_FILE, PREDICTIONS_FILE = "config.yaml", "trials.parquet", "predictions.parquet"
 SUMMARY_FILE, REPORT_FILE, SPLITS_FILE = "summary.parquet", "report.md", "splits.parquet"
 PROMOTION_FILE = "promotion.json"  # search.promotion's decisions (search.jsonstate), read back by resume
+OPTUNA_FILE = "optuna.db"  # searcher optuna: one study per budget ("budget-0.05", ...), SQLite
 REQUIRED_FILES = (CONFIG_FILE, TRIALS_FILE)
 
 TRIAL_COLUMNS = (
@@ -199,6 +202,11 @@ def storage_of(cfg, run_dir: Path) -> tuple[str, str]:
     if cfg.storage:
         return (cfg.storage if "://" in cfg.storage else str(Path(cfg.storage).resolve())), cfg.name
     return str(run_dir), "tune"
+
+
+def optuna_url(run_dir: Path) -> str:
+    """The SQLAlchemy URL of the run's Optuna studies (optuna-dashboard and ``optuna.load_study`` take it)."""
+    return f"sqlite:///{Path(run_dir).resolve() / OPTUNA_FILE}"
 
 
 def experiment_path(cfg, run_dir: Path) -> str:

@@ -27,6 +27,7 @@ from search.promotion import StratifiedHalving
 from search.schedulers import BudgetStratifiedASHA
 from search.searchers import SearchPlan, fixed_lrs, make_plan
 from search.source_check import describe, write_source_check
+from search.tracking import close_interrupted_runs, tracking_callbacks, tracking_text
 from trainables.apps import App, build_split_data, check_backbone, get_app
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import SplitData, splits_frame
@@ -217,8 +218,14 @@ def make_tuner(cfg: SearchConfig, prep: Prepared, run_dir: Path, plan: SearchPla
     )
 
 
-def progress_callback(cfg: SearchConfig, prep: Prepared) -> BudgetProgress:
-    return BudgetProgress(prep.app.mode, cfg.epochs, prep.app.metric, every_s=5 if cfg.smoke else 10)
+def steps_per_epoch(cfg: SearchConfig, prep: Prepared) -> int:
+    """Optimizer steps of one epoch-equivalent (the same at every budget)."""
+    return epoch_steps(TrialConfig.from_dict(cfg.trial_settings()), len(prep.data.train_y))
+
+
+def progress_callback(cfg: SearchConfig, prep: Prepared, plan: SearchPlan) -> BudgetProgress:
+    return BudgetProgress(prep.app.mode, cfg.epochs, prep.app.metric, every_s=5 if cfg.smoke else 10,
+                          planned_trials=plan.trials, steps_per_epoch=steps_per_epoch(cfg, prep))
 
 
 # -- 3. collect ------------------------------------------------------------------------------------------
@@ -244,7 +251,7 @@ def collect(results, prep: Prepared, run_dir: Path, t0: float, plan: SearchPlan 
 
 def plan_text(cfg: SearchConfig, prep: Prepared) -> str:
     """What the search will do, printed at its start: depths, budgets, lr grid, seeds, trial length, scheduler."""
-    steps = epoch_steps(TrialConfig.from_dict(cfg.trial_settings()), len(prep.data.train_y))
+    steps = steps_per_epoch(cfg, prep)
     lrs = ", ".join(f"{lr:g}" for lr in fixed_lrs(cfg)) if cfg.searcher in ("grid", "guideline") else \
         f"{cfg.samples} draw(s) in [{cfg.lr_min:g}, {cfg.lr_max:g}]"
     stop = f", early stop after {cfg.patience} without gain" if cfg.patience else ""
@@ -265,6 +272,7 @@ def run_search(cfg: SearchConfig, log: Log = print, trainable=None) -> Outcome:
 
 def _run_search(cfg: SearchConfig, log: Log, trainable) -> Outcome:
     t0 = time.time()
+    tracking = tracking_callbacks(cfg)  # a missing MLflow fails before the data build
     prep = prepare(cfg, log)
     plan = make_plan(cfg, prep.depths, fixed_trial_keys(cfg), "val_metric", prep.app.mode)  # refusals come first
     run_dir = fresh_run_dir(cfg, log)
@@ -273,9 +281,11 @@ def _run_search(cfg: SearchConfig, log: Log, trainable) -> Outcome:
     source_check(cfg, prep, run_dir, log)
     connect_ray(cfg, log)
     log(plan_text(cfg, prep))
+    log(tracking_text(cfg, run_dir, prep.depths))
     t_tune = time.time()
     watch = InterruptWatch(run_dir).install()
-    results = make_tuner(cfg, prep, run_dir, plan, [progress_callback(cfg, prep), watch], trainable).fit()
+    callbacks = [progress_callback(cfg, prep, plan), watch, *tracking]
+    results = make_tuner(cfg, prep, run_dir, plan, callbacks, trainable).fit()
     stop_if_interrupted(watch, results, prep, run_dir, cfg.name)
     return collect(results, prep, run_dir, t0, plan, log, time.time() - t_tune)
 
@@ -297,6 +307,7 @@ def resume_search(run: str, results_dir: str = "results", log: Log = print) -> O
 def _resume_search(cfg: SearchConfig, log: Log) -> Outcome:
     t0 = time.time()
     run_dir = run_dir_of(cfg)
+    tracking_callbacks(cfg)  # Tune restores the run's own callbacks; this checks MLflow is still importable
     prep = prepare(cfg, log)
     connect_ray(cfg, log)
     path = experiment_path(cfg, run_dir)
@@ -304,6 +315,8 @@ def _resume_search(cfg: SearchConfig, log: Log) -> Outcome:
         raise ConfigError(f"nothing to resume at {path}: the run never started tuning; start it again with `run`")
     tuner = tune.Tuner.restore(path, trainable=make_trainable(cfg, prep), resume_unfinished=True, resume_errored=True)
     log(f"resuming {cfg.name} from {path}")
+    if close_interrupted_runs(cfg):
+        log(f"mlflow: the interrupted trials' runs are marked KILLED; resumed trials log into new runs")
     return collect(tuner.fit(), prep, run_dir, t0, log=log)
 
 

@@ -112,14 +112,33 @@ def test_guideline_finds_the_known_best_depth_with_fewer_trials_than_grid(ray_lo
 
 
 @pytest.mark.slow
-def test_optuna_search_end_to_end(ray_local, tmp_path):
+def test_optuna_search_end_to_end(ray_local, tmp_path, capsys):
+    """Also the run's tracking: stored Optuna studies, TensorBoard event files, MLflow runs, the progress line."""
     cfg = smoke_config(SearchConfig(name="optuna", backbone="tiny-alexnet", source="fractal",
                                              results_dir=str(tmp_path))).replace(
-        searcher="optuna", samples=3, epochs=3, grace_period=1)
-    out = run_search(cfg, log=lambda s: None)
+        searcher="optuna", samples=3, epochs=3, grace_period=1, mlflow=f"file://{tmp_path}/mlruns")
+    out = run_search(cfg)
     assert not out.errors
+    printed = capsys.readouterr().out
+    assert f"tensorboard --logdir {tmp_path}/optuna/tune" in printed and "optuna-dashboard sqlite:///" in printed
+    assert "| trials 6/6 | steps " in printed and "| done" in printed  # the progress line at the end
+    trial_dirs = [d for d in (tmp_path / "optuna" / "tune").iterdir() if (d / "result.json").exists()]
+    assert len(trial_dirs) == 6 and all(list(d.glob("events.out.tfevents.*")) for d in trial_dirs)
+    import mlflow
+    mlflow.set_tracking_uri(cfg.mlflow)
+    runs = mlflow.search_runs(experiment_names=["optuna"])  # one MLflow run per trial, with its metric per epoch
+    run_of = {t: runs[runs["tags.trial_name"].str.endswith(t)] for t in out.trials["trial_id"].unique()}
+    assert len(runs) == 6 and all(len(r) == 1 for r in run_of.values())
+    last = out.trials.sort_values("epoch").groupby("trial_id")["val_metric"].last()
+    assert all(np.isclose(run_of[t]["metrics.val_metric"].iloc[0], v) for t, v in last.items())
+    assert all(run_of[t]["params.depth"].iloc[0] == d for t, d in out.trials.groupby("trial_id")["depth"].first().items())
     per_budget = out.trials.groupby("budget")["trial_id"].nunique().to_dict()
     assert per_budget == {0.25: 3, 1.0: 3}
     assert out.trials["lr"].between(cfg.lr_min, cfg.lr_max).all()
     assert set(out.trials["depth"]) <= {"fc8", "conv4-fc8", "conv1-fc8", "scratch"}
     assert np.isfinite(out.table["best_val"]).all()
+    import optuna
+    for budget, group in out.trials.groupby("budget"):  # the stored study of each budget, as optuna-dashboard opens it
+        study = optuna.load_study(study_name=f"budget-{budget:g}", storage=f"sqlite:///{tmp_path}/optuna/optuna.db")
+        assert len(study.trials) == 3 and group["depth"].nunique() == 3  # 3 of the 4 depths enqueued, one trial each
+        assert sorted(t.params["depth"] for t in study.trials) == sorted(group.groupby("trial_id")["depth"].first())

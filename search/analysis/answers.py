@@ -23,6 +23,7 @@ class BudgetAnswer:
     best_finetune: str | None
     scratch_vs_finetune: tuple[float, float, float] | None  # metric(scratch) - metric(best fine-tune), interval
     scratch_verdict: str  # "fine-tuning better" | "scratch better" | "equivalent" | "inconclusive" | "n/a"
+    not_trained: list[str] = field(default_factory=list)  # planned depths with no reported result: never judged
 
     def having(self, *words: str) -> list[str]:
         return [d for d, v in self.verdicts.items() if v in words]
@@ -87,7 +88,25 @@ def _scratch_answer(g: pd.DataFrame, best: pd.Series, mode) -> tuple[str | None,
     return str(ft["depth"]), delta, v
 
 
-def budget_answers(summary: pd.DataFrame, mode) -> list[BudgetAnswer]:
+def planned_depths(config: dict, trials: pd.DataFrame) -> list[str]:
+    """The depths the search meant to try at every budget: config.yaml's resolved ``depths``, else every depth
+    that reported at some budget (shallow to deep)."""
+    if config.get("depths"):
+        return [str(d) for d in config["depths"]]
+    if trials.empty:
+        return []
+    return [str(d) for d in trials.sort_values("depth_index")["depth"].drop_duplicates()]
+
+
+def not_trained(summary: pd.DataFrame, planned: list[str], budget: float) -> list[str]:
+    """Planned depths without a result at ``budget`` (no trial drawn, or none reported an epoch)."""
+    seen = set(summary.loc[summary["budget"] == budget, "depth"].astype(str)) if len(summary) else set()
+    return [d for d in planned if d not in seen]
+
+
+def budget_answers(summary: pd.DataFrame, mode, planned: list[str] = ()) -> list[BudgetAnswer]:
+    """Per budget with a result: the choice, the verdicts of the other *trained* depths, and the planned depths
+    that were never trained there (named, not judged)."""
     answers = []
     for budget, g in summary.groupby("budget"):
         if not g["is_best"].any():
@@ -98,5 +117,6 @@ def budget_answers(summary: pd.DataFrame, mode) -> list[BudgetAnswer]:
         answers.append(BudgetAnswer(
             budget=float(budget), n_train=int(best["n_train"]), best_depth=str(best["depth"]),
             best=(float(best["test_metric"]), float(best["test_metric_low"]), float(best["test_metric_high"])),
-            verdicts=verdicts, best_finetune=best_ft, scratch_vs_finetune=delta, scratch_verdict=sv))
+            verdicts=verdicts, best_finetune=best_ft, scratch_vs_finetune=delta, scratch_verdict=sv,
+            not_trained=not_trained(summary, list(planned), budget)))
     return answers

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from search.analysis.answers import Analysis, budget_answers
+from search.analysis.answers import Analysis, budget_answers, planned_depths
 from search.analysis.guideline import guideline, test_disagreement_warnings
 from search.analysis.render import render_markdown
 from search.analysis.resampling import DEFAULT_BOOTSTRAP, DEFAULT_LEVEL
@@ -53,7 +53,11 @@ def analyse(run_dir: Path, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0, level
     margin = default_margin(app.metric) if margin is None else float(margin)
     scored = summarise(files, app, n_boot, seed, level, margin, extras)
     notes = scored.notes + run_notes(files)
-    answers = budget_answers(scored.summary, app.mode)
+    planned = planned_depths(files.config, files.trials)
+    answers = budget_answers(scored.summary, app.mode, planned)
+    answered = {a.budget for a in answers}
+    notes += [f"budget {b:g}: no depth trained (no trial reported a result); nothing is judged there"
+              for b in files.config.get("budgets", []) if float(b) not in answered]
     lines = guideline(scored.summary, answers, 1 - level, files.config.get("epochs")) if answers else []
     return Analysis(Path(run_dir), files.config, app, scored.summary, files.trials, answers, lines, notes,
                     n_boot, seed, level, margin, scored.boot, scored.labels, scored.unit,

@@ -35,10 +35,14 @@ def span(chosen: list[float], budgets: list[float]) -> str:
 
 
 def recommendation(a: BudgetAnswer) -> str:
-    """What to do at one budget: the validation choice, and the depths the test split finds equivalent."""
+    """What to do at one budget: the validation choice, the depths the test split finds equivalent, and the
+    depths never trained there (the choice is among the trained ones only)."""
     do = "train from scratch" if a.best_depth == SCRATCH else f"tune {a.best_depth}"
     same = a.having("equivalent")
-    return do + " (chosen by validation" + (f"; equivalent on test: {', '.join(same)})" if same else ")")
+    why = "the only depth trained" if a.not_trained and not a.verdicts else "chosen by validation"
+    parts = [why] + ([f"equivalent on test: {', '.join(same)}"] if same else []) + \
+        ([f"not trained: {', '.join(a.not_trained)}"] if a.not_trained else [])
+    return f"{do} ({'; '.join(parts)})"
 
 
 def recommendation_sentences(answers: list[BudgetAnswer], budgets: list[float]) -> list[str]:
@@ -95,7 +99,9 @@ def undecided_sentence(answers: list[BudgetAnswer], summary: pd.DataFrame, budge
     if not open_:
         return None
     n_test = int(summary["n_test"].max())
-    return (f"{span(open_, budgets).capitalize()} every other depth is inconclusive against the choice: the test "
+    other = "every other trained depth" if any(a.not_trained for a in answers if a.budget in open_) else \
+        "every other depth"
+    return (f"{span(open_, budgets).capitalize()} {other} is inconclusive against the choice: the test "
             f"split ({n_test} samples) can neither separate them nor show them equivalent.")
 
 

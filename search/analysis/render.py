@@ -47,7 +47,17 @@ def answer_rows(analysis: Analysis) -> tuple[list[str], list[list[str]]]:
             worse += f"; better on test (warning): {', '.join(a.better_on_test)}"
         rows.append([pct(a.budget), str(a.n_train), a.best_depth, fmt_ci(*a.best), _others(a, "equivalent"),
                      _others(a, "inconclusive"), worse, sc, a.scratch_verdict])
+    if any(a.not_trained for a in analysis.answers):  # named, never judged
+        header.append("not trained")
+        for row, a in zip(rows, analysis.answers):
+            row.append(", ".join(a.not_trained) or "-")
     return header, rows
+
+
+def not_trained_line(analysis: Analysis, budget: float) -> list[str]:
+    missing = next((a.not_trained for a in analysis.answers if a.budget == budget), [])
+    return [f"Not trained: {', '.join(missing)} (no trial reported a result at this budget; no verdict).", ""] \
+        if missing else []
 
 
 def format_answer(analysis: Analysis) -> str:
@@ -126,6 +136,7 @@ def render_markdown(analysis: Analysis) -> str:
     for b in sorted(analysis.summary["budget"].unique()):
         n_train = int(analysis.summary.loc[analysis.summary["budget"] == b, "n_train"].iloc[0])
         out += [f"### budget {pct(b)} ({n_train} training samples)", "", md_table(header, detail_rows(analysis, b)), ""]
+        out += not_trained_line(analysis, b)
     extra = [col for col in analysis.summary.columns if col not in SUMMARY_COLUMNS]
     if extra:
         rows = [[pct(r["budget"]), r["depth"]] + [f"{r[col]:.3f}" for col in extra]

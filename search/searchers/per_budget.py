@@ -37,6 +37,12 @@ class PerBudgetSearcher(PicklingSearcher):  # its Optuna sub-searchers pickle (R
             s.set_search_properties(metric, mode, {}, **spec)
         return ok
 
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        for s in self.searchers.values():  # e.g. an Optuna study reconciled with its database
+            if hasattr(s, "after_restore"):
+                s.after_restore()
+
     def suggest(self, trial_id: str):
         open_budgets = [b for b in self.budgets if self.suggested[b] < self.trials_per_budget]
         if not open_budgets:
