@@ -12,10 +12,10 @@ from typing import Callable
 
 from ray.tune.search import Searcher
 
-from search.searchers.state import PicklingSearcher
+from search.searchers.state import SignedPickleSearcher
 
 
-class PerBudgetSearcher(PicklingSearcher):  # its Optuna sub-searchers pickle (Ray's OptunaSearch)
+class PerBudgetSearcher(SignedPickleSearcher):  # Ray's OptunaSearch only pickles: signed
     def __init__(
         self,
         make_searcher: Callable[[float], Searcher],
