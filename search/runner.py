@@ -316,7 +316,7 @@ def _resume_search(cfg: SearchConfig, log: Log) -> Outcome:
     tuner = tune.Tuner.restore(path, trainable=make_trainable(cfg, prep), resume_unfinished=True, resume_errored=True)
     log(f"resuming {cfg.name} from {path}")
     if close_interrupted_runs(cfg):
-        log(f"mlflow: the interrupted trials' runs are marked KILLED; resumed trials log into new runs")
+        log("mlflow: the interrupted trials' runs are marked KILLED; resumed trials log into new runs")
     return collect(tuner.fit(), prep, run_dir, t0, log=log)
 
 
