@@ -256,8 +256,13 @@ def plan_text(cfg: SearchConfig, prep: Prepared) -> str:
         f"{cfg.samples} draw(s) in [{cfg.lr_min:g}, {cfg.lr_max:g}]"
     stop = f", early stop after {cfg.patience} without gain" if cfg.patience else ""
     budgets = ", ".join(f"{b:g}" for b in cfg.budgets)
+    halving = cfg.effective_scheduler in ("per-depth", "per-budget") and cfg.searcher == "grid"
+    seeds = f"seeds {', '.join(map(str, cfg.seeds))}"
+    if halving and len(cfg.seeds) > 1:
+        seeds += (f" (seed {cfg.seeds[0]} races the lrs; the others run for the surviving lr only)"
+                  if cfg.replicates == "survivors" else " (an lr's seeds race together, judged by their mean)")
     return (f"search: {cfg.searcher}, depths {', '.join(prep.depths)}; budgets {budgets}"
-            f"; lr {lrs}; seeds {', '.join(map(str, cfg.seeds))}\n"
+            f"; lr {lrs}; {seeds}\n"
             f"        trials: up to {cfg.epochs} epoch-equivalents of {steps} optimizer steps (batch {cfg.batch_size}, "
             f"the same at every budget){stop}; scheduler {cfg.effective_scheduler} (first rung "
             f"{cfg.grace_period}, eta {cfg.reduction_factor})")
