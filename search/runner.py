@@ -14,7 +14,7 @@ import ray
 from ray import tune
 
 from search.config import SearchConfig
-from search.guard import RunLock, check_address, check_run_name
+from search.guard import TOKEN_FIX, RunLock, check_address, check_run_name, cluster_address, use_token_auth
 from search.interrupts import InterruptWatch
 from search.progress import BudgetProgress
 from search.analysis.answers import Analysis
@@ -146,11 +146,18 @@ def connect_ray(cfg: SearchConfig, log: Log) -> None:
     # Each checkpoint forces a small experiment-state snapshot (num_to_keep is set); that is intended here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     common = dict(logging_level=logging.WARNING, log_to_driver=False)
-    if cfg.address or os.environ.get("RAY_ADDRESS"):
+    address = cluster_address(cfg.address)
+    if address:
         if cfg.dashboard:
             log("--dashboard applies to a local Ray only; the cluster's own dashboard is on its head node (:8265)")
-        ray.init(address=cfg.address or None, **common)
-        log(f"ray: attached to {cfg.address or os.environ['RAY_ADDRESS']}, "
+        token = use_token_auth()
+        try:
+            ray.init(address=cfg.address or None, **common)
+        except (ConnectionError, ray.exceptions.AuthenticationError) as e:
+            raise ConfigError(f"could not attach to the Ray cluster at {address} ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:160]}); check it is up (`ray status --address {address}`)"
+                              f"{'' if token else ' and, if it uses token auth, ' + TOKEN_FIX}") from None
+        log(f"ray: attached to {address}{' (token auth)' if token else ''}, "
             f"{int(ray.cluster_resources().get('CPU', 0))} CPUs, {len(ray.nodes())} node(s)")
         return
     # address="local": always a fresh local Ray, even if a stale /tmp/ray/ray_current_cluster names another
@@ -257,7 +264,7 @@ def plan_text(cfg: SearchConfig, prep: Prepared) -> str:
 
 def run_search(cfg: SearchConfig, log: Log = print, trainable=None) -> Outcome:
     """Run the search ``cfg``; ``trainable`` replaces the Tune trainable (bench/demo_speed.py's naive loop)."""
-    check_address(cfg.address)  # an unreachable cluster fails in seconds, before any data or folder
+    check_address(cluster_address(cfg.address))  # an unreachable or refusing cluster fails in seconds, before any data
     with RunLock(cfg.results_dir, check_run_name(cfg.name)):  # one owner per run name, before anything moves
         return _run_search(cfg, log, trainable)
 
