@@ -52,7 +52,9 @@ class SearchConfig(TrialSettings):
     gpus_per_trial: float = setting(0.0, "GPUs per trial; fractions allowed, e.g. 0.25 = four trials share one")
     max_concurrent: int = setting(0, "trials at once; 0 = as many as the cluster's resources allow")
     reuse_actors: bool = setting(True, "a finished trial's Ray actor runs the next (no process start)")
-    address: str = setting("", "'' = start a local Ray; 'auto' or ray://HOST:10001 = attach to a cluster")
+    address: str = setting("", "a cluster's head HOST:PORT (`ray start --head --port`), 'auto' or "
+                                  "ray://HOST:10001; its token is read from $RAY_AUTH_TOKEN or ~/.ray/auth_token; "
+                                  "'' = $RAY_ADDRESS (set under `ray job submit`), else start a local Ray")
     storage: str = setting("", "'' = results/<name>/tune; else a shared path or a pyarrow URI (s3://, gs://)")
     dashboard: bool = setting(False, "local Ray only: start the dashboard on 127.0.0.1:8265")
     data_samples: int = setting(0, "units to generate, or at most to use from --data; 0 = the app's default")

@@ -11,6 +11,7 @@ from ray import tune
 
 from trainables.mode import Mode
 from search.analysis.selecting import best_depths, select_cells
+from search.trial_states import ENDED, ERROR, PENDING, RUNNING, counts_text, ended_state
 
 
 @dataclass
@@ -20,7 +21,7 @@ class _TrialState:
     depth_index: int = 0
     lr: float = 0.0
     seed: int = 0
-    status: str = "pending"  # pending | running | finished | stopped | error
+    status: str = PENDING  # one of search.trial_states.STATES
     epochs: int = 0
     best: float | None = None
 
@@ -50,7 +51,7 @@ class BudgetProgress(tune.Callback):
         """Per budget, the best depth by validation so far (``search.analysis.selecting``'s one rule)."""
         frame = pd.DataFrame([{"trial_id": tid, "budget": s.budget, "depth": s.depth, "depth_index": s.depth_index,
                                "lr": s.lr, "seed": s.seed, "epoch": s.epochs, "val_metric": s.best, "n_train": 0,
-                               "status": "error" if s.status == "error" else "ok"}
+                               "status": "error" if s.status == ERROR else "ok"}
                               for tid, s in self.trials.items() if s.best is not None])
         return best_depths(select_cells(frame, self.mode), self.mode) if len(frame) else frame
 
@@ -63,12 +64,12 @@ class BudgetProgress(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._register(trials)
-        self._state(trial).status = "running"
+        self._state(trial).status = RUNNING
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._register(trials)
         s = self._state(trial)
-        s.status = "running"
+        s.status = RUNNING
         s.epochs = int(result.get("training_iteration", s.epochs))
         s.depth_index = int(result.get("depth_index", s.depth_index))
         v = result.get("val_metric")
@@ -78,11 +79,11 @@ class BudgetProgress(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         s = self._state(trial)
-        s.status = "finished" if s.epochs >= self.max_epochs else "stopped"
+        s.status = ended_state(s.epochs, self.max_epochs)
         self._maybe_print(force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._state(trial).status = "error"
+        self._state(trial).status = ERROR
         self._maybe_print(force=True)
 
     def on_experiment_end(self, trials, **info):
@@ -97,22 +98,15 @@ class BudgetProgress(tune.Callback):
 
     def render(self) -> str:
         elapsed = time.monotonic() - self.t0
-        done = sum(s.status in ("finished", "stopped", "error") for s in self.trials.values())
+        done = sum(s.status in ENDED for s in self.trials.values())
         lines = [f"[{elapsed:6.0f}s] trials: {done}/{len(self.trials)} ended"]
         best = self.best_so_far()
         for budget in sorted({s.budget for s in self.trials.values()}):
             group = [s for s in self.trials.values() if s.budget == budget]
-            count = {k: sum(s.status == k for s in group)
-                     for k in ("pending", "running", "finished", "stopped", "error")}
             top = best[best["budget"] == budget] if len(best) else best
             best_txt = (f"best so far {top['depth'].iloc[0]} ({self.metric_name} {top['val_metric'].iloc[0]:.3f})"
                         if len(top) else "no result yet")
-            err = f", {count['error']} error" if count["error"] else ""
-            lines.append(
-                f"  budget {budget:<5g} pending {count['pending']}, running {count['running']}, "
-                f"finished {count['finished']}, "
-                f"stopped early {count['stopped']}{err} | {best_txt}"
-            )
+            lines.append(f"  budget {budget:<5g} {counts_text(s.status for s in group)} | {best_txt}")
         return "\n".join(lines)
 
     def _print(self) -> None:

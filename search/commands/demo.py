@@ -16,7 +16,7 @@ def register(sub) -> None:
                    help="shift every trial seed by N and permute the lr grid's order (data and splits stay fixed): "
                         "rerun with another N to check the answer is repeatable")
     p.add_argument("--name", default=None, help="run name under results/ (default demo / demo-smoke)")
-    p.add_argument("--results-dir", default="results")
+    p.add_argument("--results-dir", default="results", help="folder of the runs")
     p.set_defaults(func=run)
 
 
