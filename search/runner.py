@@ -1,6 +1,7 @@
 """A depth x budget search, in named steps: resolve, prepare (data + weights, once), tune, collect, answer."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -14,9 +15,10 @@ import ray
 from ray import tune
 
 from search.config import SearchConfig
-from search.guard import TOKEN_FIX, RunLock, check_address, check_run_name, cluster_address, use_token_auth
+from search.guard import TOKEN_FIX, RunLock, cluster_address, use_token_auth
 from search.interrupts import InterruptWatch
 from search.progress import BudgetProgress
+from search.validate import Checked, check_search
 from search.analysis.answers import Analysis
 from search.analysis.selecting import best_depth_table, format_table
 from search.evaluate import report_after_run
@@ -27,14 +29,13 @@ from search.promotion import StratifiedHalving
 from search.schedulers import BudgetStratifiedASHA
 from search.searchers import SearchPlan, fixed_lrs, make_plan
 from search.source_check import describe, write_source_check
-from trainables.apps import App, build_split_data, check_backbone, get_app
+from trainables.apps import App, build_split_data
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import SplitData, splits_frame
-from trainables.models import SCRATCH, depth_names, get_backbone
+from trainables.models import SCRATCH
 from trainables.models.backbones import BackboneSpec
 from trainables.models.probe import check_source
 from trainables.models.sources import get_source_weights
-from trainables.schedules import check_schedule
 from trainables.trainable import train_depth
 from trainables.trial import epoch_steps
 
@@ -63,26 +64,9 @@ class Outcome:
 
 
 # -- 1. resolve and prepare ----------------------------------------------------------------------------
-def resolve_depths(cfg: SearchConfig, spec: BackboneSpec) -> list[str]:
-    names = depth_names(spec)
-    if cfg.depths:
-        unknown = [d for d in cfg.depths if d not in names]
-        if unknown:
-            raise ConfigError(f"unknown depth(s) {unknown} for {spec.name}; `tunedepth depths {spec.name}` lists them")
-        return list(cfg.depths)
-    if cfg.smoke:
-        tuned = names[:-1]
-        return [tuned[i] for i in sorted({0, len(tuned) // 2, len(tuned) - 1})] + [SCRATCH]
-    return names
-
-
-def prepare(cfg: SearchConfig, log: Log) -> Prepared:
-    """Validate everything a trial will need, then build the data and the pretrained weights once."""
-    app, spec = get_app(cfg.app), get_backbone(cfg.backbone)
-    check_backbone(app, spec)
-    check_schedule(cfg.schedule)
-    depths = resolve_depths(cfg, spec)
-    TrialConfig.from_dict({**fixed_trial_keys(cfg), "depth": depths[0], "budget": min(cfg.budgets), "lr": cfg.lr_min})
+def prepare(cfg: SearchConfig, log: Log, checked: Checked | None = None) -> Prepared:
+    """Build the data and the pretrained weights once, for a config ``check_search`` accepted."""
+    app, spec, depths = dataclasses.astuple(checked or check_search(cfg, new_run=False))
     weights: dict[str, dict | None] = {}
     fine_tunes = any(d != SCRATCH for d in depths)
     if fine_tunes and cfg.source != "fractal":  # a file or package read: a bad source fails before the data build
@@ -264,14 +248,14 @@ def plan_text(cfg: SearchConfig, prep: Prepared) -> str:
 
 def run_search(cfg: SearchConfig, log: Log = print, trainable=None) -> Outcome:
     """Run the search ``cfg``; ``trainable`` replaces the Tune trainable (bench/demo_speed.py's naive loop)."""
-    check_address(cluster_address(cfg.address))  # an unreachable or refusing cluster fails in seconds, before any data
-    with RunLock(cfg.results_dir, check_run_name(cfg.name)):  # one owner per run name, before anything moves
-        return _run_search(cfg, log, trainable)
+    checked = check_search(cfg)  # the whole config, before any data, folder or Ray (search.validate)
+    with RunLock(cfg.results_dir, cfg.name):  # one owner per run name, before anything moves
+        return _run_search(cfg, log, trainable, checked)
 
 
-def _run_search(cfg: SearchConfig, log: Log, trainable) -> Outcome:
+def _run_search(cfg: SearchConfig, log: Log, trainable, checked: Checked) -> Outcome:
     t0 = time.time()
-    prep = prepare(cfg, log)
+    prep = prepare(cfg, log, checked)
     plan = make_plan(cfg, prep.depths, fixed_trial_keys(cfg), "val_metric", prep.app.mode)  # refusals come first
     run_dir = fresh_run_dir(cfg, log)
     save_config(cfg, prep, run_dir)
