@@ -121,3 +121,13 @@ def smoke_config(base: SearchConfig) -> SearchConfig:
     """The smoke size of a search: two budgets, four depths (set by the runner), two lrs x one seed, short
     trials on tiny data."""
     return base.replace(smoke=True, budgets=(0.25, 1.0), epochs=2, grace_period=1, samples=2, seeds=base.seeds[:1])
+
+
+def build_config(values: Mapping[str, Any]) -> SearchConfig:
+    """A SearchConfig from keys (a --config file, flags, ``tunedepth.search(...)``): with ``smoke``, the smoke
+    size of the search with the keys given explicitly kept (``--smoke --epochs 1`` runs one epoch)."""
+    cfg = SearchConfig.from_dict(values)
+    if cfg.smoke:
+        given = {k: v for k, v in dataclasses.asdict(cfg).items() if k in values}
+        cfg = SearchConfig.from_dict({**smoke_config(cfg).to_dict(), **given})
+    return cfg

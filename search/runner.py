@@ -1,7 +1,6 @@
 """A depth x budget search, in named steps: resolve, prepare (data + weights, once), tune, collect, answer."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -66,7 +65,8 @@ class Outcome:
 # -- 1. resolve and prepare ----------------------------------------------------------------------------
 def prepare(cfg: SearchConfig, log: Log, checked: Checked | None = None) -> Prepared:
     """Build the data and the pretrained weights once, for a config ``check_search`` accepted."""
-    app, spec, depths = dataclasses.astuple(checked or check_search(cfg, new_run=False))
+    checked = checked or check_search(cfg, new_run=False)
+    app, spec, depths = checked.app, checked.spec, checked.depths
     weights: dict[str, dict | None] = {}
     fine_tunes = any(d != SCRATCH for d in depths)
     if fine_tunes and cfg.source != "fractal":  # a file or package read: a bad source fails before the data build

@@ -55,7 +55,7 @@ def register(sub) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from search.config import SearchConfig, smoke_config
+    from search.config import build_config
 
     values: dict = {}
     if args.config:
@@ -84,11 +84,7 @@ def config_from_args(args: argparse.Namespace):
     for flag in ("smoke", "dashboard"):
         if getattr(args, flag):
             values[flag] = True
-    cfg = SearchConfig.from_dict(values)
-    if cfg.smoke:
-        overrides = {k: v for k, v in dataclasses.asdict(cfg).items() if k in values}
-        cfg = SearchConfig.from_dict({**smoke_config(cfg).to_dict(), **overrides})
-    return cfg
+    return build_config(values)
 
 
 def print_outcome(outcome, cfg) -> int:
@@ -119,10 +115,10 @@ def print_outcome(outcome, cfg) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from search.runner import run_search
+    import tunedepth
 
     cfg = config_from_args(args)
-    return print_outcome(run_search(cfg), cfg)
+    return print_outcome(tunedepth.search(cfg).outcome, cfg)
 
 
 def resume(args: argparse.Namespace) -> int:
