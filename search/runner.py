@@ -2,19 +2,17 @@
 from __future__ import annotations
 
 import json
-import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
-import ray
 from ray import tune
 
 from search.config import SearchConfig
-from search.guard import TOKEN_FIX, RunLock, cluster_address, use_token_auth
+from search.cluster import connect_ray, warn_job_working_dir  # noqa: F401 (connect_ray: tests import it here)
+from search.guard import RunLock
 from search.interrupts import InterruptWatch
 from search.progress import BudgetProgress
 from search.validate import Checked, check_search
@@ -39,7 +37,6 @@ from trainables.trainable import train_depth
 from trainables.trial import epoch_steps
 
 Log = Callable[[str], None]
-DASHBOARD_HOST, DASHBOARD_PORT = "127.0.0.1", 8265
 
 
 @dataclass
@@ -122,37 +119,7 @@ def save_config(cfg: SearchConfig, prep: Prepared, run_dir: Path) -> None:
     write_config(resolved, run_dir)
 
 
-# -- 2. connect and tune ---------------------------------------------------------------------------------
-def connect_ray(cfg: SearchConfig, log: Log) -> None:
-    """Attach to ``cfg.address`` (or $RAY_ADDRESS, as under `ray job submit`), else start a local Ray."""
-    if ray.is_initialized():
-        return
-    # Each checkpoint forces a small experiment-state snapshot (num_to_keep is set); that is intended here.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    common = dict(logging_level=logging.WARNING, log_to_driver=False)
-    address = cluster_address(cfg.address)
-    if address:
-        if cfg.dashboard:
-            log("--dashboard applies to a local Ray only; the cluster's own dashboard is on its head node (:8265)")
-        token = use_token_auth()
-        try:
-            ray.init(address=cfg.address or None, **common)
-        except (ConnectionError, ray.exceptions.AuthenticationError) as e:
-            raise ConfigError(f"could not attach to the Ray cluster at {address} ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:160]}); check it is up (`ray status --address {address}`)"
-                              f"{'' if token else ' and, if it uses token auth, ' + TOKEN_FIX}") from None
-        log(f"ray: attached to {address}{' (token auth)' if token else ''}, "
-            f"{int(ray.cluster_resources().get('CPU', 0))} CPUs, {len(ray.nodes())} node(s)")
-        return
-    # address="local": always a fresh local Ray, even if a stale /tmp/ray/ray_current_cluster names another
-    ray.init(address="local", include_dashboard=cfg.dashboard, dashboard_host=DASHBOARD_HOST,
-             dashboard_port=DASHBOARD_PORT, **common)
-    log(f"ray: local, {int(ray.cluster_resources().get('CPU', 0))} CPUs")
-    if cfg.dashboard:
-        log(f"ray dashboard: http://{DASHBOARD_HOST}:{DASHBOARD_PORT}  (token auth: `ray get-auth-token` prints "
-            "the token the page asks for)")
-
-
+# -- 2. tune (search.cluster connects) ---------------------------------------------------------------------------------
 def make_scheduler(cfg: SearchConfig, run_dir: Path | None = None, n_depths: int = 1):
     """The scheduler ``cfg.scheduler`` names; the time unit of every one is the epoch-equivalent (a fixed number
     of optimizer steps, the same at every budget)."""
@@ -258,6 +225,7 @@ def _run_search(cfg: SearchConfig, log: Log, trainable, checked: Checked) -> Out
     prep = prepare(cfg, log, checked)
     plan = make_plan(cfg, prep.depths, fixed_trial_keys(cfg), "val_metric", prep.app.mode)  # refusals come first
     run_dir = fresh_run_dir(cfg, log)
+    warn_job_working_dir(cfg, run_dir, log)
     save_config(cfg, prep, run_dir)
     write_parquet(splits_frame(prep.data, cfg.budgets), run_dir / SPLITS_FILE)
     source_check(cfg, prep, run_dir, log)

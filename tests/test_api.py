@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 import tunedepth
-from trainables.config import ConfigError
+from tunedepth import ConfigError
 
 TINY = dict(smoke=True, backbone="tiny-alexnet", source="scratch", depths=["fc8", "scratch"], budgets=[0.5, 1.0],
             epochs=1, samples=1, seeds=[0])
