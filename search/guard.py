@@ -94,10 +94,10 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
         raise ConfigError(f"no Ray cluster answers at {host}:{port} ({e.strerror or type(e).__name__}); start one with "
                           f"`ray start --head --port {port}`, or drop --address to run locally") from None
     if "://" not in address:  # a head's GCS port (ray:// is Ray Client's own protocol)
-        check_authentication(host, port, timeout_s)
+        check_authentication(host, port, 2 * timeout_s)
 
 
-def check_authentication(host: str, port: int, timeout_s: float = 5.0) -> None:
+def check_authentication(host: str, port: int, timeout_s: float = 10.0) -> None:
     """Ask the Ray head at ``host:port`` one cheap question with the token the client will send (none when
     RAY_AUTH_MODE is not token and no token exists); its refusal becomes one line naming the fix."""
     import grpc
@@ -111,8 +111,9 @@ def check_authentication(host: str, port: int, timeout_s: float = 5.0) -> None:
                 gcs_service_pb2.GetClusterIdRequest(), timeout=timeout_s, metadata=metadata)
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.UNAUTHENTICATED:
-                raise ConfigError(f"{host}:{port} answers but not as a Ray head ({e.code().name}); give the port "
-                                  f"`ray start --head --port` was started with (default 6379)") from None
+                raise ConfigError(f"{host}:{port} answers but not as a Ray head ({e.code().name} within {timeout_s:g}s); "
+                                  f"give the port `ray start --head --port` was started with (default 6379), or "
+                                  f"retry if the head is overloaded") from None
             if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
                 why = "RAY_AUTH_MODE=disabled is set here"
                 fix = "unset it (a token in $RAY_AUTH_TOKEN or ~/.ray/auth_token is then used)"

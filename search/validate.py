@@ -2,7 +2,7 @@
 
 ``check_search`` runs every check that needs neither the data's content nor Ray, in the order a user would fix
 them: the run name, the cluster address (reachable, token accepted), app and backbone, schedule, depths of the
-backbone, one trial's settings, the data path and its layout (not its files' content: that needs reading
+backbone, one trial's settings, the source's name (a ``file:`` path exists), the data path and its layout (not its files' content: that needs reading
 them), the searcher's plan. A failure is one ``ConfigError`` line naming the fix; nothing is left behind.
 What can only be checked on the data (corrupt images, a budget too small for the split) fails in the data
 build that follows, still before any folder is written.
@@ -17,6 +17,7 @@ from trainables.apps import App, check_backbone, get_app
 from trainables.config import ConfigError, TrialConfig
 from trainables.models import SCRATCH, depth_names, get_backbone
 from trainables.models.backbones import BackboneSpec
+from trainables.models.sources import check_source_name
 from trainables.schedules import check_schedule
 
 
@@ -61,6 +62,8 @@ def check_search(cfg: SearchConfig, new_run: bool = True) -> Checked:
     check_schedule(cfg.schedule)
     depths = resolve_depths(cfg, spec)
     TrialConfig.from_dict({**cfg.trial_settings(), "depth": depths[0], "budget": min(cfg.budgets), "lr": cfg.lr_min})
+    if any(d != SCRATCH for d in depths):  # depth scratch ignores the source
+        check_source_name(cfg.source)
     check_data_path(cfg, app)
     from search.searchers import make_plan
 

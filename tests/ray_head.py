@@ -27,6 +27,7 @@ class Head:
     port: int
     dashboard_port: int
     token: str
+    cwd: Path  # the head's working directory: a job's, without --working-dir
     env: dict  # a client environment with the cluster's token in $RAY_AUTH_TOKEN and RAY_AUTH_MODE unset
 
     @property
@@ -53,8 +54,9 @@ def _answers(port: int) -> bool:
 
 
 @contextmanager
-def ray_head(cpus: int = 2, timeout_s: float = 90):
-    """A token-auth head on 127.0.0.1 (dashboard included) with the worktree on its workers' PYTHONPATH."""
+def ray_head(cwd: Path, cpus: int = 2, timeout_s: float = 90):
+    """A token-auth head on 127.0.0.1 (dashboard included) started in ``cwd``, with the worktree on its workers'
+    PYTHONPATH."""
     port, dash, client, agent, agent_grpc, env_agent, metrics = free_ports(7)
     token = secrets.token_hex(32)
     temp = tempfile.mkdtemp(prefix="td-ray-", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
@@ -67,7 +69,7 @@ def ray_head(cpus: int = 2, timeout_s: float = 90):
            "--runtime-env-agent-port", str(env_agent), "--metrics-export-port", str(metrics),
            "--num-cpus", str(cpus), "--temp-dir", temp, "--disable-usage-stats"]
     log = open(Path(temp) / "head.log", "w")
-    proc = subprocess.Popen(cmd, env=cluster_env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(cmd, env=cluster_env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
         t0 = time.time()
@@ -75,7 +77,7 @@ def ray_head(cpus: int = 2, timeout_s: float = 90):
             if proc.poll() is not None or time.time() - t0 > timeout_s:
                 raise RuntimeError(f"ray start --head failed:\n{(Path(temp) / 'head.log').read_text()[-3000:]}")
             time.sleep(0.5)
-        yield Head(port, dash, token, {**base, "RAY_AUTH_TOKEN": token})
+        yield Head(port, dash, token, Path(cwd), {**base, "RAY_AUTH_TOKEN": token})
     finally:
         proc.send_signal(signal.SIGTERM)  # `ray start --block` stops the processes it started, and only those
         try:

@@ -254,6 +254,8 @@ LATE_BEFORE = {  # checked by search.validate before the data build, the weights
     "data layout": ["--data", "{tmp}/notes.txt"],
     "data missing": ["--data", "{tmp}/nowhere"],
     "depth of another backbone": ["--backbone", "tiny-alexnet", "--depths", "b3-head"],
+    "missing weights file": ["--source", "file:{tmp}/missing.pt"],
+    "unknown source": ["--source", "nope"],
     "dead address": ["--address", "127.0.0.1:{port}"],
 }
 

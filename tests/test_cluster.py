@@ -6,21 +6,20 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from search.cli import main
 from search.guard import find_token, use_token_auth
-from ray_head import BIN, ROOT, ray_head
+from ray_head import BIN, ray_head
 
 TINY = ["--smoke", "--backbone", "tiny-alexnet", "--source", "scratch", "--depths", "scratch", "--budgets", "1.0",
         "--epochs", "1", "--samples", "1", "--seeds", "0"]
 
 
 @pytest.fixture(scope="module")
-def head():
-    with ray_head() as h:
+def head(tmp_path_factory):
+    with ray_head(tmp_path_factory.mktemp("head-cwd")) as h:
         yield h
 
 
@@ -40,16 +39,31 @@ def test_run_attaches_with_address_and_the_token_alone(head, tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_job_submit_runs_a_search_into_results_dir(head, tmp_path):
-    """`ray job submit -- tunedepth run ...`: the driver attaches through $RAY_ADDRESS; results land in the
-    absolute --results-dir (the job's working dir is the head's, or a temporary copy with --working-dir)."""
+def test_ray_job_submit_runs_a_search_into_results_of_its_working_dir(head, tmp_path):
+    """`ray job submit -- tunedepth run ...`: the driver attaches through $RAY_ADDRESS; a relative results dir is
+    the job's working dir's (the head's, without --working-dir): results/<name> there (README)."""
     env = {**head.env, "RAY_AUTH_MODE": "token"}  # the job CLI's HTTP client needs the mode (README)
     cmd = [str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{head.dashboard_port}", "--",
-           *_tunedepth("--name", "job", "--results-dir", str(tmp_path))]
-    r = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
+           *_tunedepth("--name", "job")]
+    r = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0 and "succeeded" in r.stdout + r.stderr, r.stdout[-3000:] + r.stderr[-2000:]
-    assert "ray: attached to" in r.stdout
-    assert (tmp_path / "job" / "trials.parquet").exists() and (tmp_path / "job" / "report.md").exists()
+    assert "ray: attached to" in r.stdout and "(token auth)" in r.stdout
+    run_dir = head.cwd / "results" / "job"
+    assert (run_dir / "trials.parquet").exists() and (run_dir / "report.md").exists()
+    assert not (tmp_path / "results").exists()  # not the submitting shell's folder
+
+
+def test_a_job_working_dir_copy_gets_a_note_about_relative_results(tmp_path, monkeypatch):
+    from search.cluster import warn_job_working_dir
+    from search.config import SearchConfig
+
+    said = []
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", '{"runtime_env": {"working_dir": "gcs://_ray_pkg_x.zip"}}')
+    warn_job_working_dir(SearchConfig(results_dir="results"), tmp_path / "r", said.append)
+    warn_job_working_dir(SearchConfig(results_dir=str(tmp_path)), tmp_path / "r", said.append)
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", '{"runtime_env": {"env_vars": {}}}')
+    warn_job_working_dir(SearchConfig(results_dir="results"), tmp_path / "r", said.append)
+    assert len(said) == 1 and "absolute --results-dir" in said[0]
 
 
 @pytest.mark.slow
@@ -99,3 +113,19 @@ def test_token_lookup_order_and_token_mode(tmp_path, monkeypatch):
         monkeypatch.undo()
         if "ray._raylet" in sys.modules:  # leave Ray's cached config as the environment now says
             sys.modules["ray._raylet"].Config.initialize("")
+
+
+def test_a_port_that_is_not_a_ray_head_is_one_line(monkeypatch):
+    import socket
+
+    from search.guard import check_address
+    from trainables.config import ConfigError
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    with socket.socket() as listener:  # accepts TCP, speaks no gRPC
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with pytest.raises(ConfigError, match="answers but not as a Ray head") as e:
+            check_address(f"127.0.0.1:{port}", timeout_s=1.0)
+    assert "\n" not in str(e.value) and "ray start --head --port" in str(e.value)
