@@ -19,11 +19,27 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; `{self.prog} --help` lists the flags\n")
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default and its choices, unless its text already states them."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.choices and action.metavar and not any(str(c) in text for c in action.choices):
+            text += " (choices: " + ", ".join(map(str, action.choices)) + ")"
+        if (action.option_strings and "default" not in text and action.default is not None
+                and action.default is not False and action.default is not argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="tunedepth", description="depth x data-budget fine-tuning search on Ray Tune")
+    p = OneLineParser(prog="tunedepth", description="depth x data-budget fine-tuning search on Ray Tune",
+                      formatter_class=HelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     for module in COMMANDS:
         module.register(sub)
+    for parser in sub.choices.values():
+        parser.formatter_class = HelpFormatter
     return p
 
 

@@ -56,7 +56,9 @@ class SearchConfig(TrialSettings):
     gpus_per_trial: float = setting(0.0, "GPUs per trial; fractions allowed, e.g. 0.25 = four trials share one")
     max_concurrent: int = setting(0, "trials at once; 0 = as many as the cluster's resources allow")
     reuse_actors: bool = setting(True, "a finished trial's Ray actor runs the next (no process start)")
-    address: str = setting("", "'' = start a local Ray; 'auto' or ray://HOST:10001 = attach to a cluster")
+    address: str = setting("", "a cluster's head HOST:PORT (`ray start --head --port`), 'auto' or "
+                                  "ray://HOST:10001; its token is read from $RAY_AUTH_TOKEN or ~/.ray/auth_token; "
+                                  "'' = $RAY_ADDRESS (set under `ray job submit`), else start a local Ray")
     storage: str = setting("", "'' = results/<name>/tune; else a shared path or a pyarrow URI (s3://, gs://)")
     dashboard: bool = setting(False, "local Ray only: start the dashboard on 127.0.0.1:8265")
     mlflow: str = setting("", "MLflow tracking URI (file:///path, sqlite:///mlflow.db, http://host:5000): one MLflow "
@@ -128,3 +130,13 @@ def smoke_config(base: SearchConfig) -> SearchConfig:
     """The smoke size of a search: two budgets, four depths (set by the runner), two lrs x one seed, short
     trials on tiny data."""
     return base.replace(smoke=True, budgets=(0.25, 1.0), epochs=2, grace_period=1, samples=2, seeds=base.seeds[:1])
+
+
+def build_config(values: Mapping[str, Any]) -> SearchConfig:
+    """A SearchConfig from keys (a --config file, flags, ``tunedepth.search(...)``): with ``smoke``, the smoke
+    size of the search with the keys given explicitly kept (``--smoke --epochs 1`` runs one epoch)."""
+    cfg = SearchConfig.from_dict(values)
+    if cfg.smoke:
+        given = {k: v for k, v in dataclasses.asdict(cfg).items() if k in values}
+        cfg = SearchConfig.from_dict({**smoke_config(cfg).to_dict(), **given})
+    return cfg

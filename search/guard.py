@@ -6,14 +6,18 @@
   one line (an ``flock`` on ``results/.<name>.lock``, released by the kernel if the owner dies).
 - :class:`Interrupted`: what the runner raises when a signal ended the search (``search.interrupts`` watches
   for it inside Tune); the CLI prints one line and exits 130 (SIGINT) or 143 (SIGTERM).
+- Cluster attach: ``check_address`` (the port answers, and the head accepts this client's token) and
+  ``use_token_auth`` (RAY_AUTH_MODE=token when a token exists, which Ray 2.60 does not do for an explicit address).
 
-Nothing here imports Ray: the CLI, ``report`` and ``status`` import this module.
+Nothing here imports Ray at module level (only ``check_authentication``, when an address is given): the CLI,
+``report`` and ``status`` import this module.
 """
 from __future__ import annotations
 
 import fcntl
 import os
 import socket
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -28,11 +32,55 @@ def check_run_name(name: str) -> str:
     return name
 
 
-def check_address(address: str, timeout_s: float = 5.0) -> None:
-    """Fail in one line, within ``timeout_s``, when a cluster address names a port nobody answers on.
+TOKEN_FIX = ("copy the cluster's token (`ray get-auth-token` on its head node prints it) into $RAY_AUTH_TOKEN "
+             "or ~/.ray/auth_token")
 
-    ``auto`` and an empty address are left to Ray (they look for a local cluster). Only reachability is
-    checked here, before any data is built or folder written; Ray checks the rest when it attaches.
+
+def find_token() -> tuple[str, str] | None:
+    """(token, where it came from) as Ray's client looks for it: $RAY_AUTH_TOKEN, the file $RAY_AUTH_TOKEN_PATH,
+    ~/.ray/auth_token; None when there is none."""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return os.environ["RAY_AUTH_TOKEN"].strip(), "$RAY_AUTH_TOKEN"
+    for path in (os.environ.get("RAY_AUTH_TOKEN_PATH", ""), str(Path.home() / ".ray" / "auth_token")):
+        try:
+            token = Path(path).read_text().strip() if path else ""
+        except OSError:
+            continue
+        if token:
+            return token, path
+    return None
+
+
+def use_token_auth() -> bool:
+    """Before attaching to a cluster: when $RAY_AUTH_MODE is unset and a token exists, set RAY_AUTH_MODE=token.
+
+    Ray 2.60 turns token mode on by itself for a local cluster and for address "auto" only; with an explicit
+    address (``--address``, $RAY_ADDRESS, ``ray job submit``) the client would connect without its token and be
+    refused. A mode the user set is left as it is. Returns whether token mode is on.
+    """
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None:
+        return mode.lower() == "token"
+    if find_token() is None:
+        return False
+    os.environ["RAY_AUTH_MODE"] = "token"
+    raylet = sys.modules.get("ray._raylet")
+    if raylet is not None:  # Ray read its config at import: have it read RAY_AUTH_MODE again (as Ray itself does)
+        raylet.Config.initialize("")
+    return True
+
+
+def cluster_address(address: str) -> str:
+    """The address a search attaches to: ``--address``, else $RAY_ADDRESS (set by `ray job submit`), else ''."""
+    return address or os.environ.get("RAY_ADDRESS", "")
+
+
+def check_address(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in one line, within ``timeout_s``, when a cluster address names a port nobody answers on, or a Ray
+    head that refuses this client's token (or its lack of one).
+
+    ``auto`` and an empty address are left to Ray (they look for a local cluster). Checked before any data is
+    built or folder written; Ray checks the rest when it attaches.
     """
     if not address or address == "auto":
         return
@@ -45,6 +93,36 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
     except OSError as e:
         raise ConfigError(f"no Ray cluster answers at {host}:{port} ({e.strerror or type(e).__name__}); start one with "
                           f"`ray start --head --port {port}`, or drop --address to run locally") from None
+    if "://" not in address:  # a head's GCS port (ray:// is Ray Client's own protocol)
+        check_authentication(host, port, 2 * timeout_s)
+
+
+def check_authentication(host: str, port: int, timeout_s: float = 10.0) -> None:
+    """Ask the Ray head at ``host:port`` one cheap question with the token the client will send (none when
+    RAY_AUTH_MODE is not token and no token exists); its refusal becomes one line naming the fix."""
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    found = None if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled" else find_token()
+    metadata = [("authorization", f"Bearer {found[0]}")] if found else []
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        try:
+            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                gcs_service_pb2.GetClusterIdRequest(), timeout=timeout_s, metadata=metadata)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.UNAUTHENTICATED:
+                raise ConfigError(f"{host}:{port} answers but not as a Ray head ({e.code().name} within {timeout_s:g}s); "
+                                  f"give the port `ray start --head --port` was started with (default 6379), or "
+                                  f"retry if the head is overloaded") from None
+            if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+                why = "RAY_AUTH_MODE=disabled is set here"
+                fix = "unset it (a token in $RAY_AUTH_TOKEN or ~/.ray/auth_token is then used)"
+            elif found:
+                why = f"it refused the token from {found[1]}"
+                fix = "replace it with the cluster's own (`ray get-auth-token` on its head node prints it)"
+            else:
+                why, fix = "no token was found ($RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)", TOKEN_FIX
+            raise ConfigError(f"the Ray cluster at {host}:{port} uses token authentication and {why}; {fix}") from None
 
 
 class RunLock:

@@ -13,6 +13,7 @@ from ray import tune
 from trainables.mode import Mode
 from search.analysis.selecting import best_depths, select_cells
 from search.eta import Progress, compute_progress, progress_line
+from search.trial_states import ENDED, ERROR, PENDING, RUNNING, counts_text, ended_state, state_of
 
 
 @dataclass
@@ -22,7 +23,7 @@ class _TrialState:
     depth_index: int = 0
     lr: float = 0.0
     seed: int = 0
-    status: str = "pending"  # pending | running | finished | stopped | error
+    status: str = PENDING  # one of search.trial_states.STATES
     epochs: int = 0
     best: float | None = None
 
@@ -54,7 +55,7 @@ class BudgetProgress(tune.Callback):
         """Per budget, the best depth by validation so far (``search.analysis.selecting``'s one rule)."""
         frame = pd.DataFrame([{"trial_id": tid, "budget": s.budget, "depth": s.depth, "depth_index": s.depth_index,
                                "lr": s.lr, "seed": s.seed, "epoch": s.epochs, "val_metric": s.best, "n_train": 0,
-                               "status": "error" if s.status == "error" else "ok"}
+                               "status": "error" if s.status == ERROR else "ok"}
                               for tid, s in self.trials.items() if s.best is not None])
         return best_depths(select_cells(frame, self.mode), self.mode) if len(frame) else frame
 
@@ -67,7 +68,7 @@ class BudgetProgress(tune.Callback):
         self.steps_at_start = self.progress().steps_done if self.steps_per_epoch else 0
 
     def progress(self) -> Progress:
-        epochs = {tid: (s.epochs, s.status in ("finished", "stopped", "error")) for tid, s in self.trials.items()}
+        epochs = {tid: (s.epochs, s.status in ENDED) for tid, s in self.trials.items()}
         return compute_progress(epochs, self.planned_trials, self.max_epochs, self.steps_per_epoch,
                                 time.monotonic() - self.t0, self.steps_at_start)
 
@@ -75,18 +76,21 @@ class BudgetProgress(tune.Callback):
         for t in trials:  # every trial Tune knows of, pending ones included
             s = self._state(t)
             status = getattr(t, "status", None)  # a resumed search: trials that ended before it get no event
-            if status in ("TERMINATED", "ERROR") and s.status not in ("finished", "stopped", "error"):
+            if s.status in ENDED:
+                continue
+            if status in ("TERMINATED", "ERROR"):
                 s.epochs = int((getattr(t, "last_result", None) or {}).get("training_iteration", s.epochs))
-                s.status = "error" if status == "ERROR" else "finished" if s.epochs >= self.max_epochs else "stopped"
+            if status is not None:
+                s.status = state_of(status, s.epochs, self.max_epochs)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._register(trials)
-        self._state(trial).status = "running"
+        self._state(trial).status = RUNNING
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._register(trials)
         s = self._state(trial)
-        s.status = "running"
+        s.status = RUNNING
         s.epochs = int(result.get("training_iteration", s.epochs))
         s.depth_index = int(result.get("depth_index", s.depth_index))
         v = result.get("val_metric")
@@ -96,11 +100,11 @@ class BudgetProgress(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         s = self._state(trial)
-        s.status = "finished" if s.epochs >= self.max_epochs else "stopped"
+        s.status = ended_state(s.epochs, self.max_epochs)
         self._maybe_print(force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._state(trial).status = "error"
+        self._state(trial).status = ERROR
         self._maybe_print(force=True)
 
     def on_experiment_end(self, trials, **info):
@@ -116,24 +120,17 @@ class BudgetProgress(tune.Callback):
 
     def render(self) -> str:
         elapsed = time.monotonic() - self.t0
-        done = sum(s.status in ("finished", "stopped", "error") for s in self.trials.values())
+        done = sum(s.status in ENDED for s in self.trials.values())
         lines = [f"[{elapsed:6.0f}s] trials: {done}/{len(self.trials)} ended"]
         if self.steps_per_epoch:
             lines.append(f"  progress {progress_line(self.progress())}")
         best = self.best_so_far()
         for budget in sorted({s.budget for s in self.trials.values()}):
             group = [s for s in self.trials.values() if s.budget == budget]
-            count = {k: sum(s.status == k for s in group)
-                     for k in ("pending", "running", "finished", "stopped", "error")}
             top = best[best["budget"] == budget] if len(best) else best
             best_txt = (f"best so far {top['depth'].iloc[0]} ({self.metric_name} {top['val_metric'].iloc[0]:.3f})"
                         if len(top) else "no result yet")
-            err = f", {count['error']} error" if count["error"] else ""
-            lines.append(
-                f"  budget {budget:<5g} pending {count['pending']}, running {count['running']}, "
-                f"finished {count['finished']}, "
-                f"stopped early {count['stopped']}{err} | {best_txt}"
-            )
+            lines.append(f"  budget {budget:<5g} {counts_text(s.status for s in group)} | {best_txt}")
         return "\n".join(lines)
 
     def _print(self) -> None:

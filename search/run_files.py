@@ -54,13 +54,22 @@ PROB_PREFIX = "prob_"
 
 
 # ---------------------------------------------------------------------------------------- writes
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: Path, write) -> None:
+    """``write(tmp)`` then rename over ``path``. The file gets the mode a plain ``open`` would (0644 under the
+    usual umask 022), not mkstemp's private 0600: colleagues on shared storage can read a run."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -169,6 +178,18 @@ def read_predictions(path: Path) -> dict[Cell, dict]:
             "meta": meta,
         }
     return out
+
+
+def finished_trials(run_dir: Path) -> int | None:
+    """The number of trials of a finished run (its answer written, no trial ended in error), else None: an
+    interrupted run, or one whose errored trials ``resume`` would rerun, is not finished."""
+    run_dir = Path(run_dir)
+    if not ((run_dir / SUMMARY_FILE).exists() and (run_dir / TRIALS_FILE).exists()):
+        return None
+    trials = read_parquet(run_dir / TRIALS_FILE)
+    if "status" in trials and (trials["status"] == "error").any():
+        return None
+    return int(trials["trial_id"].nunique()) if "trial_id" in trials else 0
 
 
 @dataclass

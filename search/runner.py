@@ -2,21 +2,20 @@
 from __future__ import annotations
 
 import json
-import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
-import ray
 from ray import tune
 
 from search.config import SearchConfig
-from search.guard import RunLock, check_address, check_run_name
+from search.cluster import connect_ray, warn_job_working_dir  # noqa: F401 (connect_ray: tests import it here)
+from search.guard import RunLock
 from search.interrupts import InterruptWatch
 from search.progress import BudgetProgress
+from search.validate import Checked, check_search
 from search.analysis.answers import Analysis
 from search.analysis.selecting import best_depth_table, format_table
 from search.evaluate import report_after_run
@@ -28,19 +27,17 @@ from search.schedulers import BudgetStratifiedASHA
 from search.searchers import SearchPlan, fixed_lrs, make_plan
 from search.source_check import describe, write_source_check
 from search.tracking import close_interrupted_runs, tracking_callbacks, tracking_text
-from trainables.apps import App, build_split_data, check_backbone, get_app
+from trainables.apps import App, build_split_data
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import SplitData, splits_frame
-from trainables.models import SCRATCH, depth_names, get_backbone
+from trainables.models import SCRATCH
 from trainables.models.backbones import BackboneSpec
 from trainables.models.probe import check_source
 from trainables.models.sources import get_source_weights
-from trainables.schedules import check_schedule
 from trainables.trainable import train_depth
 from trainables.trial import epoch_steps
 
 Log = Callable[[str], None]
-DASHBOARD_HOST, DASHBOARD_PORT = "127.0.0.1", 8265
 
 
 @dataclass
@@ -64,26 +61,10 @@ class Outcome:
 
 
 # -- 1. resolve and prepare ----------------------------------------------------------------------------
-def resolve_depths(cfg: SearchConfig, spec: BackboneSpec) -> list[str]:
-    names = depth_names(spec)
-    if cfg.depths:
-        unknown = [d for d in cfg.depths if d not in names]
-        if unknown:
-            raise ConfigError(f"unknown depth(s) {unknown} for {spec.name}; `tunedepth depths {spec.name}` lists them")
-        return list(cfg.depths)
-    if cfg.smoke:
-        tuned = names[:-1]
-        return [tuned[i] for i in sorted({0, len(tuned) // 2, len(tuned) - 1})] + [SCRATCH]
-    return names
-
-
-def prepare(cfg: SearchConfig, log: Log) -> Prepared:
-    """Validate everything a trial will need, then build the data and the pretrained weights once."""
-    app, spec = get_app(cfg.app), get_backbone(cfg.backbone)
-    check_backbone(app, spec)
-    check_schedule(cfg.schedule)
-    depths = resolve_depths(cfg, spec)
-    TrialConfig.from_dict({**fixed_trial_keys(cfg), "depth": depths[0], "budget": min(cfg.budgets), "lr": cfg.lr_min})
+def prepare(cfg: SearchConfig, log: Log, checked: Checked | None = None) -> Prepared:
+    """Build the data and the pretrained weights once, for a config ``check_search`` accepted."""
+    checked = checked or check_search(cfg, new_run=False)
+    app, spec, depths = checked.app, checked.spec, checked.depths
     weights: dict[str, dict | None] = {}
     fine_tunes = any(d != SCRATCH for d in depths)
     if fine_tunes and cfg.source != "fractal":  # a file or package read: a bad source fails before the data build
@@ -139,30 +120,7 @@ def save_config(cfg: SearchConfig, prep: Prepared, run_dir: Path) -> None:
     write_config(resolved, run_dir)
 
 
-# -- 2. connect and tune ---------------------------------------------------------------------------------
-def connect_ray(cfg: SearchConfig, log: Log) -> None:
-    """Attach to ``cfg.address`` (or $RAY_ADDRESS, as under `ray job submit`), else start a local Ray."""
-    if ray.is_initialized():
-        return
-    # Each checkpoint forces a small experiment-state snapshot (num_to_keep is set); that is intended here.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    common = dict(logging_level=logging.WARNING, log_to_driver=False)
-    if cfg.address or os.environ.get("RAY_ADDRESS"):
-        if cfg.dashboard:
-            log("--dashboard applies to a local Ray only; the cluster's own dashboard is on its head node (:8265)")
-        ray.init(address=cfg.address or None, **common)
-        log(f"ray: attached to {cfg.address or os.environ['RAY_ADDRESS']}, "
-            f"{int(ray.cluster_resources().get('CPU', 0))} CPUs, {len(ray.nodes())} node(s)")
-        return
-    # address="local": always a fresh local Ray, even if a stale /tmp/ray/ray_current_cluster names another
-    ray.init(address="local", include_dashboard=cfg.dashboard, dashboard_host=DASHBOARD_HOST,
-             dashboard_port=DASHBOARD_PORT, **common)
-    log(f"ray: local, {int(ray.cluster_resources().get('CPU', 0))} CPUs")
-    if cfg.dashboard:
-        log(f"ray dashboard: http://{DASHBOARD_HOST}:{DASHBOARD_PORT}  (token auth: `ray get-auth-token` prints "
-            "the token the page asks for)")
-
-
+# -- 2. tune (search.cluster connects) ---------------------------------------------------------------------------------
 def make_scheduler(cfg: SearchConfig, run_dir: Path | None = None, n_depths: int = 1):
     """The scheduler ``cfg.scheduler`` names; the time unit of every one is the epoch-equivalent (a fixed number
     of optimizer steps, the same at every budget)."""
@@ -270,17 +228,18 @@ def plan_text(cfg: SearchConfig, prep: Prepared) -> str:
 
 def run_search(cfg: SearchConfig, log: Log = print, trainable=None) -> Outcome:
     """Run the search ``cfg``; ``trainable`` replaces the Tune trainable (bench/demo_speed.py's naive loop)."""
-    check_address(cfg.address)  # an unreachable cluster fails in seconds, before any data or folder
-    with RunLock(cfg.results_dir, check_run_name(cfg.name)):  # one owner per run name, before anything moves
-        return _run_search(cfg, log, trainable)
+    checked = check_search(cfg)  # the whole config, before any data, folder or Ray (search.validate)
+    with RunLock(cfg.results_dir, cfg.name):  # one owner per run name, before anything moves
+        return _run_search(cfg, log, trainable, checked)
 
 
-def _run_search(cfg: SearchConfig, log: Log, trainable) -> Outcome:
+def _run_search(cfg: SearchConfig, log: Log, trainable, checked: Checked) -> Outcome:
     t0 = time.time()
     tracking = tracking_callbacks(cfg)  # a missing MLflow fails before the data build
-    prep = prepare(cfg, log)
+    prep = prepare(cfg, log, checked)
     plan = make_plan(cfg, prep.depths, fixed_trial_keys(cfg), "val_metric", prep.app.mode)  # refusals come first
     run_dir = fresh_run_dir(cfg, log)
+    warn_job_working_dir(cfg, run_dir, log)
     save_config(cfg, prep, run_dir)
     write_parquet(splits_frame(prep.data, cfg.budgets), run_dir / SPLITS_FILE)
     source_check(cfg, prep, run_dir, log)

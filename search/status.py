@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
 from search.analysis.selecting import best_depths, select_cells
-from search.run_files import TRIALS_FILE, experiment_path, load_config, read_config, run_dir_of
+from search.run_files import experiment_path, finished_trials, load_config, read_config, run_dir_of
+from search.trial_states import counts_text, state_of
 
 
 def _trial_rows(exp: Path) -> list[dict]:
@@ -45,20 +45,21 @@ def best_so_far(rows: list[dict], mode: str) -> pd.DataFrame:
 def run_status(run: str, results_dir: str = "results") -> str:
     cfg = load_config(run, results_dir)
     run_dir = run_dir_of(cfg)
-    mode = read_config(run_dir).get("mode", "max")
+    saved = read_config(run_dir)
+    mode, metric = saved.get("mode", "max"), saved.get("metric", "val")
     path = experiment_path(cfg, run_dir)
     if "://" in path:
         return f"{cfg.name}: experiment stored at {path}; status reads local folders only"
     rows = _trial_rows(Path(path))
-    done = (run_dir / TRIALS_FILE).exists()
+    done = finished_trials(run_dir) is not None
     lines = [f"{cfg.name}: {'finished' if done else 'not finished'} ({cfg.searcher} search, {len(rows)} trials "
              f"known, experiment {path})"]
     best = best_so_far(rows, mode)
     for budget in sorted({float(r["config"].get("budget", 0)) for r in rows}):
         group = [r for r in rows if float(r["config"].get("budget", 0)) == budget]
-        counts = Counter(r["status"] for r in group)
         top = best[best["budget"] == budget] if len(best) else best
-        best_txt = f"best so far {top['depth'].iloc[0]} ({top['val_metric'].iloc[0]:.3f})" if len(top) else "no result yet"
-        lines.append(f"  budget {budget:<5g} " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items()))
-                     + f", epochs {sum(r['epochs'] for r in group)} | {best_txt}")
+        best_txt = (f"best so far {top['depth'].iloc[0]} ({metric} {top['val_metric'].iloc[0]:.3f})" if len(top)
+                    else "no result yet")
+        states = counts_text(state_of(r["status"], r["epochs"], cfg.epochs) for r in group)
+        lines.append(f"  budget {budget:<5g} {states}, epochs {sum(r['epochs'] for r in group)} | {best_txt}")
     return "\n".join(lines)

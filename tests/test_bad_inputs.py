@@ -161,8 +161,15 @@ CASES = {
     "config not a mapping": _yaml("- a\n- b\n", "cfg.yaml"),
     "config unknown key": _yaml("bogus_key: 1\n", "bogus_key"),
     "config wrong type": _yaml("epochs: many\n", "epochs"),
+    "config unknown searcher": _yaml("searcher: foo\n", "foo"),
+    "config unknown depth": _yaml("depths: [nope]\nsmoke: true\n", "nope"),
+    "config depth of another backbone": _yaml("backbone: tiny-alexnet\ndepths: [b3-head]\n", "b3-head"),
+    "optuna with several seeds": lambda tmp: (["run", "--smoke", "--searcher", "optuna", "--seeds", "0,1"], "optuna"),
+    "guideline under a halving scheduler": lambda tmp: (["run", "--smoke", "--searcher", "guideline",
+                                                         "--scheduler", "per-depth"], "guideline"),
     # data
     "data path missing": _data(lambda tmp: tmp / "nothing-here"),
+    "data layout the app does not read": _data(lambda tmp: (tmp / "x.txt", (tmp / "x.txt").write_text("hi"))[0]),
     "folder with one class": _data(lambda tmp: _folder(tmp / "imgs", classes=("only",)), lambda p: "class"),
     "folder with an empty class": _data(lambda tmp: (_folder(tmp / "imgs"), (tmp / "imgs" / "c").mkdir())[0],
                                         lambda p: "c"),
@@ -240,3 +247,27 @@ def test_a_bad_source_fails_before_the_data_is_built(tmp_path, capsys, monkeypat
         code = main(["run", "--smoke", "--source", source, "--name", "x", "--results-dir", str(tmp_path / "r")])
         out = capsys.readouterr()
         assert code == 2 and "data:" not in out.out and source.split("/")[-1] in out.err
+
+
+LATE_BEFORE = {  # checked by search.validate before the data build, the weights and the results folder
+    "optuna seeds": ["--searcher", "optuna", "--seeds", "0,1"],
+    "data layout": ["--data", "{tmp}/notes.txt"],
+    "data missing": ["--data", "{tmp}/nowhere"],
+    "depth of another backbone": ["--backbone", "tiny-alexnet", "--depths", "b3-head"],
+    "missing weights file": ["--source", "file:{tmp}/missing.pt"],
+    "unknown source": ["--source", "nope"],
+    "dead address": ["--address", "127.0.0.1:{port}"],
+}
+
+
+@pytest.mark.parametrize("case", list(LATE_BEFORE))
+def test_config_errors_leave_nothing_behind(case, tmp_path, capsys):
+    """The whole config is checked first: no data line, no weights, not even the results folder or its lock."""
+    (tmp_path / "notes.txt").write_text("not data")
+    flags = [f.format(tmp=tmp_path, port=_dead_port()) for f in LATE_BEFORE[case]]
+    results = tmp_path / "results"
+    code = main(["run", "--smoke", *flags, "--name", "new", "--results-dir", str(results)])
+    out = capsys.readouterr()
+    assert code == 2 and len(out.err.strip().splitlines()) == 1, out.err
+    assert "data:" not in out.out and "weights" not in out.out
+    assert not results.exists()

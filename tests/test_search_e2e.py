@@ -1,6 +1,7 @@
 """End to end on a real local Ray: a smoke search, resuming a trial from its checkpoint, the CLI."""
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,12 @@ def test_smoke_search_end_to_end(ray_local, tmp_path, capsys):
     per_trial = table.groupby(["budget", "trial_id"])["val_metric"].max()
     assert best[1.0] == pytest.approx(per_trial[1.0].max())
     assert "budget 0.25" in capsys.readouterr().out  # live progress was printed
+    umask = os.umask(0o022)
+    os.umask(umask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in run_dir.rglob("*") if p.is_file()
+             and "tune" not in p.relative_to(run_dir).parts}  # Tune's own folder is Ray's
+    assert {"trials.parquet", "summary.parquet", "predictions.parquet", "report.md"} <= set(modes)
+    assert set(modes.values()) == {0o666 & ~umask}, modes  # readable by colleagues on shared storage
 
     # trials with frozen groups trained on cached prefix features; stem-head and scratch ran in full
     cached = {}

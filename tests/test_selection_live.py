@@ -43,3 +43,34 @@ def test_mode_says_which_way_is_better():
     assert up.ascending is False and down.ascending is True and down.gain(-0.5) == 0.5
     with pytest.raises(ValueError, match="'max' or 'min'"):
         Mode("maximum")
+
+
+def test_status_and_live_view_use_the_same_words_for_trial_states():
+    """The same trials, as Tune's files list them and as the live view saw them: one line per budget, same words."""
+    from search.progress import BudgetProgress
+    from search.trial_states import STATES, counts_text, state_of
+
+    rows = _rows()
+    rows[1]["epochs"], rows[1]["best"] = 1, [0.5]  # cut after one epoch: "stopped early", not "finished"
+    rows[5]["status"] = "ERROR"
+    rows.append({"trial_id": "g", "status": "PENDING", "config": {"budget": 1.0, "depth": "fc8", "lr": 0.1, "seed": 2},
+                 "depth_index": 1, "best": [], "epochs": 0})
+    progress = BudgetProgress("max", max_epochs=2, metric_name="auc")
+    everyone = [SimpleNamespace(trial_id=r["trial_id"], config=r["config"]) for r in rows]
+    for r, trial in zip(rows, everyone):
+        if r["status"] == "PENDING":
+            continue
+        progress.on_trial_start(0, everyone, trial)
+        for epoch, v in enumerate(r["best"], 1):
+            progress.on_trial_result(0, everyone, trial, {"training_iteration": epoch, "val_metric": v,
+                                                          "depth_index": r["depth_index"]})
+        if r["status"] == "ERROR":
+            progress.on_trial_error(0, everyone, trial)
+        else:
+            progress.on_trial_complete(0, everyone, trial)
+    live = progress.render().splitlines()[1]
+    on_disk = counts_text(state_of(r["status"], r["epochs"], 2) for r in rows)
+    assert on_disk == "pending 1, running 0, finished 4, stopped early 1, error 1"
+    assert live.split("budget 1")[1].strip().startswith(on_disk)
+    assert "terminated" not in on_disk and all(w in " ".join(STATES) for w in ("finished", "stopped early"))
+    assert [state_of(s, 1, 2) for s in ("PAUSED", "RUNNING", "PENDING")] == ["running", "running", "pending"]

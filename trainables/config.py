@@ -70,7 +70,7 @@ class TrialSettings:
     them (flags, YAML keys) and ``TrialConfig`` adds what varies per trial (depth, budget, lr, seed)."""
 
     app: str = setting("colonoscopy-frames", "application (`tunedepth apps` lists them)")
-    backbone: str = setting("efficientnet-lite0", "network (`tunedepth backbones` lists them; default: ImageNet EfficientNet-Lite0, offline)")
+    backbone: str = setting("efficientnet-lite0", "network (`tunedepth backbones` lists them, or timm:NAME; the default has ImageNet weights offline)")
     source: str = setting("imagenet", "where pretrained weights come from (imagenet, fractal, scratch, file:PATH); depth scratch ignores it")
     schedule: str = setting("paper", "lr schedule, a pure function of the optimizer step (trainables.schedules); "
                                       "'paper' = x0.95 per epoch-equivalent")

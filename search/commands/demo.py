@@ -16,14 +16,14 @@ def register(sub) -> None:
                    help="shift every trial seed by N and permute the lr grid's order (data and splits stay fixed): "
                         "rerun with another N to check the answer is repeatable")
     p.add_argument("--name", default=None, help="run name under results/ (default demo / demo-smoke)")
-    p.add_argument("--results-dir", default="results")
+    p.add_argument("--results-dir", default="results", help="folder of the runs")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import tunedepth
     from search.commands.run import print_outcome
-    from search.config import SearchConfig, smoke_config
-    from search.runner import run_search
+    from search.config import SearchConfig
 
     default_name = "demo-smoke" if args.smoke else "demo"
     if args.app != "colonoscopy-frames" or args.data:
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         default_name = f"{default_name}-seed{args.seed}"
     cfg = demo_config(SearchConfig(name=args.name or default_name, app=args.app, data=args.data,
                                    data_samples=args.data_samples, results_dir=args.results_dir), args.smoke, args.seed)
-    return print_outcome(run_search(cfg), cfg)
+    return print_outcome(tunedepth.search(cfg).outcome, cfg)
 
 
 # The demo: a documented subset of the full protocol (the defaults of `tunedepth run`: every depth x 5 budgets on

@@ -5,11 +5,11 @@ import argparse
 
 
 def add_stats_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--results-dir", default="results", help="where run names are looked up (default results)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--results-dir", default="results", help="where run names are looked up")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--level", type=float, default=0.95,
-                   help="confidence level; 1 - level is the family-wise error of the verdicts (default 0.95)")
+                   help="confidence level; 1 - level is the family-wise error of the verdicts")
     p.add_argument("--margin", type=float, default=None,
                    help="equivalence margin in metric units (default per metric: auc/froc_pauc 0.01, mae_um 5)")
 

@@ -21,15 +21,20 @@ def flags() -> dict[str, dataclasses.Field]:
 
 
 def _help(f: dataclasses.Field) -> str:
+    """The setting's help, then "(comma-separated)", its choices and its default (flags default to None here,
+    so that a --config file's keys are not overridden: the default shown is SearchConfig's)."""
     meta = f.metadata
     default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
-    extra = f" (comma-separated)" if meta.get("item") else ""
-    return f"{meta.get('help', '')}{extra} [default: {default!s}]".replace("%", "%%")
+    extra = " (comma-separated)" if meta.get("item") else ""
+    choices = f" (choices: {', '.join(meta['choices'])})" if meta.get("choices") else ""
+    shown = default if default not in ("", ()) else "empty"
+    return f"{meta.get('help', '')}{extra}{choices} (default: {shown!s})".replace("%", "%%")
 
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="run a depth x budget search (flags override --config YAML keys)")
-    p.add_argument("--config", help="YAML file of SearchConfig keys (unknown keys are rejected)")
+    p.add_argument("--config", help="YAML file of SearchConfig keys, i.e. these flags' names with '_' for '-' "
+                                    "(unknown keys are rejected; flags given here override its keys)")
     for flag, f in flags().items():
         p.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=_help(f),
                        choices=f.metadata.get("choices"))
@@ -40,17 +45,17 @@ def register(sub) -> None:
 
     r = sub.add_parser("resume", help="continue an interrupted run (Tuner.restore)")
     r.add_argument("run", help="run name under --results-dir, or a run folder")
-    r.add_argument("--results-dir", default="results")
+    r.add_argument("--results-dir", default="results", help="where run names are looked up")
     r.set_defaults(func=resume)
 
     s = sub.add_parser("status", help="progress of a run, read from disk")
     s.add_argument("run", help="run name under --results-dir, or a run folder")
-    s.add_argument("--results-dir", default="results")
+    s.add_argument("--results-dir", default="results", help="where run names are looked up")
     s.set_defaults(func=status)
 
 
 def config_from_args(args: argparse.Namespace):
-    from search.config import SearchConfig, smoke_config
+    from search.config import build_config
 
     values: dict = {}
     if args.config:
@@ -79,11 +84,7 @@ def config_from_args(args: argparse.Namespace):
     for flag in ("smoke", "dashboard"):
         if getattr(args, flag):
             values[flag] = True
-    cfg = SearchConfig.from_dict(values)
-    if cfg.smoke:
-        overrides = {k: v for k, v in dataclasses.asdict(cfg).items() if k in values}
-        cfg = SearchConfig.from_dict({**smoke_config(cfg).to_dict(), **overrides})
-    return cfg
+    return build_config(values)
 
 
 def print_outcome(outcome, cfg) -> int:
@@ -114,16 +115,24 @@ def print_outcome(outcome, cfg) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from search.runner import run_search
+    import tunedepth
 
     cfg = config_from_args(args)
-    return print_outcome(run_search(cfg), cfg)
+    return print_outcome(tunedepth.search(cfg).outcome, cfg)
 
 
 def resume(args: argparse.Namespace) -> int:
-    from search.runner import load_config, resume_search
+    from search.run_files import REPORT_FILE, finished_trials, load_config, run_dir_of
 
-    return print_outcome(resume_search(args.run, args.results_dir), load_config(args.run, args.results_dir))
+    cfg = load_config(args.run, args.results_dir)
+    done = finished_trials(run_dir_of(cfg))
+    if done is not None:
+        print(f"{cfg.name}: finished ({done} trials; answer in {run_dir_of(cfg) / REPORT_FILE}); nothing to resume. "
+              f"`tunedepth report {cfg.name}` rebuilds the report; a new search needs `tunedepth run`")
+        return 0
+    from search.runner import resume_search
+
+    return print_outcome(resume_search(args.run, args.results_dir), cfg)
 
 
 def status(args: argparse.Namespace) -> int:

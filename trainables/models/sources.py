@@ -54,10 +54,23 @@ def _others(source: str) -> str:
     return ", ".join(s for s in SOURCES if s != source)
 
 
+def check_source_name(source: str) -> None:
+    """Without reading anything: ``source`` is a known one, and a ``file:`` path names an existing file."""
+    if source in ("scratch", "fractal", "imagenet"):
+        return
+    if not (source.startswith("file:") and len(source) > len("file:")):
+        raise ConfigError(f"unknown source {source!r}; choose one of: {', '.join(SOURCES)}")
+    path_text = source[len("file:"):]
+    if not Path(path_text).expanduser().is_file():
+        raise ConfigError(f"source file:{path_text}: no such file; give the path of a state_dict saved with "
+                          f"torch.save(model.state_dict(), PATH)")
+
+
 def get_source_weights(source: str, spec: BackboneSpec, *, smoke: bool = False,
                        log: Log = print) -> SourceWeights | None:
     """Pretrained state_dict for ``spec`` from ``source`` (None for scratch), checked to fit ``spec``, carrying
     the input normalisation the weights expect (``SourceWeights.norm``)."""
+    check_source_name(source)
     if source == "scratch":
         return None
     if source == "fractal":
@@ -65,11 +78,9 @@ def get_source_weights(source: str, spec: BackboneSpec, *, smoke: bool = False,
         return state
     if source == "imagenet":
         state, norm = imagenet_state_dict(spec, log)
-    elif source.startswith("file:") and len(source) > len("file:"):
+    else:  # file:PATH
         state, norm = file_state_dict(source[len("file:"):])
         log(f"file source for {spec.name}: {source[len('file:'):]}")
-    else:
-        raise ConfigError(f"unknown source {source!r}; choose one of: {', '.join(SOURCES)}")
     state = spec.adapt(state)
     check_fits(spec, state, origin=source)
     return SourceWeights(state, norm)
@@ -161,10 +172,8 @@ def _find_state_dict(obj: Any) -> dict[str, torch.Tensor] | None:
 
 def file_state_dict(path_text: str) -> tuple[dict[str, torch.Tensor], Norm | None]:
     """(state_dict, the normalisation saved beside it under ``meta`` input_mean/input_std, else None)."""
+    check_source_name(f"file:{path_text}")
     path = Path(path_text).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"source file:{path_text}: no such file; give the path of a state_dict saved with "
-                          f"torch.save(model.state_dict(), PATH)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
