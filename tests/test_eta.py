@@ -60,5 +60,5 @@ def test_trials_that_ended_before_a_resume_count_as_ended():
     done = SimpleNamespace(trial_id="a", config=config, status="TERMINATED", last_result={"training_iteration": 2})
     live = SimpleNamespace(trial_id="b", config=config, status="RUNNING", last_result={})
     view.on_experiment_end([done, live])
-    assert view.trials["a"].status == "stopped" and view.trials["b"].status == "pending"
+    assert view.trials["a"].status == "stopped early" and view.trials["b"].status == "running"
     assert "| trials 1/2 | steps 2/6 |" in view.render()

@@ -70,7 +70,7 @@ def test_status_and_live_view_use_the_same_words_for_trial_states():
             progress.on_trial_complete(0, everyone, trial)
     live = progress.render().splitlines()[1]
     on_disk = counts_text(state_of(r["status"], r["epochs"], 2) for r in rows)
-    assert on_disk == "pending 1, running 0, finished 4, stopped early 1, error 1"
+    assert on_disk == "pending 1, running 0, paused 0, finished 4, stopped early 1, error 1"
     assert live.split("budget 1")[1].strip().startswith(on_disk)
     assert "terminated" not in on_disk and all(w in " ".join(STATES) for w in ("finished", "stopped early"))
-    assert [state_of(s, 1, 2) for s in ("PAUSED", "RUNNING", "PENDING")] == ["running", "running", "pending"]
+    assert [state_of(s, 1, 2) for s in ("PAUSED", "RUNNING", "PENDING")] == ["paused", "running", "pending"]
