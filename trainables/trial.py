@@ -23,6 +23,7 @@ from trainables.features import (
     STORE, CachePlan, compute_features, feature_inputs, feature_key, module_fingerprint, plan_cache,
 )
 from trainables.models import SCRATCH, configure_depth, depth_index, get_backbone, trainable_groups
+from trainables.models.backbones import BackboneSpec
 from trainables.models.depth import set_train_mode
 from trainables.models.sources import load_pretrained
 from trainables.models.weights import input_norm
@@ -57,6 +58,15 @@ def effective_source(cfg: TrialConfig) -> str:
     return "scratch" if cfg.depth == SCRATCH else cfg.source
 
 
+def build_model(spec: BackboneSpec, num_classes: int, source_weights: dict | None) -> torch.nn.Module:
+    """The network of a trial before training: ``spec``'s architecture with a ``num_classes``-way head, holding
+    ``source_weights`` (None: from scratch). A trial's checkpoint (``TrialRun.trained_state``) goes on top."""
+    model = spec.build(num_classes)
+    if source_weights is not None:
+        load_pretrained(model, spec, source_weights)
+    return model
+
+
 class TrialRun:
     def __init__(self, cfg: TrialConfig, data: SplitData, weights: dict[str, dict | None],
                  device: str | torch.device = "cpu"):
@@ -87,9 +97,8 @@ class TrialRun:
         self.channels_last = True  # NHWC: faster convolutions on CUDA and on the CPU (bench/channels_last.py)
 
         torch.manual_seed(cfg.seed)
-        self.model = self.spec.build(data.num_classes or self.app.num_classes)  # real data may have more classes
-        if self.source != "scratch":
-            load_pretrained(self.model, self.spec, weights[self.source])
+        self.model = build_model(self.spec, data.num_classes or self.app.num_classes,  # real data may have more
+                                 weights.get(self.source) if self.source != "scratch" else None)
         self.model.to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
