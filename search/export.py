@@ -256,7 +256,7 @@ def export_run(run: str, results_dir: str = "results", budget: float | None = No
     check_format(fmt)
     run_dir = run_dir_of(load_config(run, results_dir))
     files = load_run(run_dir)
-    choice = choose_trial(files.trials, str(files.config.get("mode", "max")), budget, depth)
+    choice = choose_trial(files.trials, get_app(files.config["app"]).mode, budget, depth)  # as the analysis does
     trial_config, trained, epoch = trial_weights(run_dir, files.config, choice.trial_id)
     spec, app = get_backbone(trial_config["backbone"]), get_app(trial_config["app"])
     weights, norm = source_of(files.config, trial_config, log)
