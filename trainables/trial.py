@@ -28,6 +28,7 @@ from trainables.models.depth import set_train_mode
 from trainables.models.sources import load_pretrained
 from trainables.models.weights import input_norm
 from trainables.schedules import check_schedule, lr_factor
+from trainables.stream import on_device, select
 
 
 def build_optimizer(cfg: TrialConfig, groups: list[dict]) -> torch.optim.Optimizer:
@@ -139,9 +140,8 @@ class TrialRun:
             _, suffix = self.spec.split(self.model, self.cache.n_frozen)
             f = self._features(split, views)
             return suffix, feature_inputs(f, idx.to(f.device) if idx is not None else None)
-        x = getattr(self.data, f"{split}_x")
-        x = (x if idx is None else x[idx]).to(self.device)
-        return self.model, image_inputs(x, self.norm, self.channels_last)
+        x = select(getattr(self.data, f"{split}_x"), idx, self.device)  # on disk: stays there, read per batch
+        return self.model, on_device(image_inputs(x, self.norm, self.channels_last), x, self.device)
 
     def _features(self, split: str, views: int) -> torch.Tensor:
         """The frozen prefix's output for every sample of ``split`` (views, N, ...), from the node's store."""
