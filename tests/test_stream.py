@@ -45,6 +45,16 @@ def test_stream_auto_switches_on_the_decoded_size():
     assert use_stream("on", 1, 64, 1 << 40) and not use_stream("off", 10**9, 224, 0)
 
 
+def test_an_unreadable_file_is_one_line_on_either_path(folder):
+    from trainables.config import ConfigError
+
+    (folder / "a" / "broken.png").write_bytes(b"not a png")
+    for stream in ("off", "on"):
+        with pytest.raises(ConfigError, match="broken.png") as e:
+            build_split_data(get_app("colonoscopy-frames"), str(folder), 64, seed=0, stream=stream)
+        assert len(str(e.value).splitlines()) == 1 and "Traceback" not in str(e.value)
+
+
 def test_streamed_data_equals_the_in_memory_data(folder, monkeypatch):
     app = get_app("colonoscopy-frames")
     mem = build_split_data(app, str(folder), 64, seed=3, stream="off")

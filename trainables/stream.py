@@ -189,7 +189,10 @@ class _Chunks(torch.utils.data.Dataset):
 
     def __getitem__(self, k: int):
         lo = k * self.size
-        return lo, self.fn(np.arange(lo, min(lo + self.size, self.n)))
+        try:
+            return lo, self.fn(np.arange(lo, min(lo + self.size, self.n)))
+        except Exception as e:  # handed back whole: DataLoader would wrap it in its worker's traceback
+            return lo, e
 
 
 def map_chunks(fn: Callable[[np.ndarray], object], n: int, workers: int = WORKERS,
@@ -198,7 +201,10 @@ def map_chunks(fn: Callable[[np.ndarray], object], n: int, workers: int = WORKER
     DataLoader processes (0: here). Only a few chunks are in flight at once: memory stays bounded."""
     loader = torch.utils.data.DataLoader(_Chunks(fn, n, size), batch_size=None, num_workers=workers,
                                          prefetch_factor=2 if workers else None)
-    yield from loader
+    for lo, result in loader:
+        if isinstance(result, Exception):
+            raise result  # e.g. a ConfigError naming an unreadable file: one line, as on the in-memory path
+        yield lo, result
 
 
 def _hash_chunk(raw, idx: np.ndarray) -> np.ndarray:
