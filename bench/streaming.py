@@ -4,7 +4,8 @@ Generates an ImageFolder of ``--images`` JPEG frames (two classes, ``--source-px
 process per path (so each peak RSS is its own), builds the run's data for ``colonoscopy-frames`` at 224 px
 (read, near-duplicate hashes, splits, 3 crops per frame) with ``stream`` off and on, and runs the same
 network's forward over every sample (the frozen-prefix feature pass of a head-only trial), timing both steps.
-Prints peak RSS (``resource.getrusage``, the process's maximum resident set) and the ratios, from one run.
+Prints peak RSS (``resource.getrusage``: the process's maximum resident set; "worker peak" the largest
+DataLoader worker's, which counts the pages it shares with its parent) and the ratios, from one run.
 Timings on a shared machine are noisy; the memory figures are not.
 
     python bench/streaming.py                     # 2000 images (~10 min on 2 busy cores)
@@ -42,8 +43,8 @@ def generate(root: Path, n: int, px: int, seed: int = 0) -> float:
     return sum(f.stat().st_size for f in root.rglob("*.jpg")) / 2**20
 
 
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+def peak_mb(who: int = resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024  # Linux: kilobytes
 
 
 def child(folder: str, stream: str, backbone: str, threads: int, groups: int) -> dict:
@@ -65,6 +66,13 @@ def child(folder: str, stream: str, backbone: str, threads: int, groups: int) ->
     data = build_split_data(get_app("colonoscopy-frames"), folder, spec.input_size, seed=0, stream=stream)
     t1 = time.perf_counter()
     data_peak = peak_mb()
+    t_read = time.perf_counter()
+    for s in ("train", "val", "test"):  # reading alone: every sample once, in batches (memory: a copy)
+        x = getattr(data, f"{s}_x")
+        for i in range(0, len(x), 64):
+            x[i : i + 64].sum()
+    t1 = time.perf_counter()
+    read_s = t1 - t_read
     n = 0
     for s in ("train", "val", "test"):
         x = getattr(data, f"{s}_x")
@@ -73,7 +81,8 @@ def child(folder: str, stream: str, backbone: str, threads: int, groups: int) ->
     t2 = time.perf_counter()
     return {"stream": stream, "samples": n, "frames": len(data.units), "type": type(data.train_x).__name__,
             "base_mb": base, "data_peak_mb": data_peak, "peak_mb": peak_mb(),
-            "data_s": t1 - t0, "forward_s": t2 - t1}
+            "worker_peak_mb": peak_mb(resource.RUSAGE_CHILDREN),  # the largest DataLoader worker (forked: shares pages)
+            "data_s": t_read - t0, "read_s": read_s, "forward_s": t2 - t1}
 
 
 def run_child(folder: Path, stream: str, backbone: str, threads: int, groups: int, cache: Path) -> dict:
@@ -106,17 +115,20 @@ def main() -> None:
         rows = [run_child(folder, s, args.backbone, args.threads, args.groups, Path(tmp) / "cache")
                 for s in ("off", "on")]
     print(f"\n{'path':<10} {'samples':>7} {'x type':>11} {'RSS after imports':>17} {'peak RSS data':>13} "
-          f"{'peak RSS all':>12} {'data s':>7} {'data img/s':>10} {'fwd s':>7} {'fwd img/s':>9}")
+          f"{'peak RSS all':>12} {'worker peak':>11} {'data s':>7} {'data img/s':>10} {'read img/s':>10} {'fwd s':>7} "
+          f"{'fwd img/s':>9}")
     for r in rows:
         name = "memory" if r["stream"] == "off" else "streaming"
         print(f"{name:<10} {r['samples']:>7} {r['type']:>11} {r['base_mb']:>14.0f} MB {r['data_peak_mb']:>10.0f} MB "
-              f"{r['peak_mb']:>9.0f} MB {r['data_s']:>7.1f} {r['frames'] / r['data_s']:>10.1f} {r['forward_s']:>7.1f} "
+              f"{r['peak_mb']:>9.0f} MB {r.get('worker_peak_mb', 0):>8.0f} MB {r['data_s']:>7.1f} {r['frames'] / r['data_s']:>10.1f} "
+              f"{r['samples'] / r['read_s']:>10.0f} {r['forward_s']:>7.1f} "
               f"{r['samples'] / r['forward_s']:>9.1f}")
     mem, disk = rows
     extra = lambda r: r["peak_mb"] - r["base_mb"]  # noqa: E731
     print(f"\npeak RSS streaming / memory: {disk['peak_mb'] / mem['peak_mb']:.2f} (above the imports' baseline: "
           f"{extra(disk):.0f} MB vs {extra(mem):.0f} MB, {extra(disk) / extra(mem):.2f}); "
           f"data build speed streaming / memory: {(mem['data_s']) / disk['data_s']:.2f}; "
+          f"read speed streaming / memory: {mem['read_s'] / disk['read_s']:.2f}; "
           f"forward speed streaming / memory: {mem['forward_s'] / disk['forward_s']:.2f}")
 
 
