@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from search.analysis.selecting import best_depths, select_cells
-from search.run_files import (EXPORT_FORMATS, ExportPaths, experiment_path, export_paths, load_config, load_run,
+from search.run_files import (EXPORT_FORMATS, ExportPaths, export_paths, load_config, load_run,
                               run_dir_of, write_json, write_npz)
 from trainables.config import ConfigError
 
