@@ -45,6 +45,13 @@ def test_stream_auto_switches_on_the_decoded_size():
     assert use_stream("on", 1, 64, 1 << 40) and not use_stream("off", 10**9, 224, 0)
 
 
+def test_stream_on_refuses_apps_that_cut_samples_across_units():
+    from trainables.config import ConfigError
+
+    with pytest.raises(ConfigError, match="polyp-detection .*--stream off"):
+        build_split_data(get_app("polyp-detection"), "", 64, seed=0, smoke=True, stream="on")
+
+
 def test_an_unreadable_file_is_one_line_on_either_path(folder):
     from trainables.config import ConfigError
 

@@ -28,6 +28,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from trainables.config import ConfigError
+
 STREAM_MODES = ("auto", "on", "off")
 DEFAULT_STREAM_BYTES = 4 << 30  # "auto" streams above 4 GiB of decoded uint8 samples (the search setting's default)
 WORKERS = 2  # DataLoader processes decoding files
@@ -38,6 +40,30 @@ def use_stream(mode: str, n_units: int, image_size: int, threshold_bytes: int) -
     """Stream when ``mode`` is "on", or "auto" and the units' decoded uint8 samples at the network size
     (``n_units`` x 3 x size x size bytes, one sample per unit) exceed ``threshold_bytes``."""
     return mode == "on" or (mode == "auto" and n_units * 3 * image_size * image_size > threshold_bytes)
+
+
+def stream_store(app, raw, image_size: int, seed: int, mode: str, threshold_bytes: int, log) -> Path | None:
+    """The folder a build streams its samples to, or None to build in memory. Only apps whose samples come
+    from each unit alone (classification: crops of a frame) stream; the detection and segmentation apps
+    number and draw their samples across a split's units."""
+    if not use_stream(mode, len(raw), image_size, threshold_bytes):
+        return None
+    if app.kind != "classification":
+        if mode == "on":
+            raise ConfigError(f"--stream on: app {app.name} ({app.kind}) cuts its samples across a split's units and "
+                              f"is built in memory; use --stream off (or auto)")
+        log(f"data: {len(raw)} {app.unit}s exceed stream_bytes, but {app.kind} apps are built in memory")
+        return None
+    store = stream_dir() / f"{app.name}-{image_size}-{seed}-{raw_key(raw)}"
+    log(f"data: streaming {len(raw)} {app.unit}s: samples decoded once to {store}, read per batch")
+    return store
+
+
+def raw_key(raw) -> str:
+    """Names the stream folder: the file listing's key, or a hash of the embedded units' names and labels."""
+    if is_lazy(raw.images):
+        return raw.images.key()
+    return hashlib.blake2b(repr((raw.names, raw.labels.tolist())).encode(), digest_size=12).hexdigest()
 
 
 def stream_dir() -> Path:

@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Callable
@@ -25,8 +24,7 @@ from trainables.data import (
     near_duplicate_set_pairs, unit_hash_set,
 )
 from trainables.metrics import MetricError
-from trainables.stream import (DEFAULT_STREAM_BYTES, is_lazy, stream_dir, stream_hashes, stream_samples, take,
-                               use_stream)
+from trainables.stream import DEFAULT_STREAM_BYTES, is_lazy, stream_hashes, stream_samples, stream_store, take
 
 Log = Callable[[str], None]
 LOCAL_IDS = ("candidate", "lesion")  # meta ids numbered per split by make_samples; made unique per run
@@ -57,21 +55,12 @@ def build_split_data(app, data_path: str = "", image_size: int = 64, seed: int =
         if app.generate is None:
             raise ConfigError(f"app {app.name!r} has no embedded data; give --data PATH")
         raw = app.generate(n or (app.sizes.smoke if smoke else app.sizes.full), image_size, seed)
-    store = None
-    if use_stream(stream, len(raw), image_size, stream_bytes):
-        store = stream_dir() / f"{app.name}-{image_size}-{seed}-{raw_key(raw)}"
-        log(f"data: streaming {len(raw)} {app.unit}s: samples decoded once to {store}, read per batch")
-    elif is_lazy(raw.images):
+    store = stream_store(app, raw, image_size, seed, stream, stream_bytes, log)
+    if store is None and is_lazy(raw.images):
         raw.images = list(raw.images)  # in memory: every file read now
     log(f"data: {len(raw)} {app.unit}s ({time.time() - t0:.1f}s to {'read' if data_path else 'generate'})")
     return split_units(app, raw, image_size, seed, neg_per_pos=neg_per_pos, log=log, store=store)
 
-
-def raw_key(raw: RawSet) -> str:
-    """Names the stream folder: the file listing's key, or a hash of the embedded units' names and labels."""
-    if is_lazy(raw.images):
-        return raw.images.key()
-    return hashlib.blake2b(repr((raw.names, raw.labels.tolist())).encode(), digest_size=12).hexdigest()
 
 
 def subsample_units(raw: RawSet, cap: int, seed: int) -> RawSet:
