@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from trainables.config import ConfigError, TrialSettings, from_mapping, setting
+from trainables.stream import DEFAULT_STREAM_BYTES, STREAM_MODES
 
 
 SEARCHERS = ("grid", "random", "optuna", "guideline")  # see search/searchers
@@ -66,6 +67,10 @@ class SearchConfig(TrialSettings):
                               "pip install 'tunedepth[mlflow]')")
     data_samples: int = setting(0, "units to generate, or at most to use from --data; 0 = the app's default")
     smoke: bool = setting(False, "tiny data, 2 budgets, 4 depths, short trials")
+    stream: str = setting("auto", "data beyond memory: samples decoded once to disk and read per batch (on), kept "
+                          "in memory (off), or on above stream_bytes (auto)", choices=STREAM_MODES)
+    stream_bytes: int = setting(DEFAULT_STREAM_BYTES, "with stream auto: stream above this many bytes of decoded "
+                                "uint8 samples (units x 3 x size x size)")
     results_dir: str = setting("results", "folder of the runs")
 
     def __post_init__(self) -> None:
@@ -93,6 +98,8 @@ class SearchConfig(TrialSettings):
             raise ConfigError("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
         if self.grace_period > self.epochs:
             raise ConfigError(f"grace_period ({self.grace_period}) exceeds epochs ({self.epochs}); lower it")
+        if self.stream not in STREAM_MODES:
+            raise ConfigError(f"stream must be one of {', '.join(STREAM_MODES)}, got {self.stream!r}")
 
     @property
     def effective_scheduler(self) -> str:

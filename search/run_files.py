@@ -3,12 +3,14 @@
 One owner for every file of a run: ``config.yaml``, ``splits.parquet``, ``trials.parquet`` (validation
 curves), ``predictions.parquet`` (test-split probabilities of each budget x depth x replicate seed),
 ``summary.parquet``, ``report.md``, the scheduler's resume state ``promotion.json``, ``optuna.db`` (the Optuna
-studies), ``tune/`` (Tune's experiment folder, with TensorBoard event files per trial). Needs neither Ray nor
-the training code, so ``tunedepth report``,
+studies), ``tune/`` (Tune's experiment folder, with TensorBoard event files per trial), and ``export/``
+(``tunedepth export``: a model, its ``model.json``, and ``examples.npz``). Needs neither Ray nor the training
+code, so ``tunedepth report``,
 ``compare`` and ``status`` read runs with pandas/pyarrow alone.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ CONFIG_FILE, TRIALS_FILE, PREDICTIONS_FILE = "config.yaml", "trials.parquet", "p
 SUMMARY_FILE, REPORT_FILE, SPLITS_FILE = "summary.parquet", "report.md", "splits.parquet"
 PROMOTION_FILE = "promotion.json"  # search.promotion's decisions (search.jsonstate), read back by resume
 OPTUNA_FILE = "optuna.db"  # searcher optuna: one study per budget ("budget-0.05", ...), SQLite
+EXPORT_DIR = "export"  # tunedepth export: export/<depth>_b<budget>/ holds model.*, model.json, examples.npz
+EXPORT_FORMATS = {"torchscript": "model.torchscript.pt", "state_dict": "model.state_dict.pt", "onnx": "model.onnx"}
 REQUIRED_FILES = (CONFIG_FILE, TRIALS_FILE)
 
 TRIAL_COLUMNS = (
@@ -87,6 +91,22 @@ def write_parquet(df: pd.DataFrame, path: Path, metadata: dict[str, str] | None 
 
 def write_text(text: str, path: Path) -> None:
     _atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_json(data: dict, path: Path) -> None:
+    write_text(json.dumps(data, indent=2, default=_plain_json) + "\n", path)
+
+
+def _plain_json(value):
+    return value.item() if isinstance(value, np.generic) else value.tolist() if isinstance(value, np.ndarray) \
+        else str(value)
+
+
+def write_npz(path: Path, **arrays) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+    _atomic(path, write)
 
 
 def write_config(config: dict, run_dir: Path) -> None:
@@ -233,6 +253,21 @@ def optuna_url(run_dir: Path) -> str:
 def experiment_path(cfg, run_dir: Path) -> str:
     storage, name = storage_of(cfg, run_dir)
     return f"{storage.rstrip('/')}/{name}"
+
+
+@dataclass(frozen=True)
+class ExportPaths:
+    folder: Path
+    model: Path
+    config: Path  # model.json: preprocessing, choice, trial config
+    examples: Path  # examples.npz: test inputs (uint8) and the probabilities the run stored for them
+
+
+def export_paths(run_dir: Path, budget: float, depth: str, fmt: str, out: str | None = None) -> ExportPaths:
+    """The files of one export: under ``out`` if given, else ``<run>/export/<depth>_b<budget>/``."""
+    folder = Path(out) if out else Path(run_dir) / EXPORT_DIR / f"{depth}_b{budget:g}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return ExportPaths(folder, folder / EXPORT_FORMATS[fmt], folder / "model.json", folder / "examples.npz")
 
 
 def load_config(run: str, results_dir: str = "results"):

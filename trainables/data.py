@@ -89,6 +89,9 @@ class SplitData:
         memo = self.__dict__.setdefault("_fingerprints", {})
         if split not in memo:
             x = getattr(self, f"{split}_x")
+            if hasattr(x, "fingerprint"):  # images on disk (trainables.stream): hashed chunk by chunk, same digest
+                memo[split] = x.fingerprint()
+                return memo[split]
             h = hashlib.blake2b(digest_size=16)
             h.update(repr((tuple(x.shape), str(x.dtype))).encode())
             h.update(x.contiguous().numpy().tobytes())

@@ -23,10 +23,12 @@ from trainables.features import (
     STORE, CachePlan, compute_features, feature_inputs, feature_key, module_fingerprint, plan_cache,
 )
 from trainables.models import SCRATCH, configure_depth, depth_index, get_backbone, trainable_groups
+from trainables.models.backbones import BackboneSpec
 from trainables.models.depth import set_train_mode
 from trainables.models.sources import load_pretrained
 from trainables.models.weights import input_norm
 from trainables.schedules import check_schedule, lr_factor
+from trainables.stream import on_device, select
 
 
 def build_optimizer(cfg: TrialConfig, groups: list[dict]) -> torch.optim.Optimizer:
@@ -55,6 +57,15 @@ def epoch_steps(cfg: TrialConfig, n_train: int) -> int:
 def effective_source(cfg: TrialConfig) -> str:
     """The weights a trial actually starts from: ``scratch`` at depth scratch, else the configured source."""
     return "scratch" if cfg.depth == SCRATCH else cfg.source
+
+
+def build_model(spec: BackboneSpec, num_classes: int, source_weights: dict | None) -> torch.nn.Module:
+    """The network of a trial before training: ``spec``'s architecture with a ``num_classes``-way head, holding
+    ``source_weights`` (None: from scratch). A trial's checkpoint (``TrialRun.trained_state``) goes on top."""
+    model = spec.build(num_classes)
+    if source_weights is not None:
+        load_pretrained(model, spec, source_weights)
+    return model
 
 
 class TrialRun:
@@ -87,9 +98,8 @@ class TrialRun:
         self.channels_last = True  # NHWC: faster convolutions on CUDA and on the CPU (bench/channels_last.py)
 
         torch.manual_seed(cfg.seed)
-        self.model = self.spec.build(data.num_classes or self.app.num_classes)  # real data may have more classes
-        if self.source != "scratch":
-            load_pretrained(self.model, self.spec, weights[self.source])
+        self.model = build_model(self.spec, data.num_classes or self.app.num_classes,  # real data may have more
+                                 weights.get(self.source) if self.source != "scratch" else None)
         self.model.to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -130,9 +140,8 @@ class TrialRun:
             _, suffix = self.spec.split(self.model, self.cache.n_frozen)
             f = self._features(split, views)
             return suffix, feature_inputs(f, idx.to(f.device) if idx is not None else None)
-        x = getattr(self.data, f"{split}_x")
-        x = (x if idx is None else x[idx]).to(self.device)
-        return self.model, image_inputs(x, self.norm, self.channels_last)
+        x = select(getattr(self.data, f"{split}_x"), idx, self.device)  # on disk: stays there, read per batch
+        return self.model, on_device(image_inputs(x, self.norm, self.channels_last), x, self.device)
 
     def _features(self, split: str, views: int) -> torch.Tensor:
         """The frozen prefix's output for every sample of ``split`` (views, N, ...), from the node's store."""

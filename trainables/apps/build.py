@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -23,19 +24,22 @@ from trainables.data import (
     near_duplicate_set_pairs, unit_hash_set,
 )
 from trainables.metrics import MetricError
+from trainables.stream import DEFAULT_STREAM_BYTES, is_lazy, stream_hashes, stream_samples, stream_store, take
 
 Log = Callable[[str], None]
 LOCAL_IDS = ("candidate", "lesion")  # meta ids numbered per split by make_samples; made unique per run
 
 
 def build_split_data(app, data_path: str = "", image_size: int = 64, seed: int = 0, smoke: bool = False,
-                     n: int = 0, neg_per_pos: float | None = None, log: Log | None = None) -> SplitData:
+                     n: int = 0, neg_per_pos: float | None = None, log: Log | None = None,
+                     stream: str = "auto", stream_bytes: int = DEFAULT_STREAM_BYTES) -> SplitData:
     """The run's data for ``app``: embedded (``data_path`` empty) or real files at ``data_path``.
 
     ``n``: units to generate (embedded; 0 = the app's size, smaller with ``smoke``), or the most units to use
     (real data; 0 = all, ``app.sizes.smoke`` with ``smoke``). ``neg_per_pos``: negative down-sampling of the
     training split, at most this many samples of any class per sample of the rarest (None = the app's
-    default, 0 = off).
+    default, 0 = off). ``stream`` / ``stream_bytes``: samples decoded to disk and read per batch
+    (``trainables.stream``) when "on", or "auto" above that many bytes.
     """
     log = log or (lambda s: None)
     t0 = time.time()
@@ -51,8 +55,12 @@ def build_split_data(app, data_path: str = "", image_size: int = 64, seed: int =
         if app.generate is None:
             raise ConfigError(f"app {app.name!r} has no embedded data; give --data PATH")
         raw = app.generate(n or (app.sizes.smoke if smoke else app.sizes.full), image_size, seed)
+    store = stream_store(app, raw, image_size, seed, stream, stream_bytes, log)
+    if store is None and is_lazy(raw.images):
+        raw.images = list(raw.images)  # in memory: every file read now
     log(f"data: {len(raw)} {app.unit}s ({time.time() - t0:.1f}s to {'read' if data_path else 'generate'})")
-    return split_units(app, raw, image_size, seed, neg_per_pos=neg_per_pos, log=log)
+    return split_units(app, raw, image_size, seed, neg_per_pos=neg_per_pos, log=log, store=store)
+
 
 
 def subsample_units(raw: RawSet, cap: int, seed: int) -> RawSet:
@@ -68,6 +76,8 @@ def subsample_units(raw: RawSet, cap: int, seed: int) -> RawSet:
 
 def unit_hashes(raw: RawSet) -> np.ndarray:
     """The hash set (``trainables.data.unit_hash_set``) of every unit's grey thumbnail (a volume's middle slice)."""
+    if is_lazy(raw.images):  # files listed, not read: a chunk of units at a time, in worker processes
+        return stream_hashes(raw)
     thumbs = raw.thumbnails()
     if isinstance(thumbs, torch.Tensor):
         parts = [unit_hash_set(thumbs[i : i + 512]) for i in range(0, len(thumbs), 512)]
@@ -76,8 +86,9 @@ def unit_hashes(raw: RawSet) -> np.ndarray:
 
 
 def split_units(app, raw: RawSet, image_size: int, seed: int, neg_per_pos: float | None = None,
-                log: Log | None = None) -> SplitData:
-    """Steps 2-6 of the module docstring for the units ``raw``."""
+                log: Log | None = None, store: Path | None = None) -> SplitData:
+    """Steps 2-6 of the module docstring for the units ``raw``; with ``store`` (a folder) each split's samples
+    are written there and read back per batch (``trainables.stream``)."""
     log = log or (lambda s: None)
     if len(raw) == 0:
         raise ConfigError(f"no {app.unit}s in the data; check the path and its layout")
@@ -104,7 +115,8 @@ def split_units(app, raw: RawSet, image_size: int, seed: int, neg_per_pos: float
     next_id, id_offset = 0, {k: 0 for k in LOCAL_IDS}
     for name in SPLITS:
         units = np.flatnonzero(split == name)
-        s = app.make_samples(raw.subset(units), name, image_size, seed, train_raw)
+        s = stream_samples(app, raw.subset(units), name, image_size, seed, train_raw, store / f"{name}.u8") \
+            if store is not None else app.make_samples(raw.subset(units), name, image_size, seed, train_raw)
         meta = {k: np.asarray(v) for k, v in s.meta.items()}
         local = meta.pop("unit").astype(np.int64)
         meta["group"] = units[local] if local.size else np.zeros(0, dtype=np.int64)
@@ -132,7 +144,7 @@ def split_units(app, raw: RawSet, image_size: int, seed: int, neg_per_pos: float
     dropped_meta["label"] = ty[dropped]
     tmeta = {k: v[keep] for k, v in tmeta.items()}
     keep_t = torch.as_tensor(keep)
-    tx, ty = tx[keep_t], ty[keep_t]
+    tx, ty = take(tx, keep_t), ty[keep_t]
     if masks["train"] is not None:
         masks["train"] = masks["train"][keep_t]
     ranks = budget_ranks(ty.numpy(), seed + 1, units=tmeta["group"])

@@ -72,7 +72,8 @@ class RawSet:
     def subset(self, idx: Sequence[int]) -> "RawSet":
         """The units ``idx`` (in that order), with their candidates/boundaries; unit ids renumbered 0..k-1."""
         idx = np.asarray(idx, dtype=np.int64)
-        images = self.images[torch.as_tensor(idx)] if isinstance(self.images, torch.Tensor) else [self.images[i] for i in idx]
+        images = self.images[torch.as_tensor(idx)] if isinstance(self.images, torch.Tensor) else \
+            self.images.subset(idx) if hasattr(self.images, "subset") else [self.images[i] for i in idx]
         candidates = None
         if self.candidates is not None:
             remap = pd.Series(np.arange(idx.size), index=idx)

@@ -12,6 +12,7 @@ import torch
 from trainables.apps.raw import RawSet
 from trainables.config import ConfigError
 from trainables.loaders.files import is_image, read_image, read_table
+from trainables.stream import LazyImages
 
 MEDMNIST_SPLITS = {"train": "train", "val": "val", "test": "test"}
 
@@ -51,9 +52,13 @@ def load_imagefolder(root: Path) -> RawSet:
                           "put each class's images in a folder named after the class")
     codes, classes = _class_codes(labels)
     _need_two_classes(classes, root)
-    images = [read_image(p) for p in paths]
+    images = LazyImages(paths, read_image)  # decoded when used: build_split_data reads them now, or streams them
     names = [str(p.relative_to(root)) for p in paths]
     return RawSet("classification", images, codes, names, classes=classes)
+
+
+def _read_listed(item: tuple[Path, str]) -> torch.Tensor:
+    return read_image(item[0], where=item[1])
 
 
 def load_manifest(csv_path: Path) -> RawSet:
@@ -71,10 +76,11 @@ def load_manifest(csv_path: Path) -> RawSet:
     codes, classes = _class_codes(table["label"].tolist())
     _need_two_classes(classes, csv_path)
     base = csv_path.parent
-    images = []
+    paths = []
     for i, rel in enumerate(table["path"]):
         p = Path(rel).expanduser()
-        images.append(read_image(p if p.is_absolute() else base / p, where=f" (line {i + 2} of {csv_path})"))
+        paths.append((p if p.is_absolute() else base / p, f" (line {i + 2} of {csv_path})"))
+    images = LazyImages(paths, _read_listed)  # decoded when used (see load_imagefolder)
     groups = table["group"].astype(str).to_numpy() if "group" in table.columns else None
     return RawSet("classification", images, codes, table["path"].astype(str).tolist(), groups=groups,
                   classes=classes)

