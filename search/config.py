@@ -10,7 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from trainables.config import ConfigError, TrialSettings, from_mapping, setting
+from trainables.config import TrialSettings, from_mapping, setting
+from trainables.errors import ConfigError
 
 
 SEARCHERS = ("grid", "random", "optuna", "guideline")  # see search/searchers

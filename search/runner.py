@@ -28,7 +28,8 @@ from search.schedulers import BudgetStratifiedASHA
 from search.searchers import SearchPlan, fixed_lrs, make_plan
 from search.source_check import describe, write_source_check
 from trainables.apps import App, build_split_data, check_backbone, get_app
-from trainables.config import ConfigError, TrialConfig
+from trainables.config import TrialConfig
+from trainables.errors import ConfigError
 from trainables.data import SplitData, splits_frame
 from trainables.models import SCRATCH, depth_names, get_backbone
 from trainables.models.backbones import BackboneSpec

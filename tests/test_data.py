@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from trainables.apps import get_app
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 from trainables.data import budget_indices, budget_ranks, make_splits, stratified_split
 
 BUDGETS = (0.05, 0.1, 0.25, 0.5, 1.0)

@@ -5,15 +5,13 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, TypeVar
 
+from trainables.errors import ConfigError
+
 T = TypeVar("T")
 
 LR_PROTOCOLS = ("paper", "uniform")  # see trainables.models.depth.configure_depth
 OPTIMIZERS = ("sgd", "adamw")
 AUGMENTS = ("none", "hflip")  # see trainables.engine.AUGMENT_VIEWS
-
-
-class ConfigError(ValueError):
-    """A configuration value or key is wrong; the message names the problem and the fix."""
 
 
 def from_mapping(cls: type[T], values: Mapping[str, Any]) -> T:

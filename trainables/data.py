@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 
 MIN_PER_CLASS = 2
 SPLITS = ("train", "val", "test")

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from trainables.config import AUGMENTS
+from trainables.errors import DivergedError
 
 MEAN, STD = 0.5, 0.25  # inputs for backbones pretrained here (fractal) or from scratch
 IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # what torchvision's ImageNet weights expect
@@ -26,10 +27,6 @@ InputFn = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 # views is what lets a frozen prefix cache every view (trainables.features) and stay exact.
 AUGMENT_VIEWS = {"none": 1, "hflip": 2}
 assert tuple(AUGMENT_VIEWS) == AUGMENTS
-
-
-class DivergedError(RuntimeError):
-    """The loss became NaN or infinite."""
 
 
 def to_input(x_uint8: torch.Tensor, norm: Norm | None = None) -> torch.Tensor:

@@ -14,10 +14,11 @@ import time
 import torch
 
 from trainables.apps import check_backbone, get_app
-from trainables.config import ConfigError, TrialConfig
+from trainables.config import TrialConfig
+from trainables.errors import ConfigError, DivergedError
 from trainables.data import SplitData
 from trainables.engine import (
-    AUGMENT_VIEWS, DivergedError, InputFn, evaluate, image_inputs, predict_logits, train_one_epoch,
+    AUGMENT_VIEWS, InputFn, evaluate, image_inputs, predict_logits, train_one_epoch,
 )
 from trainables.features import (
     STORE, CachePlan, compute_features, feature_inputs, feature_key, module_fingerprint, plan_cache,

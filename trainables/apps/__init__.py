@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from trainables.apps.raw import IGNORE, KINDS, RawSet, Samples  # noqa: F401  (IGNORE re-exported)
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 from trainables.data import SplitData
 
 

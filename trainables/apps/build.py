@@ -17,12 +17,12 @@ import pandas as pd
 import torch
 
 from trainables.apps.raw import RawSet
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 from trainables.data import (
     HASH_VIEWS, SPLITS, SplitData, assign_splits, balance_classes, budget_ranks, merge_groups,
     near_duplicate_set_pairs, unit_hash_set,
 )
-from trainables.metrics import MetricError
+from trainables.errors import MetricError
 
 Log = Callable[[str], None]
 LOCAL_IDS = ("candidate", "lesion")  # meta ids numbered per split by make_samples; made unique per run

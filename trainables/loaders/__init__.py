@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from trainables.apps.raw import RawSet
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 
 LAYOUTS = {
     "imagefolder": ("classification", "a folder PATH/<class>/<image> (class = folder name)"),

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from trainables.apps.raw import RawSet
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 from trainables.loaders.files import is_image, read_image, read_table
 
 MEDMNIST_SPLITS = {"train": "train", "val": "val", "test": "test"}

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from trainables.apps.raw import RawSet
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 from trainables.loaders.files import read_image, read_table, read_volume
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 
 try:  # MONAI raises its own OptionalImportError when a reader package is missing
     from monai.utils import OptionalImportError

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from trainables.apps.raw import RawSet
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 from trainables.loaders.files import is_image, is_nifti, read_image, read_mask, read_nifti
 
 if TYPE_CHECKING:

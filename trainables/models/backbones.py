@@ -22,7 +22,7 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 
 
 @dataclass(frozen=True)

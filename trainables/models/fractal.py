@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 from trainables.engine import MEAN, STD
 from trainables.models.weights import SourceWeights, norm_from_meta
 from trainables.models.backbones import BackboneSpec
@@ -239,7 +239,7 @@ def fractal_weights(spec: BackboneSpec, recipe: FractalRecipe, log: Callable[[st
     """The fractal-pretrained state_dict of ``spec`` (from the cache, or pretrained now and cached) and its file;
     the weights carry the input normalisation of their pretraining (``standardize``: the fractal data's own)."""
     if spec.output != "label":  # FractalDB pretraining is classification of fractal categories
-        from trainables.config import ConfigError
+        from trainables.errors import ConfigError
 
         raise ConfigError(f"source fractal pretrains a classifier; backbone {spec.name!r} outputs per-pixel masks: "
                           f"use --source file:PATH (a state_dict saved from {spec.name}) or --depths scratch")
