@@ -9,7 +9,8 @@ import ray
 import torch
 from ray import tune
 
-from trainables.apps import APPS, KINDS, build_split_data, check_backbone, get_app, list_apps
+from trainables.apps import APPS, build_split_data, check_backbone, get_app, list_apps
+from trainables.data.units import KINDS
 from trainables.errors import ConfigError
 from trainables.config import TrialConfig
 from trainables.loaders import LAYOUTS

@@ -72,9 +72,10 @@ def test_validation_and_test_do_not_depend_on_the_budget():
 
 # ------------------------------------------------------------- groups, near-duplicates, budgets by unit
 
-from trainables.apps import App, DataSize, split_units  # noqa: E402
+from trainables.apps import App, DataSize  # noqa: E402
+from trainables.data.build import split_units  # noqa: E402
 from trainables.apps.colonoscopy import frame_crops, render_frames  # noqa: E402
-from trainables.apps.raw import RawSet  # noqa: E402
+from trainables.data.units import RawSet  # noqa: E402
 from trainables.data import (  # noqa: E402
     assign_splits, balance_classes, grouped_split, hamming, merge_groups, near_duplicate_pairs, perceptual_hash,
     splits_frame,

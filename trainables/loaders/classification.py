@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trainables.apps.raw import RawSet
+from trainables.data.units import RawSet
 from trainables.errors import ConfigError
 from trainables.loaders.files import is_image, read_image, read_table
 

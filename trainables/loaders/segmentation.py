@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from trainables.apps.raw import RawSet
+from trainables.data.units import RawSet
 from trainables.errors import ConfigError
 from trainables.loaders.files import is_image, is_nifti, read_image, read_mask, read_nifti
 
