@@ -22,7 +22,8 @@ SCHEDULERS = ("auto", "per-depth", "per-budget", "asha", "none")
 AUTO_SCHEDULER = {"grid": "per-depth", "random": "per-depth", "optuna": "asha", "guideline": "none"}
 
 # keys config.yaml adds beside the SearchConfig fields (resolved at run time, ignored when read back)
-DERIVED_KEYS = frozenset({"n_train", "n_val", "n_test", "metric", "mode", "experiment_path"})
+# ("metric" is a setting: config.yaml holds the resolved one, the app's own when the run left it empty)
+DERIVED_KEYS = frozenset({"n_train", "n_val", "n_test", "mode", "experiment_path"})
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from trainables.config import TrialConfig
 from trainables.errors import ConfigError
 from trainables.data import SplitData, splits_frame
 from trainables.models import SCRATCH, depth_names, get_backbone
-from trainables.models.backbones import BackboneSpec
+from trainables.models.backbones import BackboneSpec, sized
 from trainables.models.probe import check_source
 from trainables.models.sources import get_source_weights
 from trainables.schedules import check_schedule
@@ -79,7 +79,7 @@ def resolve_depths(cfg: SearchConfig, spec: BackboneSpec) -> list[str]:
 
 def prepare(cfg: SearchConfig, log: Log) -> Prepared:
     """Validate everything a trial will need, then build the data and the pretrained weights once."""
-    app, spec = get_app(cfg.app), get_backbone(cfg.backbone)
+    app, spec = get_app(cfg.app, cfg.metric, cfg.resize), sized(get_backbone(cfg.backbone), cfg.input_size)
     check_backbone(app, spec)
     check_schedule(cfg.schedule)
     depths = resolve_depths(cfg, spec)

@@ -24,6 +24,7 @@ from trainables.features import (
     STORE, CachePlan, compute_features, feature_inputs, feature_key, module_fingerprint, plan_cache,
 )
 from trainables.models import SCRATCH, configure_depth, depth_index, get_backbone, trainable_groups
+from trainables.models.backbones import sized
 from trainables.models.depth import set_train_mode
 from trainables.models.sources import load_pretrained
 from trainables.models.weights import input_norm
@@ -63,8 +64,8 @@ class TrialRun:
                  device: str | torch.device = "cpu"):
         self.cfg = cfg
         self.device = torch.device(device)
-        self.app = get_app(cfg.app)
-        self.spec = get_backbone(cfg.backbone)
+        self.app = get_app(cfg.app, cfg.metric, cfg.resize)
+        self.spec = sized(get_backbone(cfg.backbone), cfg.input_size)
         check_backbone(self.app, self.spec)
         self.depth_index = depth_index(self.spec, cfg.depth)
         check_schedule(cfg.schedule)

@@ -1,15 +1,17 @@
-"""Registration of the built-in applications: the paper's four (Tajbakhsh et al., IEEE TMI 2016)."""
+"""Registration of the built-in applications: the paper's four (Tajbakhsh et al., IEEE TMI 2016) and the generic
+``classification`` app for your own images (``trainables.apps.generic``)."""
 from __future__ import annotations
 
 from functools import partial
 
 import numpy as np
 
-from trainables.apps import colonoscopy, intima, pe, polyp
+from trainables.apps import colonoscopy, generic, intima, pe, polyp
 from trainables.apps.build import build_split_data
+from trainables.apps.patches import RESIZE_POLICIES
 from trainables.apps.registry import App, DataSize, get_app, register_app
 from trainables.metrics import (
-    aggregate_mean, classification_metrics, compute_roc_auc_weighted, detection_metrics, interface_metrics,
+    aggregate_mean, classification_metrics, compute_roc_auc_weighted, detection_metrics, interface_metrics, label_metrics,
     mask_interface_batched, mask_interface_metrics, mask_interface_summary,
 )
 
@@ -59,7 +61,7 @@ register_app(App(
     name="colonoscopy-frames",
     description="informative vs non-informative colonoscopy frames; frame score = mean over 3 crops; "
                 "ROC AUC, sensitivity at 10/15/20% FPR",
-    num_classes=2, metric="auc", mode="max",
+    num_classes=2, metric="auc",
     build_data=_embedded("colonoscopy-frames"),
     compute_metric=_frames_auc, compute_metrics=_frames, batched_metric=_frames_auc_batched,
     sizes=DataSize(full=1000, smoke=200),
@@ -71,7 +73,7 @@ register_app(App(
     name="polyp-detection",
     description="polyp candidates on colonoscopy frames; 6 patches (3 scales, shifted/mirrored) per candidate; "
                 "FROC per frame, normalised partial area to 0.1 FP/frame",
-    num_classes=2, metric="froc_pauc", mode="max",
+    num_classes=2, metric="froc_pauc",
     build_data=_embedded("polyp-detection"),
     compute_metric=_pick(_polyps, "froc_pauc"), compute_metrics=_polyps,
     sizes=DataSize(full=400, smoke=80),
@@ -83,7 +85,7 @@ register_app(App(
     name="pe-detection",
     description="pulmonary-embolism candidates in CT-like volumes; vessel-aligned 2-channel patches; "
                 "FROC at 1-5 FP/volume, normalised partial area to 5",
-    num_classes=2, metric="froc_pauc", mode="max",
+    num_classes=2, metric="froc_pauc",
     build_data=_embedded("pe-detection"),
     compute_metric=_pick(_emboli, "froc_pauc"), compute_metrics=_emboli,
     sizes=DataSize(full=80, smoke=16),
@@ -95,7 +97,7 @@ register_app(App(
     name="intima-media",
     description="carotid ultrasound; per-pixel 3-class patches (background, lumen-intima, media-adventitia); "
                 "boundary per column; mean absolute boundary error (um), Dice",
-    num_classes=3, metric="mae_um", mode="min",
+    num_classes=3, metric="mae_um",
     build_data=_embedded("intima-media"),
     compute_metric=_pick(interface_metrics, "mae_um"), compute_metrics=interface_metrics,
     sizes=DataSize(full=100, smoke=24),
@@ -107,7 +109,7 @@ register_app(App(
     name="intima-media-seg",
     description="carotid ultrasound, the segmentation head: whole images, per-pixel masks (above LI, intima-media, "
                 "below MA) with --backbone monai-unet; boundary per column; mean absolute boundary error (um), Dice",
-    num_classes=3, metric="mae_um", mode="min",
+    num_classes=3, metric="mae_um",
     build_data=_embedded("intima-media-seg"),
     compute_metric=_pick(mask_interface_metrics, "mae_um"), compute_metrics=mask_interface_metrics,
     batched_metric=mask_interface_batched,
@@ -117,4 +119,25 @@ register_app(App(
     head="a segmentation backbone's per-pixel output (monai-unet), softmax + MONAI DiceCELoss",
     generate=intima.generate, make_samples=intima.image_masks,
     target="mask", summarize=mask_interface_summary,
+))
+
+
+# ------------------------------------------------------------------ the generic apps (your own data)
+
+def _label_metric(key: str):
+    return _pick(label_metrics, key)
+
+
+register_app(App(
+    name="classification",
+    description="your images, binary or multi-class; no app protocol: each image fitted to the input (--resize), "
+                "scored per image by --metric auc|balanced-accuracy|macro-f1",
+    num_classes=3, metric="auc",
+    build_data=_embedded("classification"),
+    compute_metric=_label_metric("auc"), compute_metrics=label_metrics,
+    metric_choices={m: (_label_metric(m), label_metrics) for m in ("auc", "balanced-accuracy", "macro-f1")},
+    resize_policies=RESIZE_POLICIES,
+    sizes=DataSize(full=300, smoke=90),
+    kind="classification", unit="image", loaders=("imagefolder", "csv", "medmnist"),
+    generate=generic.generate_shapes, make_samples=generic.image_samples,
 ))

@@ -4,7 +4,8 @@ Tests parametrize over ``list_apps()``; the trainable and the search never branc
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Callable, Mapping
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from trainables.data.splits import SplitData
 from trainables.data.units import KINDS, RawSet, Samples
 from trainables.errors import ConfigError
+from trainables.mode import METRIC_MODES, metric_mode
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,7 @@ class App:
     name: str
     description: str
     num_classes: int
-    metric: str  # name of the validation metric reported to Tune, e.g. "auc"
-    mode: str  # "max" or "min"
+    metric: str  # name of the validation metric reported to Tune, e.g. "auc"; its direction: trainables.mode
     build_data: Callable[[int, int, int], SplitData]  # (n units, image_size, seed) -> splits of the embedded data
     # (labels (N,), class probabilities (N, C), per-sample meta arrays) -> the validation metric
     compute_metric: Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], float]
@@ -59,6 +60,41 @@ class App:
     # target "mask": (masks (N, H, W), probs (N, C, H, W), meta) -> (probs (N, C), meta + per-sample summary):
     # what predictions.parquet keeps of a whole-image prediction, enough for compute_metric to score it again
     summarize: Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], tuple[np.ndarray, dict]] | None = None
+    mode: str = ""  # "max" or "min": derived from ``metric`` (trainables.mode.METRIC_MODES) when left empty
+    # metrics a run may select instead of ``metric`` (``--metric``): name -> (compute_metric, compute_metrics)
+    metric_choices: Mapping[str, tuple[Callable, Callable | None]] = field(default_factory=dict)
+    # resize policies a run may select (``--resize``); make_samples then takes ``resize=POLICY``. Empty: the app
+    # has its own protocol (the paper's apps) and only the default "resize" is accepted, meaning "the app's own"
+    resize_policies: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        declared = metric_mode(self.metric).name if self.metric in METRIC_MODES else self.mode
+        if not self.mode:
+            object.__setattr__(self, "mode", declared)
+        elif self.mode != declared:
+            raise ValueError(f"app {self.name!r}: metric {self.metric!r} is {declared!r}, not {self.mode!r} "
+                             "(trainables.mode.METRIC_MODES)")
+
+    def configured(self, metric: str = "", resize: str = "resize") -> "App":
+        """This app with a run's ``metric`` (empty: the app's own) and ``resize`` policy; a ConfigError names the
+        choices when the app does not offer them."""
+        app = self
+        if metric and metric != self.metric:
+            if metric not in self.metric_choices:
+                offered = ", ".join([self.metric, *[m for m in self.metric_choices if m != self.metric]])
+                raise ConfigError(f"app {self.name!r} scores with {offered}, not {metric!r}; use --metric "
+                                  f"{' or '.join(offered.split(', '))} (or a generic app: classification, "
+                                  "segmentation, detection)")
+            one, every = self.metric_choices[metric]
+            app = replace(app, metric=metric, mode="", compute_metric=one, compute_metrics=every,
+                          batched_metric=None)
+        if resize != "resize" or self.resize_policies:
+            if resize not in self.resize_policies:
+                raise ConfigError(f"app {self.name!r} has its own resizing protocol; --resize {resize} applies to the "
+                                  "generic apps (classification, segmentation, detection)" if not self.resize_policies
+                                  else f"unknown --resize {resize!r}; choose one of: {', '.join(self.resize_policies)}")
+            app = replace(app, make_samples=partial(self.make_samples, resize=resize))
+        return app
 
     def all_metrics(self, labels: np.ndarray, probs: np.ndarray, meta: Mapping[str, np.ndarray]) -> dict[str, float]:
         if self.compute_metrics is None:
@@ -88,8 +124,8 @@ def check_backbone(app: App, spec) -> None:
 def register_app(app: App) -> App:
     if app.name in APPS:
         raise ValueError(f"app {app.name!r} registered twice")
-    if app.mode not in ("max", "min"):
-        raise ValueError(f"app {app.name!r}: mode must be 'max' or 'min'")
+    if app.mode not in ("max", "min") or any(m not in METRIC_MODES for m in app.metric_choices):
+        raise ValueError(f"app {app.name!r}: mode must be 'max' or 'min', every selectable metric in METRIC_MODES")
     if app.kind not in KINDS:
         raise ValueError(f"app {app.name!r}: kind must be one of {KINDS}")
     if app.target not in TARGETS or (app.target == "mask") != (app.summarize is not None):
@@ -98,11 +134,13 @@ def register_app(app: App) -> App:
     return app
 
 
-def get_app(name: str) -> App:
+def get_app(name: str, metric: str = "", resize: str = "resize") -> App:
+    """App ``name``, configured with a run's ``metric`` and ``resize`` policy (``App.configured``)."""
     try:
-        return APPS[name]
+        app = APPS[name]
     except KeyError:
         raise ConfigError(f"unknown app {name!r}; choose one of: {', '.join(sorted(APPS))}") from None
+    return app.configured(metric, resize) if metric or resize != "resize" or app.resize_policies else app
 
 
 def list_apps() -> list[str]:

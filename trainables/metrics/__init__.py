@@ -5,7 +5,8 @@
 Each is tested against scikit-learn, MONAI or hand-computed cases.
 """
 from trainables.metrics.classification import (  # noqa: F401
-    classification_metrics, compute_multiclass_auc, compute_roc_auc, compute_roc_auc_weighted,
+    classification_metrics, compute_balanced_accuracy, compute_macro_f1, compute_multiclass_auc, compute_roc_auc,
+    compute_roc_auc_weighted, label_metrics,
     compute_sensitivity_at_fpr,
 )
 from trainables.metrics.common import aggregate_mean, check_finite  # noqa: F401

@@ -91,3 +91,49 @@ def classification_metrics(labels, probs, meta, fprs=(0.10, 0.15, 0.20)) -> dict
         out[f"sens@fpr{f:.2f}"] = float(np.mean(sens))
     out["n_units"] = float(unit_labels.size)
     return out
+
+
+def _predicted(labels, probs) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels).ravel().astype(np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[0] != labels.size:
+        raise MetricError(f"labels ({labels.size}) and class probabilities {probs.shape} do not match")
+    _finite(probs)
+    return labels, probs.argmax(axis=1)
+
+
+def compute_balanced_accuracy(labels, probs) -> float:
+    """Mean over the classes present in ``labels`` of the fraction predicted right (argmax of ``probs``)."""
+    labels, pred = _predicted(labels, probs)
+    present = np.unique(labels)
+    if present.size < 2:
+        raise MetricError(f"balanced accuracy needs two classes but the evaluated split has only {present.tolist()}")
+    return float(np.mean([(pred[labels == c] == c).mean() for c in present]))
+
+
+def compute_macro_f1(labels, probs) -> float:
+    """Unweighted mean over the classes of F1 = 2 TP / (2 TP + FP + FN) of the argmax prediction.
+
+    The classes are those in ``labels`` or predicted (scikit-learn's ``f1_score(average="macro")``); a class
+    with no true, no predicted sample does not count.
+    """
+    labels, pred = _predicted(labels, probs)
+    if np.unique(labels).size < 2:
+        raise MetricError(f"macro-F1 needs two classes but the evaluated split has only {np.unique(labels).tolist()}")
+    scores = []
+    for c in np.union1d(labels, pred):
+        tp = np.sum((pred == c) & (labels == c))
+        denom = 2 * tp + np.sum((pred == c) & (labels != c)) + np.sum((pred != c) & (labels == c))
+        scores.append(2 * tp / denom)
+    return float(np.mean(scores))
+
+
+def label_metrics(labels, probs, meta) -> dict[str, float]:
+    """The generic classification app's metrics on per-unit scores (mean of the unit's samples): ROC AUC (two
+    classes: of class 1; more: macro one-vs-rest), balanced accuracy and macro-F1 of the argmax."""
+    probs = np.asarray(probs, dtype=np.float64)
+    units = meta["group"] if meta is not None and "group" in meta else np.arange(len(labels))
+    _, unit_probs, unit_labels = aggregate_mean(units, probs, labels)
+    return {"auc": compute_multiclass_auc(unit_labels, unit_probs),
+            "balanced-accuracy": compute_balanced_accuracy(unit_labels, unit_probs),
+            "macro-f1": compute_macro_f1(unit_labels, unit_probs), "n_units": float(unit_labels.size)}

@@ -310,5 +310,22 @@ def get_backbone(name: str) -> BackboneSpec:
                           f"or timm:NAME[@SIZE] (any timm architecture)") from None
 
 
+def sized(spec: BackboneSpec, input_size: int = 0) -> BackboneSpec:
+    """``spec`` taking ``input_size`` px inputs (0: its own size); a ConfigError when its layers cannot."""
+    if not input_size or input_size == spec.input_size:
+        return spec
+    import dataclasses
+
+    model = spec.build(2).eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, input_size, input_size))
+    except RuntimeError as e:
+        raise ConfigError(f"backbone {spec.name!r} cannot take {input_size}px inputs ({str(e).splitlines()[0][:80]}); "
+                          f"use --input-size {spec.input_size} (its own) or a backbone with global pooling "
+                          "(e.g. resnet18, timm:NAME)") from None
+    return dataclasses.replace(spec, input_size=input_size)
+
+
 def list_backbones() -> list[str]:
     return sorted(BACKBONES)
