@@ -26,7 +26,8 @@ REQUIRED_META = {"group", "sample_id", "split_group"}
 APP_META = {"colonoscopy-frames": {"crop"}, "polyp-detection": {"candidate", "lesion", "scale"},
             "pe-detection": {"candidate", "lesion"},
             "intima-media": {"column", "row", "li_true", "ma_true", "spacing_um"},
-            "intima-media-seg": {"li_true", "ma_true", "row_scale", "spacing_um"}}
+            "intima-media-seg": {"li_true", "ma_true", "row_scale", "spacing_um"},
+            "classification": set(), "detection": {"candidate", "lesion"}}
 # an app's backbone: tiny-alexnet for the classifier apps, monai-unet for the whole-image segmentation app
 BACKBONE = {name: "tiny-alexnet" if get_app(name).target == "label" else "monai-unet" for name in list_apps()}
 

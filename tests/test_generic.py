@@ -122,7 +122,4 @@ def test_search_on_a_generated_three_class_folder_with_macro_f1(tmp_path):
     saved = yaml.safe_load((tmp_path / "results" / "shapes" / "config.yaml").read_text())
     assert (saved["metric"], saved["mode"], saved["resize"], saved["augment"]) == ("macro-f1", "max", "pad",
                                                                                   "flip-rotate")
-    report = subprocess.run([exe, "report", "shapes", "--results-dir", str(tmp_path / "results")],
-                            capture_output=True, text=True, env=env, timeout=300)
-    assert report.returncode == 0, report.stderr[-2000:]
     assert "macro-f1" in (tmp_path / "results" / "shapes" / "report.md").read_text()

@@ -1,5 +1,5 @@
 """Registration of the built-in applications: the paper's four (Tajbakhsh et al., IEEE TMI 2016) and the generic
-``classification`` app for your own images (``trainables.apps.generic``)."""
+``classification`` and ``detection`` apps for your own images (``trainables.apps.generic``)."""
 from __future__ import annotations
 
 from functools import partial
@@ -140,4 +140,18 @@ register_app(App(
     sizes=DataSize(full=300, smoke=90),
     kind="classification", unit="image", loaders=("imagefolder", "csv", "medmnist"),
     generate=generic.generate_shapes, make_samples=generic.image_samples,
+))
+
+register_app(App(
+    name="detection",
+    description="your 2-D images with candidate points (candidates-csv); no app protocol: one centred patch per "
+                "candidate; FROC per image, normalised partial area to 1 FP/image (--metric froc)",
+    num_classes=2, metric="froc",
+    build_data=_embedded("detection"),
+    compute_metric=_pick(generic.froc_metrics, "froc"), compute_metrics=generic.froc_metrics,
+    metric_choices={"froc": (_pick(generic.froc_metrics, "froc"), generic.froc_metrics)},
+    resize_policies=("resize",),
+    sizes=DataSize(full=400, smoke=80),
+    kind="detection", unit="image", loaders=("candidates-csv",),
+    generate=polyp.generate, make_samples=generic.candidate_patch,
 ))

@@ -4,14 +4,20 @@
 (``--resize resize|pad|crop``), scored per image by the run's metric (``--metric auc|balanced-accuracy|
 macro-f1``); binary or multi-class, from an image folder, a CSV manifest or a MedMNIST ``.npz``. Its
 embedded data (for tests and a first try) is three classes of generated shapes in images of varying aspect.
+
+``detection``: candidates of a ``candidates-csv`` on 2-D images, one centred patch each, scored by FROC over
+the images (``froc``: normalised partial area to 1 false positive per image). Embedded data: the polyp
+generator's frames and candidates.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from trainables.apps.patches import RESIZE_POLICIES, as_float01, fit_square, to_rgb, to_uint8
+from trainables.apps.patches import RESIZE_POLICIES, as_float01, crop_patches, fit_square, to_rgb, to_uint8
 from trainables.data.units import RawSet, Samples
+from trainables.errors import ConfigError
+from trainables.metrics import detection_metrics
 
 SHAPES = ("disc", "square", "cross")
 
@@ -51,3 +57,45 @@ def image_samples(raw: RawSet, split: str, size: int, seed: int, train_raw=None,
     x = torch.stack([to_uint8(to_rgb(fit_square(as_float01(im), size, resize))) for im in images]) \
         if len(raw) else torch.zeros(0, 3, size, size, dtype=torch.uint8)
     return Samples(x=x.contiguous(), y=torch.as_tensor(raw.labels), meta={"unit": np.arange(len(raw))})
+
+
+# ------------------------------------------------------------------------------------- detection
+
+PATCH_SCALE = 2.0  # a candidate's patch spans twice its size (context around it)
+DEFAULT_SIZE = 0.15  # a candidate without a size: 15% of the image's shorter side
+FP_PER_IMAGE = (0.125, 0.25, 0.5, 1.0)  # FROC points (false positives per image); partial area to the last
+
+
+def candidate_patch(raw: RawSet, split: str, size: int, seed: int, train_raw=None, resize: str = "resize") -> Samples:
+    """One centred patch per candidate (side ``PATCH_SCALE`` x its size), resampled to ``size`` px: no scales,
+    shifts or mirrors (the polyp protocol's six patches are ``polyp-detection``'s)."""
+    if raw.is_3d:
+        raise ConfigError("the generic detection app takes 2-D images; candidates with z (CT volumes): "
+                          "use --app pe-detection")
+    keys = ("unit", "candidate", "lesion", "missed_lesions")
+    xs, ys, meta = [], [], {k: [] for k in keys}
+    for unit, rows in raw.candidates.groupby("unit", sort=True):
+        image = raw.image(int(unit))
+        h, w = image.shape[-2:]
+        base = rows["size"].to_numpy(dtype=np.float64) if "size" in rows else np.full(len(rows), np.nan)
+        side = PATCH_SCALE * np.where(np.isfinite(base) & (base > 0), base, DEFAULT_SIZE * min(h, w))
+        xs.append(to_uint8(to_rgb(crop_patches(image, rows["x"].to_numpy(), rows["y"].to_numpy(), side,
+                                               out_size=size))))
+        ys.append(rows["label"].to_numpy())
+        m = len(rows)
+        meta["unit"].append(np.full(m, unit))
+        meta["candidate"].append(rows.index.to_numpy())
+        meta["lesion"].append(rows["lesion"].to_numpy() if "lesion" in rows else np.full(m, -1))
+        meta["missed_lesions"].append(rows["missed"].to_numpy() if "missed" in rows else np.zeros(m))
+    if not xs:
+        return Samples(torch.zeros(0, 3, size, size, dtype=torch.uint8), torch.zeros(0, dtype=torch.long),
+                       {k: np.zeros(0, dtype=np.int64) for k in keys})
+    return Samples(torch.cat(xs), torch.as_tensor(np.concatenate(ys), dtype=torch.long),
+                   {k: np.concatenate(v).astype(np.int64) for k, v in meta.items()})
+
+
+def froc_metrics(labels, probs, meta) -> dict[str, float]:
+    """FROC of the candidates over the images: ``froc`` = its normalised partial area to 1 FP per image, and the
+    sensitivity at each of ``FP_PER_IMAGE``."""
+    out = detection_metrics(labels, probs, meta, FP_PER_IMAGE)
+    return {"froc": out.pop("froc_pauc"), **out}

@@ -83,15 +83,14 @@ class App:
             if metric not in self.metric_choices:
                 offered = ", ".join([self.metric, *[m for m in self.metric_choices if m != self.metric]])
                 raise ConfigError(f"app {self.name!r} scores with {offered}, not {metric!r}; use --metric "
-                                  f"{' or '.join(offered.split(', '))} (or a generic app: classification, "
-                                  "segmentation, detection)")
+                                  f"{' or '.join(offered.split(', '))} (or a generic app: {_generic()})")
             one, every = self.metric_choices[metric]
             app = replace(app, metric=metric, mode="", compute_metric=one, compute_metrics=every,
                           batched_metric=None)
         if resize != "resize" or self.resize_policies:
             if resize not in self.resize_policies:
                 raise ConfigError(f"app {self.name!r} has its own resizing protocol; --resize {resize} applies to the "
-                                  "generic apps (classification, segmentation, detection)" if not self.resize_policies
+                                  f"generic apps ({_generic()})" if not self.resize_policies
                                   else f"unknown --resize {resize!r}; choose one of: {', '.join(self.resize_policies)}")
             app = replace(app, make_samples=partial(self.make_samples, resize=resize))
         return app
@@ -103,6 +102,11 @@ class App:
 
 
 APPS: dict[str, App] = {}
+
+
+def _generic() -> str:
+    """The generic apps (no app protocol: they take a run's resize policy), for error messages."""
+    return ", ".join(name for name, app in APPS.items() if app.resize_policies)
 TARGETS = ("label", "mask")
 
 

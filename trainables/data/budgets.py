@@ -46,11 +46,12 @@ def _round_up(x: float, digits: int = 3) -> float:
     return math.ceil(x * scale * (1 + 1e-12)) / scale
 
 
-def budget_indices(labels, ranks, budget: float) -> torch.Tensor:
+def budget_indices(labels, ranks, budget: float, names: tuple[str, ...] = ()) -> torch.Tensor:
     """Indices of the training samples inside data budget ``budget`` (nested, stratified).
 
     Every class must keep at least ``MIN_PER_CLASS`` units (a unit's samples share one rank, so units are
-    counted as distinct ranks within a class; without units every sample is one).
+    counted as distinct ranks within a class; without units every sample is one). ``names``: the class names,
+    for the error message (the labels' codes otherwise).
     """
     labels = torch.as_tensor(labels)
     ranks = torch.as_tensor(ranks)
@@ -66,11 +67,18 @@ def budget_indices(labels, ranks, budget: float) -> torch.Tensor:
         need = max(need, float(r[MIN_PER_CLASS - 1]) if r.numel() >= MIN_PER_CLASS else float("inf"))
     if min(kept_units) < MIN_PER_CLASS:
         hint = f"use a budget >= {_round_up(need + 1e-9):.3g}" if need < 1 else "add training data"
+        short = [i for i, k in enumerate(kept_units) if k < MIN_PER_CLASS]
+        named = ", ".join(f"{_name(classes[i], names)!r} ({kept_units[i]} of its {all_units[i]})" for i in short)
         raise ConfigError(
-            f"budget {budget} keeps {kept_units} training units per class {classes} (of {all_units}); "
-            f"every class needs >= {MIN_PER_CLASS}: {hint} or more training data"
+            f"budget {budget} keeps too few training units of class(es) {named} (the training split is 60% of the "
+            f"data); every class needs >= {MIN_PER_CLASS} at the smallest budget: {hint} or add images of class(es) "
+            f"{', '.join(repr(_name(classes[i], names)) for i in short)}"
         )
     return keep
+
+
+def _name(code: int, names: tuple[str, ...]) -> str:
+    return str(names[code]) if 0 <= code < len(names) else str(code)
 
 
 def balance_classes(labels: np.ndarray, bundles: np.ndarray, ratio: float, seed: int) -> np.ndarray:

@@ -64,7 +64,7 @@ class SplitData:
             object.__setattr__(self, "num_classes", max(top + 1, len(self.classes), 2))
 
     def budget_indices(self, budget: float) -> torch.Tensor:
-        return budget_indices(self.train_y, self.train_rank, budget)
+        return budget_indices(self.train_y, self.train_rank, budget, self.classes)
 
     def fingerprint(self, split: str) -> str:
         """A content hash of one split's images ("train", "val" or "test"), memoised on the object.

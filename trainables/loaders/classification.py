@@ -11,7 +11,7 @@ import torch
 
 from trainables.data.units import RawSet
 from trainables.errors import ConfigError
-from trainables.loaders.files import is_image, read_image, read_table
+from trainables.loaders.files import is_image, read_images, read_table
 
 MEDMNIST_SPLITS = {"train": "train", "val": "val", "test": "test"}
 
@@ -51,8 +51,8 @@ def load_imagefolder(root: Path) -> RawSet:
                           "put each class's images in a folder named after the class")
     codes, classes = _class_codes(labels)
     _need_two_classes(classes, root)
-    images = [read_image(p) for p in paths]
     names = [str(p.relative_to(root)) for p in paths]
+    images = read_images(paths, names, what=f" under {root}")
     return RawSet("classification", images, codes, names, classes=classes)
 
 
@@ -71,10 +71,9 @@ def load_manifest(csv_path: Path) -> RawSet:
     codes, classes = _class_codes(table["label"].tolist())
     _need_two_classes(classes, csv_path)
     base = csv_path.parent
-    images = []
-    for i, rel in enumerate(table["path"]):
-        p = Path(rel).expanduser()
-        images.append(read_image(p if p.is_absolute() else base / p, where=f" (line {i + 2} of {csv_path})"))
+    paths = [Path(rel).expanduser() for rel in table["path"]]
+    images = read_images([p if p.is_absolute() else base / p for p in paths], table["path"].astype(str).tolist(),
+                         where=lambda i: f" (line {i + 2} of {csv_path})", what=f" listed in {csv_path}")
     groups = table["group"].astype(str).to_numpy() if "group" in table.columns else None
     return RawSet("classification", images, codes, table["path"].astype(str).tolist(), groups=groups,
                   classes=classes)
