@@ -27,7 +27,7 @@ APP_META = {"colonoscopy-frames": {"crop"}, "polyp-detection": {"candidate", "le
             "pe-detection": {"candidate", "lesion"},
             "intima-media": {"column", "row", "li_true", "ma_true", "spacing_um"},
             "intima-media-seg": {"li_true", "ma_true", "row_scale", "spacing_um"},
-            "classification": set(), "detection": {"candidate", "lesion"}}
+            "classification": set(), "detection": {"candidate", "lesion"}, "segmentation": set()}
 # an app's backbone: tiny-alexnet for the classifier apps, monai-unet for the whole-image segmentation app
 BACKBONE = {name: "tiny-alexnet" if get_app(name).target == "label" else "monai-unet" for name in list_apps()}
 

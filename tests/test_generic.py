@@ -18,7 +18,10 @@ from trainables.apps.generic import SHAPES, generate_shapes
 from trainables.apps.patches import fit_square
 from trainables.engine import AUGMENT_VIEWS, apply_views
 from trainables.errors import ConfigError
-from trainables.metrics import compute_balanced_accuracy, compute_macro_f1, label_metrics
+from trainables.apps import build_split_data
+from trainables.metrics import (
+    compute_balanced_accuracy, compute_macro_f1, compute_mask_boundary_error, compute_mask_dice, label_metrics,
+)
 from trainables.mode import METRIC_MODES
 from trainables.models import get_backbone
 from trainables.models.backbones import sized
@@ -97,6 +100,52 @@ def test_input_size_needs_a_backbone_that_takes_it():
     with pytest.raises(ConfigError) as e:
         sized(get_backbone("tiny-alexnet"), 96)
     assert "\n" not in str(e.value) and "--input-size 64" in str(e.value)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mask_dice_is_the_f1_of_the_pixels(seed):
+    rng = np.random.default_rng(seed)
+    true = (rng.random((4, 16, 16)) < 0.3).astype(int)
+    pred = np.where(rng.random((4, 16, 16)) < 0.2, 1 - true, true)
+    dice = compute_mask_dice(pred, true, 2)
+    for i in range(4):
+        assert dice[i] == pytest.approx(f1_score(true[i].ravel(), pred[i].ravel()))
+    true[0] = 0  # no foreground: no score
+    assert np.isnan(compute_mask_dice(pred, true, 2)[0])
+
+
+def test_mask_boundary_error_by_hand():
+    true = np.zeros((3, 20, 20), int)
+    true[:, 4:14, 5] = 1  # a vertical line
+    pred = np.zeros_like(true)
+    pred[0, 4:14, 5] = 1  # exact
+    pred[1, 4:14, 8] = 1  # 3 px to the right: every boundary pixel is 3 px from the other line
+    err = compute_mask_boundary_error(pred, true, 2)  # image 2 predicts nothing: the diagonal
+    np.testing.assert_allclose(err, [0.0, 3.0, np.hypot(20, 20)])
+
+
+def test_generic_segmentation_reads_label_masks_without_spacing(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(9):
+        (tmp_path / "images").mkdir(exist_ok=True)
+        (tmp_path / "masks").mkdir(exist_ok=True)
+        w = 40 + 8 * (i % 3)
+        Image.fromarray(rng.integers(0, 255, (32, w), dtype=np.uint8)).save(tmp_path / "images" / f"s{i}.png")
+        m = np.zeros((32, w), np.uint8)
+        m[4:12, 4:12], m[20:28, 20:30] = 128, 255 * (i % 2)  # two classes of foreground, values 128 and 255
+        Image.fromarray(m).save(tmp_path / "masks" / f"s{i}.png")
+    data = build_split_data(get_app("segmentation", "dice", "pad"), str(tmp_path), 32, 0)
+    assert data.num_classes == 3 and data.classes == ("0", "128", "255")
+    assert set(np.unique(data.train_mask.numpy()).tolist()) == {0, 1, 2, 255}  # padding is not annotated
+
+
+def test_generic_detection_cuts_one_patch_per_candidate():
+    app = get_app("detection")
+    raw = app.generate(12, 64, 0)
+    s = app.make_samples(raw, "train", 32, 0, raw)
+    assert len(s.y) == len(raw.candidates) and s.x.shape[1:] == (3, 32, 32)
+    assert np.array_equal(np.sort(s.meta["candidate"]), np.arange(len(raw.candidates)))
+    assert app.metric == "froc" and app.mode == "max"
 
 
 def shape_folder(root: Path, n: int = 90) -> Path:

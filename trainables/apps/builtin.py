@@ -1,18 +1,20 @@
 """Registration of the built-in applications: the paper's four (Tajbakhsh et al., IEEE TMI 2016) and the generic
-``classification`` and ``detection`` apps for your own images (``trainables.apps.generic``)."""
+``classification``, ``segmentation`` and ``detection`` apps for your own images (``trainables.apps.generic``)."""
 from __future__ import annotations
 
 from functools import partial
 
 import numpy as np
+import torch.nn.functional as F
 
 from trainables.apps import colonoscopy, generic, intima, pe, polyp
 from trainables.apps.build import build_split_data
 from trainables.apps.patches import RESIZE_POLICIES
 from trainables.apps.registry import App, DataSize, get_app, register_app
+from trainables.data.units import IGNORE
 from trainables.metrics import (
     aggregate_mean, classification_metrics, compute_roc_auc_weighted, detection_metrics, interface_metrics, label_metrics,
-    mask_interface_batched, mask_interface_metrics, mask_interface_summary,
+    label_map_metrics, label_map_summary, mask_interface_batched, mask_interface_metrics, mask_interface_summary,
 )
 
 POLYP_FP_PER_FRAME = (0.01, 0.02, 0.05, 0.1)
@@ -154,4 +156,22 @@ register_app(App(
     sizes=DataSize(full=400, smoke=80),
     kind="detection", unit="image", loaders=("candidates-csv",),
     generate=polyp.generate, make_samples=generic.candidate_patch,
+))
+
+register_app(App(
+    name="segmentation",
+    description="your images and label masks (any classes); no app protocol: whole images fitted to the input "
+                "(--resize), a segmentation backbone (monai-unet); --metric dice|boundary-error (pixels)",
+    num_classes=2, metric="dice",
+    build_data=_embedded("segmentation"),
+    compute_metric=_pick(label_map_metrics, "dice"), compute_metrics=label_map_metrics,
+    metric_choices={m: (_pick(label_map_metrics, m), label_map_metrics) for m in ("dice", "boundary-error")},
+    resize_policies=RESIZE_POLICIES, interfaces=False,
+    sizes=DataSize(full=100, smoke=24),
+    loss=partial(F.cross_entropy, ignore_index=IGNORE),
+    kind="segmentation", unit="image", loaders=("image-mask-folders", "datalist-json"),
+    head="a segmentation backbone's per-pixel output (monai-unet), softmax + cross-entropy (unannotated pixels "
+         "ignored)",
+    generate=generic.generate_shape_masks, make_samples=generic.image_masks,
+    target="mask", summarize=label_map_summary,
 ))

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from trainables.apps.patches import RESIZE_POLICIES, as_float01, crop_patches, fit_square, to_rgb, to_uint8
-from trainables.data.units import RawSet, Samples
+from trainables.data.units import IGNORE, RawSet, Samples
 from trainables.errors import ConfigError
 from trainables.metrics import detection_metrics
 
@@ -99,3 +99,41 @@ def froc_metrics(labels, probs, meta) -> dict[str, float]:
     sensitivity at each of ``FP_PER_IMAGE``."""
     out = detection_metrics(labels, probs, meta, FP_PER_IMAGE)
     return {"froc": out.pop("froc_pauc"), **out}
+
+
+# ---------------------------------------------------------------------------------- segmentation
+
+def generate_shape_masks(n: int, size: int, seed: int) -> RawSet:
+    """``n`` grey images of varying aspect, each with one shape (disc, square or cross) and its label map
+    (1 = the shape, 0 = background): an image/mask folder in memory."""
+    raw = generate_shapes(n, size, seed)
+    masks = [(np.asarray(im[0]) > 0.55).astype(np.int64) for im in _shapes_clean(n, size, seed)]
+    return RawSet("segmentation", raw.images, np.asarray([int(m.any()) for m in masks]), raw.names,
+                  classes=("0", "1"), masks=masks)
+
+
+def _shapes_clean(n: int, size: int, seed: int) -> list[torch.Tensor]:
+    """The shapes of ``generate_shapes(n, size, seed)`` without noise (the same draws), for their masks."""
+    rng = np.random.default_rng([int(seed), 1789])
+    out = []
+    for k in np.arange(n) % len(SHAPES):
+        h, w = size, max(8, int(size * rng.uniform(0.6, 1.6)))
+        rng.normal(size=(h, w))  # the noise draw of generate_shapes, keeping the streams in step
+        out.append(torch.as_tensor(0.35 + 0.35 * _shape_mask(int(k), h, w, rng), dtype=torch.float32)[None])
+    return out
+
+
+def image_masks(raw: RawSet, split: str, size: int, seed: int, train_raw=None, resize: str = "resize") -> Samples:
+    """Whole images and their label maps, fitted to ``size`` x ``size`` by the ``resize`` policy (the same
+    geometry; padding is not annotated: ``IGNORE``)."""
+    if raw.masks is None:
+        raise ConfigError("the generic segmentation app needs label masks (image-mask-folders or datalist-json)")
+    xs, ms = [], []
+    for i in range(len(raw)):
+        xs.append(to_uint8(to_rgb(fit_square(as_float01(raw.image(i)), size, resize))))
+        m = torch.as_tensor(raw.masks[i], dtype=torch.float32)[None]
+        ms.append(fit_square(m, size, resize, label=True, fill=IGNORE)[0].round().to(torch.uint8))
+    empty = torch.zeros(0, size, size, dtype=torch.uint8)
+    return Samples(x=torch.stack(xs) if xs else torch.zeros(0, 3, size, size, dtype=torch.uint8),
+                   y=torch.as_tensor(raw.labels), meta={"unit": np.arange(len(raw))},
+                   mask=torch.stack(ms) if ms else empty)

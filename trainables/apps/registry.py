@@ -66,6 +66,9 @@ class App:
     # resize policies a run may select (``--resize``); make_samples then takes ``resize=POLICY``. Empty: the app
     # has its own protocol (the paper's apps) and only the default "resize" is accepted, meaning "the app's own"
     resize_policies: tuple[str, ...] = ()
+    # segmentation: the masks mark the intima-media region (interfaces per column; pixel spacing required), as
+    # the paper's intima apps read them; False: label maps of any classes, spacing optional
+    interfaces: bool = True
 
     def __post_init__(self) -> None:
         declared = metric_mode(self.metric).name if self.metric in METRIC_MODES else self.mode

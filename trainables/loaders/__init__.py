@@ -63,7 +63,10 @@ def detect_layout(path: str | Path, app) -> str:
 
 def load_units(path: str | Path, app) -> RawSet:
     """Read ``path`` in the layout detected for ``app`` into units (images/volumes and annotations)."""
-    return READERS[detect_layout(path, app)](Path(path).expanduser())
+    layout = detect_layout(path, app)
+    if LAYOUTS[layout][0] == "segmentation":  # intima-media masks give interfaces and need a pixel spacing
+        return READERS[layout](Path(path).expanduser(), interfaces=getattr(app, "interfaces", True))
+    return READERS[layout](Path(path).expanduser())
 
 
 READERS = {

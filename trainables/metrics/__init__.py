@@ -14,6 +14,7 @@ from trainables.metrics.detection import (  # noqa: F401
     compute_froc, detection_metrics, froc_partial_area, froc_sensitivity,
 )
 from trainables.metrics.segmentation import (  # noqa: F401
-    MASK_IGNORE, boundary_rows, compute_boundary_error, compute_dice, interface_metrics, mask_boundaries,
+    MASK_IGNORE, boundary_rows, compute_boundary_error, compute_dice, compute_mask_boundary_error, compute_mask_dice,
+    interface_metrics, label_map_metrics, label_map_summary, mask_boundaries,
     mask_interface_batched, mask_interface_metrics, mask_interface_summary, mask_interface_values,
 )

@@ -2,6 +2,8 @@
 patch head (``interface_metrics``) and of whole-image masks (``mask_interface_*``)."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from trainables.errors import MetricError
@@ -213,3 +215,74 @@ def mask_interface_batched(labels, probs, meta, counts) -> np.ndarray | None:
     per_image = mask_interface_values(meta)["mae_um"]
     counts = np.atleast_2d(np.asarray(counts, dtype=np.float64))
     return counts @ per_image / counts.sum(axis=1)
+
+
+# ------------------------------------------------------------- whole-image label maps (generic app)
+
+def _one_hot(masks: np.ndarray, num_classes: int):
+    import torch
+
+    t = torch.as_tensor(np.asarray(masks, dtype=np.int64))
+    return torch.nn.functional.one_hot(t, num_classes).permute(0, 3, 1, 2).float()
+
+
+def compute_mask_dice(pred, true, num_classes: int) -> np.ndarray:
+    """Per image (N,): mean Dice (MONAI) over the foreground classes present in its truth ``true`` (N, H, W);
+    NaN for an image without foreground. Pixels marked ``MASK_IGNORE`` in the truth do not count."""
+    from monai.metrics import compute_dice as monai_dice
+
+    pred, true = np.asarray(pred, dtype=np.int64), np.asarray(true, dtype=np.int64)
+    keep = true != MASK_IGNORE
+    pred, true = np.where(keep, pred, 0), np.where(keep, true, 0)
+    d = monai_dice(_one_hot(pred, num_classes), _one_hot(true, num_classes), include_background=False,
+                   ignore_empty=True).numpy()
+    with warnings.catch_warnings():  # an image without foreground: all-NaN row, NaN mean
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.where(np.isfinite(d), d, np.nan), axis=1)
+
+
+def compute_mask_boundary_error(pred, true, num_classes: int) -> np.ndarray:
+    """Per image (N,): average symmetric surface distance in pixels (MONAI) between predicted and true regions,
+    mean over the foreground classes present in the truth; a class present but not predicted costs the
+    image's diagonal. NaN for an image without foreground."""
+    from monai.metrics import compute_average_surface_distance
+
+    pred, true = np.asarray(pred, dtype=np.int64), np.asarray(true, dtype=np.int64)
+    keep = true != MASK_IGNORE
+    pred, true = np.where(keep, pred, 0), np.where(keep, true, 0)
+    p, t = _one_hot(pred, num_classes), _one_hot(true, num_classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = compute_average_surface_distance(p, t, include_background=False, symmetric=True).numpy()
+    present = t[:, 1:].flatten(2).amax(2).numpy() > 0
+    predicted = p[:, 1:].flatten(2).amax(2).numpy() > 0
+    d = np.where(present & ~predicted, float(np.hypot(*pred.shape[-2:])), d)
+    d = np.where(present, d, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(d, axis=1)
+
+
+def label_map_summary(masks, probs, meta) -> tuple[np.ndarray, dict]:
+    """Whole-image label-map predictions -> one row per image: class probabilities averaged over the image and
+    ``meta`` plus its ``dice`` and ``boundary_px`` (what ``label_map_metrics`` scores again)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    _finite(probs)
+    pred, k = probs.argmax(axis=1), probs.shape[1]
+    out = dict(meta)
+    out["dice"] = compute_mask_dice(pred, masks, k)
+    out["boundary_px"] = compute_mask_boundary_error(pred, masks, k)
+    return probs.mean(axis=(2, 3)), out
+
+
+def label_map_metrics(labels, probs, meta) -> dict[str, float]:
+    """Generic segmentation: ``dice`` (mean over images with foreground) and ``boundary-error`` (pixels), from
+    the network's output (``labels`` masks (N, H, W), ``probs`` (N, C, H, W)) or its per-image summary."""
+    if np.asarray(probs).ndim == 4:
+        probs, meta = label_map_summary(labels, probs, meta)
+    dice, bd = np.asarray(meta["dice"], dtype=np.float64), np.asarray(meta["boundary_px"], dtype=np.float64)
+    ok = np.isfinite(dice)
+    if not ok.any():
+        raise MetricError("Dice needs at least one image with a foreground region in the evaluated split")
+    return {"dice": float(dice[ok].mean()), "boundary-error": float(np.nanmean(bd[np.isfinite(bd)])),
+            "n_units": float(ok.sum())}
