@@ -202,7 +202,7 @@ CASES = {
     "generic: unknown resize policy": _run("--app", "classification", "--resize", "stretch"),
     "paper app with a resize policy": _run("--resize", "pad"),
     "generic: mask size differs from image": lambda tmp: (
-        ["demo", "--smoke", "--app", "segmentation", "--backbone", "monai-unet", "--data",
+        ["run", "--smoke", "--app", "segmentation", "--backbone", "monai-unet", "--depths", "scratch", "--data",
          str(_seg(mask_size=(32, 32), spacing=False)(tmp))], "s0"),
     "input size the backbone cannot take": _run("--backbone", "tiny-alexnet", "--input-size", "96"),
     # other commands on runs that are not there
