@@ -80,7 +80,7 @@ def resolve_depths(cfg: SearchConfig, spec: BackboneSpec) -> list[str]:
 def prepare(cfg: SearchConfig, log: Log) -> Prepared:
     """Validate everything a trial will need, then build the data and the pretrained weights once."""
     app, spec = get_app(cfg.app, cfg.metric, cfg.resize), sized(get_backbone(cfg.backbone), cfg.input_size)
-    check_backbone(app, spec)
+    check_backbone(app, spec, cfg.augment)
     check_schedule(cfg.schedule)
     depths = resolve_depths(cfg, spec)
     TrialConfig.from_dict({**fixed_trial_keys(cfg), "depth": depths[0], "budget": min(cfg.budgets), "lr": cfg.lr_min})

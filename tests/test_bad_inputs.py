@@ -204,6 +204,7 @@ CASES = {
     "generic: mask size differs from image": lambda tmp: (
         ["run", "--smoke", "--app", "segmentation", "--backbone", "monai-unet", "--depths", "scratch", "--data",
          str(_seg(mask_size=(32, 32), spacing=False)(tmp))], "s0"),
+    "augment with per-pixel targets": _run("--app", "segmentation", "--backbone", "monai-unet", "--augment", "hflip"),
     "input size the backbone cannot take": _run("--backbone", "tiny-alexnet", "--input-size", "96"),
     # other commands on runs that are not there
     "report of a missing run": lambda tmp: (["report", str(tmp / "results" / "ghost")], "ghost"),

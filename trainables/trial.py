@@ -66,7 +66,7 @@ class TrialRun:
         self.device = torch.device(device)
         self.app = get_app(cfg.app, cfg.metric, cfg.resize)
         self.spec = sized(get_backbone(cfg.backbone), cfg.input_size)
-        check_backbone(self.app, self.spec)
+        check_backbone(self.app, self.spec, cfg.augment)
         self.depth_index = depth_index(self.spec, cfg.depth)
         check_schedule(cfg.schedule)
         self.source = effective_source(cfg)

@@ -113,8 +113,12 @@ def _generic() -> str:
 TARGETS = ("label", "mask")
 
 
-def check_backbone(app: App, spec) -> None:
-    """A one-line ConfigError, before any data or trial, when ``spec``'s output does not fit ``app``'s target."""
+def check_backbone(app: App, spec, augment: str = "none") -> None:
+    """A one-line ConfigError, before any data or trial, when ``spec``'s output does not fit ``app``'s target (or
+    an augmentation would move the images but not their per-pixel targets)."""
+    if app.target == "mask" and augment != "none":
+        raise ConfigError(f"app {app.name!r} trains on per-pixel masks, which --augment {augment} would not move with "
+                          "the image; use --augment none")
     if app.target == getattr(spec, "output", "label"):
         return
     from trainables.models.backbones import BACKBONES  # lazy: the analysis reads apps without loading models
