@@ -6,8 +6,8 @@ import sys
 
 from search.commands import compare, demo, export, listing, pretrain, report, run
 from search.guard import Interrupted
-from trainables.config import ConfigError
-from trainables.metrics import MetricError
+from trainables.errors import ConfigError
+from trainables.errors import MetricError
 
 COMMANDS = [demo, run, listing, pretrain, report, compare, export]  # each module's register(subparsers) adds its subcommand(s)
 

@@ -15,7 +15,7 @@ import ray
 
 from search.config import SearchConfig
 from search.guard import TOKEN_FIX, cluster_address, use_token_auth
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 
 Log = Callable[[str], None]
 DASHBOARD_HOST, DASHBOARD_PORT = "127.0.0.1", 8265

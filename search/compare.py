@@ -17,7 +17,7 @@ from search.analysis.guideline import pct
 from search.analysis.render import fmt_ci, text_table
 from search.analysis.resampling import p_value, percentile_ci
 from search.analysis.verdicts import MISSING, VERDICTS, holm, verdict
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 
 SPLIT_KEYS = ("app", "data_seed", "n_train", "n_val", "n_test")
 

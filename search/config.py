@@ -10,7 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from trainables.config import ConfigError, TrialSettings, from_mapping, setting
+from trainables.config import TrialSettings, from_mapping, setting
+from trainables.errors import ConfigError
 from trainables.stream import DEFAULT_STREAM_BYTES, STREAM_MODES
 
 
@@ -23,7 +24,8 @@ REPLICATES = ("survivors", "all")  # see search.promotion: when a learning rate'
 AUTO_SCHEDULER = {"grid": "per-depth", "random": "per-depth", "optuna": "asha", "guideline": "none"}
 
 # keys config.yaml adds beside the SearchConfig fields (resolved at run time, ignored when read back)
-DERIVED_KEYS = frozenset({"n_train", "n_val", "n_test", "metric", "mode", "experiment_path"})
+# ("metric" is a setting: config.yaml holds the resolved one, the app's own when the run left it empty)
+DERIVED_KEYS = frozenset({"n_train", "n_val", "n_test", "mode", "experiment_path"})
 
 
 @dataclass(frozen=True)

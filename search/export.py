@@ -28,7 +28,7 @@ import torch
 from search.analysis.selecting import best_depths, select_cells
 from search.run_files import (EXPORT_FORMATS, ExportPaths, export_paths, load_config, load_run,
                               run_dir_of, write_json, write_npz)
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 
 Log = Callable[[str], None]
 TOLERANCE = 1e-4  # largest |difference| of a probability between the export and the run's stored predictions

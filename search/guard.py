@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 
 
 def check_run_name(name: str) -> str:

@@ -28,7 +28,8 @@ from search.searchers import SearchPlan, fixed_lrs, make_plan
 from search.source_check import describe, write_source_check
 from search.tracking import close_interrupted_runs, tracking_callbacks, tracking_text
 from trainables.apps import App, build_split_data
-from trainables.config import ConfigError, TrialConfig
+from trainables.config import TrialConfig
+from trainables.errors import ConfigError
 from trainables.data import SplitData, splits_frame
 from trainables.models import SCRATCH
 from trainables.models.backbones import BackboneSpec

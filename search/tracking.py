@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from search.run_files import experiment_path, optuna_url
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 
 MLFLOW_INSTALL = "pip install 'tunedepth[mlflow]' (or mlflow-skinny)"
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from search.config import SearchConfig
 from search.guard import check_address, check_run_name, cluster_address
 from trainables.apps import App, check_backbone, get_app
-from trainables.config import ConfigError, TrialConfig
+from trainables.config import TrialConfig
+from trainables.errors import ConfigError
 from trainables.models import SCRATCH, depth_names, get_backbone
-from trainables.models.backbones import BackboneSpec
+from trainables.models.backbones import BackboneSpec, sized
 from trainables.models.sources import check_source_name
 from trainables.schedules import check_schedule
 
@@ -57,8 +58,8 @@ def check_search(cfg: SearchConfig, new_run: bool = True) -> Checked:
     if new_run:
         check_run_name(cfg.name)
     check_address(cluster_address(cfg.address))
-    app, spec = get_app(cfg.app), get_backbone(cfg.backbone)
-    check_backbone(app, spec)
+    app, spec = get_app(cfg.app, cfg.metric, cfg.resize), sized(get_backbone(cfg.backbone), cfg.input_size)
+    check_backbone(app, spec, cfg.augment)
     check_schedule(cfg.schedule)
     depths = resolve_depths(cfg, spec)
     TrialConfig.from_dict({**cfg.trial_settings(), "depth": depths[0], "budget": min(cfg.budgets), "lr": cfg.lr_min})

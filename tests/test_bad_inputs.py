@@ -115,6 +115,13 @@ def _det(text: str):
     return make
 
 
+def _many_unreadable(tmp):
+    root = _folder(tmp / "imgs", classes=("a", "b", "c"))
+    for name in ("a/a1.png", "b/b4.png", "c/c7.png"):
+        (root / name).write_bytes(b"not an image at all")
+    return root
+
+
 def _bomb(tmp):
     root = _folder(tmp / "imgs")
     Image.new("L", (20000, 10000)).save(root / "a" / "huge.png")  # 2e8 px: over PIL's bomb limit
@@ -190,6 +197,22 @@ CASES = {
                                                 "f2.png,5,5,1\nf3.png,6,6,0\n"), lambda p: "f0.png",
                                            app="polyp-detection"),
     "detection csv missing column": _data(_det("image,x,label\nf0.png,5,1\n"), lambda p: "y", app="polyp-detection"),
+    # the generic classification app (your own folder)
+    "generic: folder with one class": _data(lambda tmp: _folder(tmp / "imgs", classes=("only",)), lambda p: "only",
+                                            app="classification"),
+    "generic: class too small for the smallest budget": lambda tmp: (
+        ["run", "--smoke", "--app", "classification", "--budgets", "0.2,1", "--data",
+         str((_folder(tmp / "imgs", classes=("a", "b")), _folder(tmp / "imgs", classes=("rare",), n=5))[0])], "'rare'"),
+    "generic: unreadable images listed with a count": _data(_many_unreadable, lambda p: "3 of 36 images",
+                                                           app="classification"),
+    "generic: unknown metric": lambda tmp: (["run", "--smoke", "--app", "classification", "--metric", "dice"], "dice"),
+    "generic: unknown resize policy": _run("--app", "classification", "--resize", "stretch"),
+    "paper app with a resize policy": _run("--resize", "pad"),
+    "generic: mask size differs from image": lambda tmp: (
+        ["run", "--smoke", "--app", "segmentation", "--backbone", "monai-unet", "--depths", "scratch", "--data",
+         str(_seg(mask_size=(32, 32), spacing=False)(tmp))], "s0"),
+    "augment with per-pixel targets": _run("--app", "segmentation", "--backbone", "monai-unet", "--augment", "hflip"),
+    "input size the backbone cannot take": _run("--backbone", "tiny-alexnet", "--input-size", "96"),
     # other commands on runs that are not there
     "report of a missing run": lambda tmp: (["report", str(tmp / "results" / "ghost")], "ghost"),
     "resume of a missing run": lambda tmp: (["resume", "ghost", "--results-dir", str(tmp / "results")], "ghost"),

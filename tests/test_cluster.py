@@ -119,7 +119,7 @@ def test_a_port_that_is_not_a_ray_head_is_one_line(monkeypatch):
     import socket
 
     from search.guard import check_address
-    from trainables.config import ConfigError
+    from trainables.errors import ConfigError
 
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     with socket.socket() as listener:  # accepts TCP, speaks no gRPC

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from trainables.apps import get_app
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 from trainables.data import budget_indices, budget_ranks, make_splits, stratified_split
 
 BUDGETS = (0.05, 0.1, 0.25, 0.5, 1.0)
@@ -40,7 +40,7 @@ def test_budget_ranks_are_deterministic_and_seeded(labels):
 
 def test_impossible_budget_names_the_smallest_possible_one(labels):
     ranks = budget_ranks(labels, seed=0)
-    with pytest.raises(ConfigError, match=r"every class needs >= 2: use a budget >= 0\.00"):
+    with pytest.raises(ConfigError, match=r"every class needs >= 2 at the smallest budget: use a budget >= 0\.00"):
         budget_indices(labels, ranks, 0.001)
     with pytest.raises(ConfigError, match=r"budget must be in \(0, 1\]"):
         budget_indices(labels, ranks, 1.5)
@@ -72,9 +72,10 @@ def test_validation_and_test_do_not_depend_on_the_budget():
 
 # ------------------------------------------------------------- groups, near-duplicates, budgets by unit
 
-from trainables.apps import App, DataSize, split_units  # noqa: E402
+from trainables.apps import App, DataSize  # noqa: E402
+from trainables.data.build import split_units  # noqa: E402
 from trainables.apps.colonoscopy import frame_crops, render_frames  # noqa: E402
-from trainables.apps.raw import RawSet  # noqa: E402
+from trainables.data.units import RawSet  # noqa: E402
 from trainables.data import (  # noqa: E402
     assign_splits, balance_classes, grouped_split, hamming, merge_groups, near_duplicate_pairs, perceptual_hash,
     splits_frame,
@@ -217,8 +218,8 @@ def test_a_budget_must_keep_two_units_per_class_not_two_samples():
     units = np.repeat(np.arange(40), 3)
     labels = np.repeat(np.arange(40) % 2, 3)
     ranks = budget_ranks(labels, seed=0, units=units)
-    with pytest.raises(ConfigError, match=r"keeps \[1, 1\] training units per class \[0, 1\] \(of \[20, 20\]\); "
-                                          r"every class needs >= 2: use a budget >= 0\.05"):
+    with pytest.raises(ConfigError, match=r"class\(es\) '0' \(1 of its 20\), '1' \(1 of its 20\) .*"
+                                          r"every class needs >= 2 at the smallest budget: use a budget >= 0\.05"):
         budget_indices(labels, ranks, 0.05)  # one frame (3 crops) per class is not enough
     assert budget_indices(labels, ranks, 0.1).numel() == 2 * 2 * 3
 

@@ -6,7 +6,7 @@ every backbone here pools adaptively, so it accepts inputs smaller than its nomi
 import pytest
 import torch
 
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 from trainables.models import (
     BACKBONES, SCRATCH, configure_depth, depth_index, depth_names, get_backbone, trainable_groups,
 )

@@ -155,7 +155,7 @@ def test_real_image_folder_needing_resize_runs_through_the_cache(monkeypatch, tm
 
 
 def test_a_feature_file_unreadable_right_after_writing_is_a_clear_error(monkeypatch, tmp_path):
-    from trainables.features import FeatureCacheError
+    from trainables.errors import FeatureCacheError
 
     store = FeatureStore()
     with pytest.raises(FeatureCacheError, match="does not load"):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from search.guard import RunLock, check_run_name
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 
 
 @pytest.mark.parametrize("name", ["../x", "..", ".", "a/b", "/abs", ".hidden", ""])

@@ -10,7 +10,8 @@ from PIL import Image
 
 from trainables.apps import build_split_data, get_app
 from trainables.apps.colonoscopy import render_frames
-from trainables.config import ConfigError, TrialConfig
+from trainables.config import TrialConfig
+from trainables.errors import ConfigError
 from trainables.loaders import detect_layout, load_units
 from trainables.loaders.files import read_image
 from trainables.loaders.segmentation import boundaries_from_mask

@@ -6,8 +6,9 @@ import torch
 from monai.metrics import DiceMetric
 from sklearn.metrics import roc_auc_score
 
+from trainables.errors import MetricError
 from trainables.metrics import (
-    MetricError, aggregate_mean, boundary_rows, classification_metrics, compute_boundary_error, compute_dice,
+    aggregate_mean, boundary_rows, classification_metrics, compute_boundary_error, compute_dice,
     compute_froc, compute_multiclass_auc, compute_sensitivity_at_fpr, detection_metrics, froc_partial_area,
     froc_sensitivity, interface_metrics,
 )

@@ -3,8 +3,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from search.config import SearchConfig
-from trainables.config import ConfigError, TrialConfig
-from trainables.metrics import MetricError, compute_roc_auc
+from trainables.config import TrialConfig
+from trainables.errors import ConfigError, MetricError
+from trainables.metrics import compute_roc_auc
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from trainables.config import ConfigError, TrialConfig
+from trainables.config import TrialConfig
+from trainables.errors import ConfigError
 from trainables.models import configure_depth, depth_names, get_backbone, trainable_groups
 from trainables.models.depth import set_train_mode
 from trainables.trial import build_lr_scheduler, build_optimizer

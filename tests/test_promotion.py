@@ -7,7 +7,7 @@ from ray import tune
 
 from search.config import SearchConfig
 from search.promotion import StratifiedHalving
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import a test module
 

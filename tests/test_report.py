@@ -16,7 +16,7 @@ from search.compare import compare_runs
 from search.analysis import analyse, build_report, format_answer
 from search.evaluate import KeptCheckpoint, choose_checkpoint, evaluate_selected
 from search.run_files import SUMMARY_COLUMNS, TRIAL_COLUMNS, prediction_rows, write_parquet
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 from trainables.metrics import compute_roc_auc
 
 DEPTH_INDEX = {"fc8": 1, "conv4-fc8": 5, "conv1-fc8": 8, "scratch": 9}

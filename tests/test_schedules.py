@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.optim import lr_scheduler as S
 
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 from trainables.schedules import SCHEDULES, WARMUP_START, check_schedule, lr_factor
 
 BASE = 0.1

@@ -15,7 +15,7 @@ from ray import tune
 from search.config import SearchConfig, smoke_config
 from search.runner import run_search
 from trainables.apps import get_app
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 from trainables.trainable import train_depth
 
 # the crash-injecting trainable below lives in this test module, which Ray workers cannot import: ship it by value

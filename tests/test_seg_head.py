@@ -11,8 +11,9 @@ import torch
 from search.run_files import prediction_rows, read_predictions, write_parquet
 from trainables.apps import build_split_data, get_app
 from trainables.apps.intima import mask_loss
-from trainables.apps.raw import IGNORE
-from trainables.config import ConfigError, TrialConfig
+from trainables.data.units import IGNORE
+from trainables.config import TrialConfig
+from trainables.errors import ConfigError
 from trainables.loaders import load_units
 from trainables.loaders.files import read_nifti
 from trainables.metrics import mask_boundaries, mask_interface_batched, mask_interface_metrics

@@ -7,7 +7,8 @@ import pytest
 from search.commands import run as run_cmd
 from search.config import SearchConfig
 from search.runner import fixed_trial_keys
-from trainables.config import ConfigError, TrialConfig, TrialSettings
+from trainables.config import TrialConfig, TrialSettings
+from trainables.errors import ConfigError
 
 
 def _parse(*argv):

@@ -12,7 +12,7 @@ import torch
 import torchvision
 
 from search.cli import main
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 from trainables.models import get_backbone
 from trainables.models.fractal import (
     FractalRecipe, fractal_cache_path, fractal_dataset, pretrain_fractal, random_resized_crop,

@@ -46,14 +46,14 @@ def test_stream_auto_switches_on_the_decoded_size():
 
 
 def test_stream_on_refuses_apps_that_cut_samples_across_units():
-    from trainables.config import ConfigError
+    from trainables.errors import ConfigError
 
     with pytest.raises(ConfigError, match="polyp-detection .*--stream off"):
         build_split_data(get_app("polyp-detection"), "", 64, seed=0, smoke=True, stream="on")
 
 
 def test_an_unreadable_file_is_one_line_on_either_path(folder):
-    from trainables.config import ConfigError
+    from trainables.errors import ConfigError
 
     (folder / "a" / "broken.png").write_bytes(b"not a png")
     for stream in ("off", "on"):

@@ -8,7 +8,7 @@ import pytest
 from search.config import SearchConfig
 from search.runner import run_search
 from search.tracking import is_file_store, tensorboard_hint, tracking_callbacks, tracking_text
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 
 
 def test_file_stores_and_the_tensorboard_command(tmp_path, monkeypatch):

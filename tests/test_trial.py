@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from trainables.apps import get_app
-from trainables.config import ConfigError, TrialConfig
+from trainables.config import TrialConfig
+from trainables.errors import ConfigError
 from trainables.models import get_backbone
 from trainables.models.sources import get_source_weights
 from trainables.trial import TrialRun

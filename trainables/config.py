@@ -5,15 +5,14 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, TypeVar
 
+from trainables.errors import ConfigError
+
 T = TypeVar("T")
 
 LR_PROTOCOLS = ("paper", "uniform")  # see trainables.models.depth.configure_depth
 OPTIMIZERS = ("sgd", "adamw")
-AUGMENTS = ("none", "hflip")  # see trainables.engine.AUGMENT_VIEWS
-
-
-class ConfigError(ValueError):
-    """A configuration value or key is wrong; the message names the problem and the fix."""
+AUGMENTS = ("none", "hflip", "flip-rotate")  # see trainables.engine.AUGMENT_VIEWS
+RESIZES = ("resize", "pad", "crop")  # see trainables.apps.patches.fit_square
 
 
 def from_mapping(cls: type[T], values: Mapping[str, Any]) -> T:
@@ -83,7 +82,15 @@ class TrialSettings:
     warmup_epochs: float = setting(1.0, "epoch-equivalents of linear warmup of schedule 'warmup-cosine'")
     freeze_bn: bool = setting(True, "BatchNorm in frozen groups keeps its running statistics (eval mode)")
     feature_cache: bool = setting(True, "frozen groups run once per sample, not every epoch (trainables.features)")
-    augment: str = setting("none", "'none' or 'hflip' (random left-right mirror per sample and step)", AUGMENTS)
+    augment: str = setting("none", "'none', 'hflip' (random left-right mirror per sample and step) or 'flip-rotate' "
+                                   "(a random one of the 8 mirrors/quarter turns)", AUGMENTS)
+    metric: str = setting("", "validation metric that selects lr, epoch and depth; '' = the app's own. Generic "
+                              "apps: classification auc, balanced-accuracy, macro-f1 (`tunedepth apps` lists them)")
+    resize: str = setting("resize", "generic apps: how an image becomes the square input: 'resize' (stretch), 'pad' "
+                                    "(keep the aspect ratio, pad), 'crop' (keep it, centre crop); the paper's apps "
+                                    "keep their own protocol", RESIZES)
+    input_size: int = setting(0, "side of the square network input in px; 0 = the backbone's own (a backbone with "
+                                 "global pooling takes any size, e.g. resnet18; tiny-alexnet only 64)")
     amp: bool = setting(True, "on CUDA: bfloat16 autocast and channels_last; ignored on the CPU")
     batch_size: int = setting(32, "mini-batch size")
     epochs: int = setting(8, "max epoch-equivalents per trial (the scheduler's max_t); see epoch_steps")
@@ -101,7 +108,7 @@ class TrialSettings:
         if self.epoch_steps < 0 or self.patience < 0:
             raise ConfigError(f"need epoch_steps >= 0 and patience >= 0 (0 = default / off), got "
                               f"{self.epoch_steps}, {self.patience}")
-        for name in ("lr_protocol", "optimizer", "augment"):
+        for name in ("lr_protocol", "optimizer", "augment", "resize"):
             choices = next(f for f in fields(TrialSettings) if f.name == name).metadata["choices"]
             if getattr(self, name) not in choices:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; choose one of: {', '.join(choices)}")
@@ -109,6 +116,8 @@ class TrialSettings:
             raise ConfigError(f"layer_decay must be in (0, 1] (1.0 = no layer-wise decay), got {self.layer_decay}")
         if self.weight_decay < 0 or not 0.0 <= self.momentum < 1.0:
             raise ConfigError(f"need weight_decay >= 0 and 0 <= momentum < 1, got {self.weight_decay}, {self.momentum}")
+        if self.input_size < 0 or 0 < self.input_size < 16:
+            raise ConfigError(f"input_size must be 0 (the backbone's own) or >= 16 px, got {self.input_size}")
         if self.warmup_epochs < 0:
             raise ConfigError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
 

@@ -16,20 +16,19 @@ import torch
 from torch import nn
 
 from trainables.config import AUGMENTS
+from trainables.errors import DivergedError
 
 MEAN, STD = 0.5, 0.25  # inputs for backbones pretrained here (fractal) or from scratch
 IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # what torchvision's ImageNet weights expect
 Norm = tuple  # (mean, std): floats or per-channel sequences
 InputFn = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
-# augmentation -> number of views; view 0 is the image itself, view 1 its horizontal mirror. A finite set of
-# views is what lets a frozen prefix cache every view (trainables.features) and stay exact.
-AUGMENT_VIEWS = {"none": 1, "hflip": 2}
+# augmentation -> number of views; view v is the image mirrored left-right when v is odd, then turned v // 2
+# quarter turns (view 1, the mirror, is "hflip"'s second view; the 8 views of "flip-rotate" are all the
+# mirrors and rotations of a square). A finite set of views is what lets a frozen prefix cache every
+# view (trainables.features) and stay exact.
+AUGMENT_VIEWS = {"none": 1, "hflip": 2, "flip-rotate": 8}
 assert tuple(AUGMENT_VIEWS) == AUGMENTS
-
-
-class DivergedError(RuntimeError):
-    """The loss became NaN or infinite."""
 
 
 def to_input(x_uint8: torch.Tensor, norm: Norm | None = None) -> torch.Tensor:
@@ -43,9 +42,23 @@ def to_input(x_uint8: torch.Tensor, norm: Norm | None = None) -> torch.Tensor:
 
 
 def apply_views(x: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
-    """Each image of ``x`` (N, C, H, W) as its view ``view[i]``: 0 = itself, 1 = mirrored left-right."""
-    flip = view.to(x.device).bool().view(-1, *([1] * (x.dim() - 1)))
-    return torch.where(flip, x.flip(-1), x)
+    """Each square image of ``x`` (N, C, H, W) as its view ``view[i]`` (see ``AUGMENT_VIEWS``): 0 = itself,
+    1 = mirrored left-right (the two views of "hflip"), 2-7 = the other mirrors and quarter turns."""
+    view = view.to(x.device).long()
+    if view.numel() == 0 or int(view.max()) <= 1:  # hflip: one select, no rotation
+        flip = view.bool().view(-1, *([1] * (x.dim() - 1)))
+        return torch.where(flip, x.flip(-1), x)
+    out = x.clone()
+    for v in view.unique().tolist():
+        sel = view == v
+        out[sel] = _dihedral(x[sel], v)
+    return out
+
+
+def _dihedral(x: torch.Tensor, v: int) -> torch.Tensor:
+    """View ``v`` of images ``x``: mirrored left-right if v is odd, then turned (v // 2) quarter turns."""
+    y = x.flip(-1) if v % 2 else x
+    return torch.rot90(y, v // 2, dims=(-2, -1)) if v // 2 else y
 
 
 def image_inputs(x_uint8: torch.Tensor, norm: Norm | None = None, channels_last: bool = False) -> InputFn:

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from trainables.engine import AUGMENT_VIEWS, InputFn, Norm, apply_views, autocast, to_input
+from trainables.errors import FeatureCacheError
 from trainables.models.backbones import BackboneSpec
 
 DEFAULT_LIMIT_MB = 4096
@@ -160,10 +161,6 @@ class FeatureStore:
         while len(self.memory) > MEMORY_ENTRIES:
             self.memory.popitem(last=False)
         return features
-
-
-class FeatureCacheError(RuntimeError):
-    """A feature file that was just written cannot be read back: not a stale entry, a real fault."""
 
 
 def _load(path: Path, retry: bool = True) -> torch.Tensor | None:

@@ -45,3 +45,21 @@ class Mode:
     def gain(self, delta):
         """A difference in metric units turned into 'how much better' (positive = better)."""
         return self.sign * np.asarray(delta, dtype=np.float64) if np.ndim(delta) else self.sign * float(delta)
+
+
+# Which direction is better for every metric an app can select (its validation metric): the one place that
+# says so. An app's ``mode`` is derived from its metric here (``trainables.apps.registry.App``).
+METRIC_MODES = {
+    "auc": "max", "balanced-accuracy": "max", "macro-f1": "max",  # classification
+    "froc_pauc": "max", "froc": "max",  # detection: normalised partial area under the FROC curve
+    "dice": "max", "boundary-error": "min", "mae_um": "min",  # segmentation
+}
+
+
+def metric_mode(metric: str) -> Mode:
+    """The direction of ``metric`` (a key of ``METRIC_MODES``); a ValueError names the known metrics."""
+    try:
+        return Mode(METRIC_MODES[metric])
+    except KeyError:
+        raise ValueError(f"no direction declared for metric {metric!r}; add it to trainables.mode.METRIC_MODES "
+                         f"(known: {', '.join(sorted(METRIC_MODES))})") from None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 
 PAPER_GAMMA = 0.95  # Tajbakhsh et al.: lr x 0.95 after every epoch
 STEP_GAMMA = 0.1

@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 
 STREAM_MODES = ("auto", "on", "off")
 DEFAULT_STREAM_BYTES = 4 << 30  # "auto" streams above 4 GiB of decoded uint8 samples (the search setting's default)
@@ -73,10 +73,12 @@ def stream_dir() -> Path:
 
 
 class LazyImages(Sequence):
-    """Image files read on access (``reader(path)``): what a loader lists in place of decoded images."""
+    """Image files read on access (``reader(item)``): what a loader lists in place of decoded images. An item is
+    a path, or a tuple whose first element is the path. ``read_all(items)`` (optional) reads them all at once
+    for the in-memory path (e.g. listing every unreadable file, with a count)."""
 
-    def __init__(self, paths: Sequence, reader: Callable):
-        self.paths, self.reader = list(paths), reader
+    def __init__(self, items: Sequence, reader: Callable, read_all: Callable | None = None):
+        self.paths, self.reader, self.read_all = list(items), reader, read_all
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -85,12 +87,17 @@ class LazyImages(Sequence):
         return self.reader(self.paths[i])
 
     def subset(self, idx) -> "LazyImages":
-        return LazyImages([self.paths[int(i)] for i in idx], self.reader)
+        return LazyImages([self.paths[int(i)] for i in idx], self.reader, self.read_all)
+
+    def materialize(self) -> list:
+        """Every image decoded, in order."""
+        return self.read_all(self.paths) if self.read_all else [self.reader(p) for p in self.paths]
 
     def key(self) -> str:
         """A content key of the listing: paths, sizes and modification times."""
         h = hashlib.blake2b(digest_size=12)
-        for p in self.paths:
+        for item in self.paths:
+            p = item[0] if isinstance(item, tuple) else item
             st = os.stat(p)
             h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         return h.hexdigest()
@@ -249,7 +256,7 @@ def map_chunks(fn: Callable[[np.ndarray], object], n: int, workers: int = WORKER
 
 
 def _hash_chunk(raw, idx: np.ndarray) -> np.ndarray:
-    from trainables.data import unit_hash_set
+    from trainables.data.near_duplicates import unit_hash_set
 
     torch.set_num_threads(1)
     return unit_hash_set(raw.subset(idx).thumbnails())
@@ -269,7 +276,7 @@ def _samples_chunk(make_samples, raw, split, size, seed, train_raw, idx: np.ndar
 def stream_samples(app, raw, split: str, size: int, seed: int, train_raw, path: Path, workers: int = WORKERS):
     """The app's samples of ``raw``'s units (one split), with the images written to ``path`` chunk by chunk:
     ``Samples`` whose ``x`` is a ``DiskImages``."""
-    from trainables.apps.raw import Samples
+    from trainables.data.units import Samples
 
     writer = DiskWriter(path)
     ys, metas, masks = [], [], []

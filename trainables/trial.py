@@ -14,16 +14,17 @@ import time
 import torch
 
 from trainables.apps import check_backbone, get_app
-from trainables.config import ConfigError, TrialConfig
+from trainables.config import TrialConfig
+from trainables.errors import ConfigError, DivergedError
 from trainables.data import SplitData
 from trainables.engine import (
-    AUGMENT_VIEWS, DivergedError, InputFn, evaluate, image_inputs, predict_logits, train_one_epoch,
+    AUGMENT_VIEWS, InputFn, evaluate, image_inputs, predict_logits, train_one_epoch,
 )
 from trainables.features import (
     STORE, CachePlan, compute_features, feature_inputs, feature_key, module_fingerprint, plan_cache,
 )
 from trainables.models import SCRATCH, configure_depth, depth_index, get_backbone, trainable_groups
-from trainables.models.backbones import BackboneSpec
+from trainables.models.backbones import BackboneSpec, sized
 from trainables.models.depth import set_train_mode
 from trainables.models.sources import load_pretrained
 from trainables.models.weights import input_norm
@@ -73,9 +74,9 @@ class TrialRun:
                  device: str | torch.device = "cpu"):
         self.cfg = cfg
         self.device = torch.device(device)
-        self.app = get_app(cfg.app)
-        self.spec = get_backbone(cfg.backbone)
-        check_backbone(self.app, self.spec)
+        self.app = get_app(cfg.app, cfg.metric, cfg.resize)
+        self.spec = sized(get_backbone(cfg.backbone), cfg.input_size)
+        check_backbone(self.app, self.spec, cfg.augment)
         self.depth_index = depth_index(self.spec, cfg.depth)
         check_schedule(cfg.schedule)
         self.source = effective_source(cfg)

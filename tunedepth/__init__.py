@@ -9,6 +9,6 @@ does), ``load(run) -> Result`` reads a finished one back (no Ray, no training co
 """
 from tunedepth.api import Result, load, search  # noqa: F401
 from search.config import SearchConfig  # noqa: F401
-from trainables.config import ConfigError  # noqa: F401
+from trainables.errors import ConfigError  # noqa: F401
 
 __all__ = ["search", "load", "Result", "SearchConfig", "ConfigError"]

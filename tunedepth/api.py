@@ -9,7 +9,7 @@ import pandas as pd
 
 from search.config import SearchConfig, build_config
 from search.run_files import (REPORT_FILE, SUMMARY_FILE, TRIALS_FILE, read_config, read_parquet, resolve_run)
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 
 ANSWER_COLUMNS = ("budget", "n_train", "best_depth", "val_metric", "test_metric", "test_metric_low",
                   "test_metric_high", "n_seeds", "equivalent_depths")

@@ -49,7 +49,7 @@ def analyse(run_dir: Path, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0, level
     """Everything the report needs, in memory, from the run's files (``extras``: also the app's other test
     metrics, point estimates)."""
     files = load_run(run_dir)
-    app = get_app(files.config["app"])
+    app = get_app(files.config["app"], files.config.get("metric", ""))
     margin = default_margin(app.metric) if margin is None else float(margin)
     scored = summarise(files, app, n_boot, seed, level, margin, extras)
     notes = scored.notes + run_notes(files)

@@ -18,7 +18,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from trainables.metrics import MetricError
+from trainables.errors import MetricError
 
 DEFAULT_BOOTSTRAP = 1000
 DEFAULT_LEVEL = 0.95

@@ -17,8 +17,8 @@ from search.analysis.resampling import (DEFAULT_BOOTSTRAP, DEFAULT_LEVEL, bootst
 from search.analysis.selecting import best_by_validation, select_cells
 from search.analysis.verdicts import BEST, MISSING, compare_with_best
 from search.run_files import SUMMARY_COLUMNS, RunFiles
-from trainables.config import ConfigError
-from trainables.metrics import MetricError
+from trainables.errors import ConfigError
+from trainables.errors import MetricError
 from trainables.models import SCRATCH
 
 

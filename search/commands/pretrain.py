@@ -32,7 +32,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainables.config import ConfigError
+    from trainables.errors import ConfigError
     from trainables.models import get_backbone
     from trainables.models.fractal import FractalRecipe, fractal_weights
     from trainables.models.sources import get_source_weights, imagenet_file

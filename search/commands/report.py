@@ -15,7 +15,7 @@ def add_stats_options(p: argparse.ArgumentParser) -> None:
 
 
 def check_stats_options(args: argparse.Namespace) -> None:
-    from trainables.config import ConfigError
+    from trainables.errors import ConfigError
 
     if args.bootstrap < 1:
         raise ConfigError(f"--bootstrap must be >= 1 (e.g. 1000), got {args.bootstrap}")

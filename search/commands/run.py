@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 
 _SPECIAL = ("smoke", "dashboard")  # store_true flags
 

@@ -23,7 +23,7 @@ from search.run_files import optuna_url, run_dir_of
 from search.searchers.guideline import GuidelineSearcher
 from search.searchers.per_budget import PerBudgetSearcher
 from spaces import depth_budget_space
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 
 from search.config import SEARCHERS  # noqa: E402  (declared once, checked when the config is built)
 

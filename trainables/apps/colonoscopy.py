@@ -15,6 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainables.apps.patches import as_float01, resize_2d, to_rgb, to_uint8
+from trainables.data.units import RawSet, Samples
+
 DEGRADATIONS = ("blur", "glare", "dark", "water")
 
 
@@ -138,7 +141,6 @@ CROP_MARGIN = 9 / 8  # frames are rendered/resized to 9/8 of the network input; 
 
 def generate(n: int, size: int, seed: int):
     """``n`` synthetic frames at 9/8 of ``size`` as a RawSet; consecutive blocks of 10 frames form a video."""
-    from trainables.apps.raw import RawSet
 
     full = round(size * CROP_MARGIN)
     images, labels, _ = render_frames(n, full, seed)
@@ -154,8 +156,6 @@ def frame_crops(raw, split: str, size: int, seed: int, train_raw=None):
 
     Frames of any size/channels (real images) are first resized to 9/8 of ``size`` with MONAI.
     """
-    from trainables.apps.patches import as_float01, resize_2d, to_rgb, to_uint8
-    from trainables.apps.raw import Samples
 
     full = round(size * CROP_MARGIN)
     if isinstance(raw.images, torch.Tensor) and tuple(raw.images.shape[1:]) == (3, full, full):

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from trainables.apps.colonoscopy import _gaussian_blur
-from trainables.apps.patches import crop_patches, to_rgb, to_uint8
+from trainables.apps.patches import as_float01, crop_patches, resize_2d, to_rgb, to_uint8
+from trainables.data.units import IGNORE, RawSet, Samples
 
 SHAPE = (96, 96)
 TRAIN_COLUMNS = 8
@@ -41,7 +42,6 @@ def _step(y, edge, width=0.6):
 
 def generate(n: int, size: int, seed: int):
     """``n`` ultrasound images (1, 96, 96) in [0, 1] with LI/MA rows per column, as a segmentation RawSet."""
-    from trainables.apps.raw import RawSet
 
     g = torch.Generator().manual_seed(int(seed) * 15485863 + 3)
     h, w = SHAPE
@@ -120,7 +120,6 @@ def _annotated_columns(bounds: np.ndarray, side: int) -> np.ndarray:
 
 def interface_patches(raw, split: str, size: int, seed: int, train_raw=None):
     """Per-pixel patches with labels 0 background, 1 LI interface, 2 MA interface (see module docstring)."""
-    from trainables.apps.raw import Samples
 
     side = patch_side(train_raw if train_raw is not None else raw)
     rng = np.random.default_rng([int(seed), 202, ("train", "val", "test").index(split)])
@@ -194,8 +193,6 @@ def image_masks(raw, split: str, size: int, seed: int, train_raw=None):
     meta: ``li_true``/``ma_true`` (N, size) original rows per input column (NaN = not annotated), ``row_scale``
     (original rows per input row, to map predicted rows back) and ``spacing_um``.
     """
-    from trainables.apps.patches import as_float01, resize_2d
-    from trainables.apps.raw import IGNORE, Samples
 
     xs, masks = [], []
     meta: dict[str, list] = {k: [] for k in ("unit", "li_true", "ma_true", "row_scale", "spacing_um")}
@@ -236,7 +233,6 @@ def mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """
     from monai.losses import DiceCELoss, MaskedDiceLoss
 
-    from trainables.apps.raw import IGNORE
 
     global _DICE_CE
     target = target.long()

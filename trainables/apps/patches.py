@@ -106,3 +106,27 @@ def orthonormal_frame(axis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     u = F.normalize(torch.cross(axis, helper, dim=1), dim=1)
     v = torch.cross(axis, u, dim=1)
     return u, v
+
+
+RESIZE_POLICIES = ("resize", "pad", "crop")
+
+
+def fit_square(img: torch.Tensor, size: int, policy: str = "resize", label: bool = False,
+               fill: float = 0.0) -> torch.Tensor:
+    """A (C, H, W) float image as (C, size, size): ``resize`` stretches it; ``pad`` keeps its aspect ratio, the
+    longer side becoming ``size``, and pads the rest with ``fill`` (centred); ``crop`` keeps its aspect ratio,
+    the shorter side becoming ``size``, and cuts the centre square. ``label``: a label map, resampled by nearest
+    neighbour (the same geometry as its image)."""
+    if policy not in RESIZE_POLICIES:
+        raise ValueError(f"unknown resize policy {policy!r}; choose one of {RESIZE_POLICIES}")
+    h, w = img.shape[-2:]
+    scale = size / (max(h, w) if policy == "pad" else min(h, w))
+    nh, nw = (size, size) if policy == "resize" or h == w else (max(1, round(h * scale)), max(1, round(w * scale)))
+    out = F.interpolate(img[None].float(), size=(nh, nw), mode="nearest")[0] if label else resize_2d(img, (nh, nw))
+    if (nh, nw) == (size, size):
+        return out
+    if policy == "crop":
+        top, left = (nh - size) // 2, (nw - size) // 2
+        return out[:, top : top + size, left : left + size].contiguous()
+    top, left = (size - nh) // 2, (size - nw) // 2
+    return F.pad(out, (left, size - nw - left, top, size - nh - top), value=fill)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from trainables.apps.patches import orthonormal_frame, sample_planes, to_uint8
+from trainables.data.units import RawSet, Samples
 
 SHAPE = (48, 48, 48)  # D, H, W
 LUNG_HU, NODE_HU = -850.0, 45.0
@@ -147,7 +148,6 @@ def _render_chunk(b: int, g: torch.Generator, pts: tuple[torch.Tensor, ...]):
 
 def generate(n: int, size: int, seed: int):
     """``n`` CT-like volumes (float32 HU, (D, H, W)) with candidates (x, y, z in voxels) as a detection RawSet."""
-    from trainables.apps.raw import RawSet
 
     g = torch.Generator().manual_seed(int(seed) * 104729 + 5)
     d, h, w = SHAPE
@@ -213,7 +213,6 @@ def to_hu(volume: torch.Tensor) -> torch.Tensor:
 def vessel_patches(raw, split: str, size: int, seed: int, train_raw=None):
     """Six vessel-aligned patches per candidate: channel 0 the cross-section, channels 1-2 a longitudinal
     plane; 3 rotations about the estimated vessel axis x 2 plane sizes (16 and 24 voxels)."""
-    from trainables.apps.raw import Samples
 
     cand = raw.candidates
     k = ROTATIONS * len(PLANE_SIDES)

@@ -19,6 +19,7 @@ import torch
 
 from trainables.apps.colonoscopy import _gaussian_blur, render_frames
 from trainables.apps.patches import as_float01, crop_patches, to_rgb, to_uint8
+from trainables.data.units import RawSet, Samples
 
 FRAME_SCALE = 2  # frames at 2x the network input
 FRAMES_PER_VIDEO = 8
@@ -70,7 +71,6 @@ def _blob(img, cx, cy, r, aspect, theta, dome, edge, ring, spec, tint, on):
 
 def generate(n: int, size: int, seed: int):
     """``n`` frames (``FRAME_SCALE * size`` pixels) with their candidates, as a detection RawSet."""
-    from trainables.apps.raw import RawSet
 
     fsize = FRAME_SCALE * size
     frames, _, _ = render_frames(n, fsize, seed, max_severity=0.35)
@@ -134,7 +134,6 @@ def candidate_patches(raw, split: str, size: int, seed: int, train_raw=None):
     Patch side = candidate size x (1.5, 2.25, 3); without a size, 15% of the frame's shorter side.
     Deterministic from ``seed`` and the split.
     """
-    from trainables.apps.raw import Samples
 
     cand = raw.candidates
     rng = np.random.default_rng([int(seed), 101, ("train", "val", "test").index(split)])

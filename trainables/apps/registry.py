@@ -1,119 +1,158 @@
-"""Registration of the built-in applications: the paper's four (Tajbakhsh et al., IEEE TMI 2016)."""
+"""The application registry: app name -> frozen description of its data, head, loss, metric and mode.
+
+Tests parametrize over ``list_apps()``; the trainable and the search never branch on an app's name.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import Callable, Mapping
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
-from trainables.apps import App, DataSize, build_split_data, get_app, register_app
-from trainables.apps import colonoscopy, intima, pe, polyp
-from trainables.metrics import (
-    aggregate_mean, classification_metrics, compute_roc_auc_weighted, detection_metrics, interface_metrics,
-    mask_interface_batched, mask_interface_metrics, mask_interface_summary,
-)
-
-POLYP_FP_PER_FRAME = (0.01, 0.02, 0.05, 0.1)
-PE_FP_PER_VOLUME = (1.0, 2.0, 3.0, 4.0, 5.0)
+from trainables.data.splits import SplitData
+from trainables.data.units import KINDS, RawSet, Samples
+from trainables.errors import ConfigError
+from trainables.mode import METRIC_MODES, metric_mode
 
 
-def _embedded(name: str):
-    """``build_data(n, image_size, seed)`` of app ``name``: its generator through ``build_split_data``."""
-    def build(n: int, image_size: int, seed: int):
-        return build_split_data(get_app(name), "", image_size, seed, n=n)
-    return build
+@dataclass(frozen=True)
+class DataSize:
+    """How many units (frames, volumes, images) an embedded generator makes, before the 60/20/20 split.
 
-
-def _pick(metrics_fn, key: str):
-    def metric(labels: np.ndarray, probs: np.ndarray, meta) -> float:
-        return metrics_fn(labels, probs, meta)[key]
-    return metric
-
-
-_frames = classification_metrics
-
-
-def _frames_auc(labels, probs, meta) -> float:
-    """Frame-level ROC AUC alone (``classification_metrics``' "auc" without the sensitivities)."""
-    return classification_metrics(labels, probs, meta, fprs=())["auc"]
-
-
-def _frames_auc_batched(labels, probs, meta, counts):
-    """Frame-level AUC under every row of bootstrap counts at once (two classes; None otherwise).
-
-    The bootstrap resamples whole frames, so a frame's crops share one count: average the crops per frame,
-    then weight each frame by its count.
+    With real data, ``smoke`` caps the units used by a smoke run; ``full`` is ignored (all units are used).
     """
-    probs = np.asarray(probs)
-    if probs.shape[1] != 2:
-        return None
-    units = np.asarray(meta["group"]) if "group" in meta else np.arange(len(labels))
-    _, first = np.unique(units, return_index=True)
-    _, unit_probs, unit_labels = aggregate_mean(units, probs, labels)
-    return compute_roc_auc_weighted(unit_labels, unit_probs[:, 1], np.atleast_2d(counts)[:, first])
 
-_polyps = partial(detection_metrics, points=POLYP_FP_PER_FRAME)
-_emboli = partial(detection_metrics, points=PE_FP_PER_VOLUME)
+    full: int
+    smoke: int
 
-register_app(App(
-    name="colonoscopy-frames",
-    description="informative vs non-informative colonoscopy frames; frame score = mean over 3 crops; "
-                "ROC AUC, sensitivity at 10/15/20% FPR",
-    num_classes=2, metric="auc", mode="max",
-    build_data=_embedded("colonoscopy-frames"),
-    compute_metric=_frames_auc, compute_metrics=_frames, batched_metric=_frames_auc_batched,
-    sizes=DataSize(full=1000, smoke=200),
-    kind="classification", unit="frame", loaders=("imagefolder", "csv", "medmnist"),
-    generate=colonoscopy.generate, make_samples=colonoscopy.frame_crops,
-))
 
-register_app(App(
-    name="polyp-detection",
-    description="polyp candidates on colonoscopy frames; 6 patches (3 scales, shifted/mirrored) per candidate; "
-                "FROC per frame, normalised partial area to 0.1 FP/frame",
-    num_classes=2, metric="froc_pauc", mode="max",
-    build_data=_embedded("polyp-detection"),
-    compute_metric=_pick(_polyps, "froc_pauc"), compute_metrics=_polyps,
-    sizes=DataSize(full=400, smoke=80),
-    kind="detection", unit="frame", loaders=("candidates-csv",),
-    generate=polyp.generate, make_samples=polyp.candidate_patches, neg_per_pos=2.0,
-))
+@dataclass(frozen=True)
+class App:
+    name: str
+    description: str
+    num_classes: int
+    metric: str  # name of the validation metric reported to Tune, e.g. "auc"; its direction: trainables.mode
+    build_data: Callable[[int, int, int], SplitData]  # (n units, image_size, seed) -> splits of the embedded data
+    # (labels (N,), class probabilities (N, C), per-sample meta arrays) -> the validation metric
+    compute_metric: Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], float]
+    sizes: DataSize
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = field(default=F.cross_entropy)
+    # every metric reported for a split (the validation metric among them); None = just ``metric``
+    compute_metrics: Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], dict[str, float]] | None = None
+    # optional vectorised ``compute_metric`` for the test-set bootstrap: (labels, probs, meta, counts (B, N))
+    # -> the metric under each row of per-sample counts (B,), or None where it does not apply (then, and when
+    # the field is None, compute_metric is called once per resample)
+    batched_metric: Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray], np.ndarray], np.ndarray] | None = None
+    kind: str = "classification"  # "classification" | "detection" | "segmentation": picks the real-data loaders
+    unit: str = "image"  # what meta["group"] holds: the unit a clinician reads (frame, volume, image)
+    head: str = "the backbone's classifier (fc8) with num_classes outputs, softmax + cross-entropy"
+    loaders: tuple[str, ...] = ()  # real-data layouts accepted (see trainables.loaders.LAYOUTS)
+    generate: Callable[[int, int, int], RawSet] | None = None  # (n units, image_size, seed) -> embedded units
+    # (units of one split, split name, image_size, seed, training units) -> samples with meta["unit"]
+    make_samples: Callable[[RawSet, str, int, int, RawSet], Samples] | None = None
+    neg_per_pos: float = 0.0  # default negative down-sampling of the training split (0 = keep every sample)
+    # "label": one class per sample, for backbones with output "label"; "mask": per-pixel targets (Samples.mask,
+    # SplitData.*_mask) for backbones with output "mask" (the trial trains and validates on the masks)
+    target: str = "label"
+    # target "mask": (masks (N, H, W), probs (N, C, H, W), meta) -> (probs (N, C), meta + per-sample summary):
+    # what predictions.parquet keeps of a whole-image prediction, enough for compute_metric to score it again
+    summarize: Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], tuple[np.ndarray, dict]] | None = None
+    mode: str = ""  # "max" or "min": derived from ``metric`` (trainables.mode.METRIC_MODES) when left empty
+    # metrics a run may select instead of ``metric`` (``--metric``): name -> (compute_metric, compute_metrics)
+    metric_choices: Mapping[str, tuple[Callable, Callable | None]] = field(default_factory=dict)
+    # resize policies a run may select (``--resize``); make_samples then takes ``resize=POLICY``. Empty: the app
+    # has its own protocol (the paper's apps) and only the default "resize" is accepted, meaning "the app's own"
+    resize_policies: tuple[str, ...] = ()
+    # segmentation: the masks mark the intima-media region (interfaces per column; pixel spacing required), as
+    # the paper's intima apps read them; False: label maps of any classes, spacing optional
+    interfaces: bool = True
 
-register_app(App(
-    name="pe-detection",
-    description="pulmonary-embolism candidates in CT-like volumes; vessel-aligned 2-channel patches; "
-                "FROC at 1-5 FP/volume, normalised partial area to 5",
-    num_classes=2, metric="froc_pauc", mode="max",
-    build_data=_embedded("pe-detection"),
-    compute_metric=_pick(_emboli, "froc_pauc"), compute_metrics=_emboli,
-    sizes=DataSize(full=80, smoke=16),
-    kind="detection", unit="volume", loaders=("candidates-csv",),
-    generate=pe.generate, make_samples=pe.vessel_patches, neg_per_pos=2.0,
-))
+    def __post_init__(self) -> None:
+        declared = metric_mode(self.metric).name if self.metric in METRIC_MODES else self.mode
+        if not self.mode:
+            object.__setattr__(self, "mode", declared)
+        elif self.mode != declared:
+            raise ValueError(f"app {self.name!r}: metric {self.metric!r} is {declared!r}, not {self.mode!r} "
+                             "(trainables.mode.METRIC_MODES)")
 
-register_app(App(
-    name="intima-media",
-    description="carotid ultrasound; per-pixel 3-class patches (background, lumen-intima, media-adventitia); "
-                "boundary per column; mean absolute boundary error (um), Dice",
-    num_classes=3, metric="mae_um", mode="min",
-    build_data=_embedded("intima-media"),
-    compute_metric=_pick(interface_metrics, "mae_um"), compute_metrics=interface_metrics,
-    sizes=DataSize(full=100, smoke=24),
-    kind="segmentation", unit="image", loaders=("image-mask-folders", "datalist-json"),
-    generate=intima.generate, make_samples=intima.interface_patches,
-))
+    def configured(self, metric: str = "", resize: str = "resize") -> "App":
+        """This app with a run's ``metric`` (empty: the app's own) and ``resize`` policy; a ConfigError names the
+        choices when the app does not offer them."""
+        app = self
+        if metric and metric != self.metric:
+            if metric not in self.metric_choices:
+                offered = ", ".join([self.metric, *[m for m in self.metric_choices if m != self.metric]])
+                raise ConfigError(f"app {self.name!r} scores with {offered}, not {metric!r}; use --metric "
+                                  f"{' or '.join(offered.split(', '))} (or a generic app: {_generic()})")
+            one, every = self.metric_choices[metric]
+            app = replace(app, metric=metric, mode="", compute_metric=one, compute_metrics=every,
+                          batched_metric=None)
+        if resize != "resize" or self.resize_policies:
+            if resize not in self.resize_policies:
+                raise ConfigError(f"app {self.name!r} has its own resizing protocol; --resize {resize} applies to the "
+                                  f"generic apps ({_generic()})" if not self.resize_policies
+                                  else f"unknown --resize {resize!r}; choose one of: {', '.join(self.resize_policies)}")
+            app = replace(app, make_samples=partial(self.make_samples, resize=resize))
+        return app
 
-register_app(App(
-    name="intima-media-seg",
-    description="carotid ultrasound, the segmentation head: whole images, per-pixel masks (above LI, intima-media, "
-                "below MA) with --backbone monai-unet; boundary per column; mean absolute boundary error (um), Dice",
-    num_classes=3, metric="mae_um", mode="min",
-    build_data=_embedded("intima-media-seg"),
-    compute_metric=_pick(mask_interface_metrics, "mae_um"), compute_metrics=mask_interface_metrics,
-    batched_metric=mask_interface_batched,
-    sizes=DataSize(full=100, smoke=24),
-    loss=intima.mask_loss,
-    kind="segmentation", unit="image", loaders=("image-mask-folders", "datalist-json"),
-    head="a segmentation backbone's per-pixel output (monai-unet), softmax + MONAI DiceCELoss",
-    generate=intima.generate, make_samples=intima.image_masks,
-    target="mask", summarize=mask_interface_summary,
-))
+    def all_metrics(self, labels: np.ndarray, probs: np.ndarray, meta: Mapping[str, np.ndarray]) -> dict[str, float]:
+        if self.compute_metrics is None:
+            return {self.metric: self.compute_metric(labels, probs, meta)}
+        return self.compute_metrics(labels, probs, meta)
+
+
+APPS: dict[str, App] = {}
+
+
+def _generic() -> str:
+    """The generic apps (no app protocol: they take a run's resize policy), for error messages."""
+    return ", ".join(name for name, app in APPS.items() if app.resize_policies)
+TARGETS = ("label", "mask")
+
+
+def check_backbone(app: App, spec, augment: str = "none") -> None:
+    """A one-line ConfigError, before any data or trial, when ``spec``'s output does not fit ``app``'s target (or
+    an augmentation would move the images but not their per-pixel targets)."""
+    if app.target == "mask" and augment != "none":
+        raise ConfigError(f"app {app.name!r} trains on per-pixel masks, which --augment {augment} would not move with "
+                          "the image; use --augment none")
+    if app.target == getattr(spec, "output", "label"):
+        return
+    from trainables.models.backbones import BACKBONES  # lazy: the analysis reads apps without loading models
+
+    fits = sorted(name for name, s in BACKBONES.items() if s.output == app.target)
+    alt = sorted(name for name, a in APPS.items() if a.target != app.target and a.kind == app.kind)
+    what = "per-pixel masks (whole images)" if app.target == "mask" else "one class per sample"
+    hint = f" (or keep --backbone {spec.name} with app {' or '.join(alt)})" if alt else ""
+    raise ConfigError(f"app {app.name!r} predicts {what} but backbone {spec.name!r} outputs "
+                      f"{'per-pixel logits' if spec.output == 'mask' else 'class logits'}; use --backbone "
+                      f"{' or '.join(fits)}{hint}")
+
+
+def register_app(app: App) -> App:
+    if app.name in APPS:
+        raise ValueError(f"app {app.name!r} registered twice")
+    if app.mode not in ("max", "min") or any(m not in METRIC_MODES for m in app.metric_choices):
+        raise ValueError(f"app {app.name!r}: mode must be 'max' or 'min', every selectable metric in METRIC_MODES")
+    if app.kind not in KINDS:
+        raise ValueError(f"app {app.name!r}: kind must be one of {KINDS}")
+    if app.target not in TARGETS or (app.target == "mask") != (app.summarize is not None):
+        raise ValueError(f"app {app.name!r}: target must be one of {TARGETS}; a mask app needs summarize")
+    APPS[app.name] = app
+    return app
+
+
+def get_app(name: str, metric: str = "", resize: str = "resize") -> App:
+    """App ``name``, configured with a run's ``metric`` and ``resize`` policy (``App.configured``)."""
+    try:
+        app = APPS[name]
+    except KeyError:
+        raise ConfigError(f"unknown app {name!r}; choose one of: {', '.join(sorted(APPS))}") from None
+    return app.configured(metric, resize) if metric or resize != "resize" or app.resize_policies else app
+
+
+def list_apps() -> list[str]:
+    return sorted(APPS)

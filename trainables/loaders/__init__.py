@@ -17,8 +17,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainables.apps.raw import RawSet
-from trainables.config import ConfigError
+from trainables.data.units import RawSet
+from trainables.errors import ConfigError
+from trainables.loaders.classification import load_imagefolder, load_manifest, load_medmnist
+from trainables.loaders.detection import load_candidates
+from trainables.loaders.segmentation import find_pair_folders, load_datalist, load_pair_folders
 
 LAYOUTS = {
     "imagefolder": ("classification", "a folder PATH/<class>/<image> (class = folder name)"),
@@ -43,8 +46,6 @@ def detect_layout(path: str | Path, app) -> str:
     suffix = p.suffix.lower()
     guess = None
     if p.is_dir():
-        from trainables.loaders.segmentation import find_pair_folders
-
         if "image-mask-folders" in accepted and find_pair_folders(p) is not None:
             guess = "image-mask-folders"
         elif "imagefolder" in accepted:
@@ -63,21 +64,13 @@ def detect_layout(path: str | Path, app) -> str:
 def load_units(path: str | Path, app) -> RawSet:
     """Read ``path`` in the layout detected for ``app`` into units (images/volumes and annotations)."""
     layout = detect_layout(path, app)
-    p = Path(path).expanduser()
-    if layout == "imagefolder":
-        from trainables.loaders.classification import load_imagefolder
-        return load_imagefolder(p)
-    if layout == "csv":
-        from trainables.loaders.classification import load_manifest
-        return load_manifest(p)
-    if layout == "medmnist":
-        from trainables.loaders.classification import load_medmnist
-        return load_medmnist(p)
-    if layout == "image-mask-folders":
-        from trainables.loaders.segmentation import load_pair_folders
-        return load_pair_folders(p)
-    if layout == "datalist-json":
-        from trainables.loaders.segmentation import load_datalist
-        return load_datalist(p)
-    from trainables.loaders.detection import load_candidates
-    return load_candidates(p)
+    if LAYOUTS[layout][0] == "segmentation":  # intima-media masks give interfaces and need a pixel spacing
+        return READERS[layout](Path(path).expanduser(), interfaces=getattr(app, "interfaces", True))
+    return READERS[layout](Path(path).expanduser())
+
+
+READERS = {
+    "imagefolder": load_imagefolder, "csv": load_manifest, "medmnist": load_medmnist,
+    "image-mask-folders": load_pair_folders, "datalist-json": load_datalist, "candidates-csv": load_candidates,
+}
+assert set(READERS) == set(LAYOUTS)

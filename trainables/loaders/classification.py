@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import zipfile
+from functools import partial
 
 from pathlib import Path
 
@@ -9,9 +10,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trainables.apps.raw import RawSet
-from trainables.config import ConfigError
-from trainables.loaders.files import is_image, read_image, read_table
+from trainables.data.units import RawSet
+from trainables.errors import ConfigError
+from trainables.loaders.files import is_image, read_image, read_images, read_table
 from trainables.stream import LazyImages
 
 MEDMNIST_SPLITS = {"train": "train", "val": "val", "test": "test"}
@@ -52,13 +53,23 @@ def load_imagefolder(root: Path) -> RawSet:
                           "put each class's images in a folder named after the class")
     codes, classes = _class_codes(labels)
     _need_two_classes(classes, root)
-    images = LazyImages(paths, read_image)  # decoded when used: build_split_data reads them now, or streams them
     names = [str(p.relative_to(root)) for p in paths]
+    images = _listed([(p, n, "") for p, n in zip(paths, names)], f" under {root}")
     return RawSet("classification", images, codes, names, classes=classes)
 
 
-def _read_listed(item: tuple[Path, str]) -> torch.Tensor:
-    return read_image(item[0], where=item[1])
+def _read_item(item: tuple[Path, str, str]) -> torch.Tensor:
+    return read_image(item[0], where=item[2])
+
+
+def _read_items(items: list[tuple[Path, str, str]], what: str) -> list[torch.Tensor]:
+    return read_images([i[0] for i in items], [i[1] for i in items], where=lambda k: items[k][2], what=what)
+
+
+def _listed(items: list[tuple[Path, str, str]], what: str) -> LazyImages:
+    """(path, name, where) items, decoded when used: all at once in memory (unreadable files listed with a
+    count), or a chunk at a time when streamed (``trainables.stream``)."""
+    return LazyImages(items, _read_item, partial(_read_items, what=what))
 
 
 def load_manifest(csv_path: Path) -> RawSet:
@@ -76,11 +87,10 @@ def load_manifest(csv_path: Path) -> RawSet:
     codes, classes = _class_codes(table["label"].tolist())
     _need_two_classes(classes, csv_path)
     base = csv_path.parent
-    paths = []
-    for i, rel in enumerate(table["path"]):
-        p = Path(rel).expanduser()
-        paths.append((p if p.is_absolute() else base / p, f" (line {i + 2} of {csv_path})"))
-    images = LazyImages(paths, _read_listed)  # decoded when used (see load_imagefolder)
+    paths = [Path(rel).expanduser() for rel in table["path"]]
+    items = [(p if p.is_absolute() else base / p, str(rel), f" (line {i + 2} of {csv_path})")
+             for i, (p, rel) in enumerate(zip(paths, table["path"]))]
+    images = _listed(items, f" listed in {csv_path}")
     groups = table["group"].astype(str).to_numpy() if "group" in table.columns else None
     return RawSet("classification", images, codes, table["path"].astype(str).tolist(), groups=groups,
                   classes=classes)

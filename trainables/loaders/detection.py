@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trainables.apps.raw import RawSet
-from trainables.config import ConfigError
+from trainables.data.units import RawSet
+from trainables.errors import ConfigError
 from trainables.loaders.files import read_image, read_table, read_volume
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 
 try:  # MONAI raises its own OptionalImportError when a reader package is missing
     from monai.utils import OptionalImportError
@@ -16,6 +16,7 @@ except ImportError:  # pragma: no cover
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm", ".pbm"}
 VOLUME_EXTS = (".npy", ".npz", ".nii", ".nii.gz", ".mha", ".mhd", ".nrrd")
 NIFTI_EXTS = (".nii", ".nii.gz")
+MAX_LISTED = 8  # unreadable files named in one error line (the count covers all)
 
 
 def read_table(csv_path: Path, header: str, row: str, dtype: dict | None = None):
@@ -83,6 +84,24 @@ def read_image(path: str | Path, grey: bool = False, where: str = "") -> torch.T
     if grey and x.shape[0] == 3:
         x = x.mean(dim=0, keepdim=True)
     return x.contiguous()
+
+
+def read_images(paths: list[Path], names: list[str], where=lambda i: "", what: str = "") -> list[torch.Tensor]:
+    """Every image of ``paths`` (``read_image``); the unreadable ones are one ConfigError listing them, with a
+    count, after all were tried (one bad file: its own message)."""
+    images, bad = [], []
+    for i, p in enumerate(paths):
+        try:
+            images.append(read_image(p, where=where(i)))
+        except ConfigError as e:
+            bad.append((names[i], str(e)))
+    if len(bad) == 1:
+        raise ConfigError(bad[0][1])
+    if bad:
+        listed = ", ".join(n for n, _ in bad[:MAX_LISTED]) + (", ..." if len(bad) > MAX_LISTED else "")
+        raise ConfigError(f"{len(bad)} of {len(paths)} images{what} cannot be read: {listed}; the first: "
+                          f"{bad[0][1]}")
+    return images
 
 
 def read_mask(path: str | Path, where: str = "") -> np.ndarray:

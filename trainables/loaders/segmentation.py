@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from trainables.apps.raw import RawSet
-from trainables.config import ConfigError
+from trainables.data.units import RawSet
+from trainables.errors import ConfigError
 from trainables.loaders.files import is_image, is_nifti, read_image, read_mask, read_nifti
 
 if TYPE_CHECKING:
@@ -93,26 +93,35 @@ def _slices(img_path: Path, mask_path: Path) -> list[tuple[str, "torch.Tensor", 
 
 
 def _units(pairs: list[tuple[Path, Path]], spacing: list[float], groups: list[str] | None, names: list[str],
-           where: str) -> RawSet:
-    """Units of the pairs; a volume's slices share its group (given, else the volume itself) and its spacing."""
-    images, bounds, unit_names, unit_groups, unit_spacing = [], [], [], [], []
+           where: str, interfaces: bool = True) -> RawSet:
+    """Units of the pairs; a volume's slices share its group (given, else the volume itself) and its spacing.
+
+    ``interfaces``: the masks mark the intima-media region (each must hold some; boundaries per column, the
+    intima classes); else they are label maps of any classes, coded 0..K-1 in the order of their values.
+    """
+    images, masks, bounds, unit_names, unit_groups, unit_spacing = [], [], [], [], [], []
     for (img_path, mask_path), name, s, g in zip(pairs, names, spacing, groups or names):
         for suffix, img, mask in _slices(img_path, mask_path):
             b = boundaries_from_mask(mask)
-            if not np.isfinite(b).any():
+            if interfaces and not np.isfinite(b).any():
                 raise ConfigError(f"mask {mask_path} is empty; mark the intima-media region or remove the pair")
             images.append(img)
+            masks.append(mask)
             bounds.append(b)
             unit_names.append(name + suffix)
             unit_groups.append(g)
             unit_spacing.append(s)
     if len(images) < 3:
         raise ConfigError(f"{where} holds {len(images)} image/mask pair(s); train/validation/test need at least 3")
-    return RawSet("segmentation", images, np.zeros(len(images), dtype=np.int64), unit_names, groups=unit_groups,
-                  classes=CLASSES, boundaries=bounds, spacing_um=np.asarray(unit_spacing, dtype=np.float64))
+    values = np.unique(np.concatenate([np.unique(m) for m in masks]))
+    coded = [np.searchsorted(values, m).astype(np.int64) for m in masks]
+    labels = np.asarray([int(m.max() > 0) for m in coded], dtype=np.int64)  # holds foreground: stratifies splits
+    return RawSet("segmentation", images, np.zeros(len(images), dtype=np.int64) if interfaces else labels,
+                  unit_names, groups=unit_groups, classes=CLASSES if interfaces else tuple(str(v) for v in values),
+                  boundaries=bounds, spacing_um=np.asarray(unit_spacing, dtype=np.float64), masks=coded)
 
 
-def load_pair_folders(root: Path) -> RawSet:
+def load_pair_folders(root: Path, interfaces: bool = True) -> RawSet:
     found = find_pair_folders(root)
     if found is None:
         raise ConfigError(f"{root} needs an images/ and a masks/ folder (same file stems)")
@@ -138,12 +147,16 @@ def load_pair_folders(root: Path) -> RawSet:
     spacing, groups = [], []
     for p, _ in pairs:
         row = _lookup(table, p.name)
+        if row is None and not interfaces:
+            spacing.append(float("nan"))
+            groups.append(p.name)
+            continue
         if row is None:
             raise ConfigError(f"no pixel spacing for {p.name}: add {root / 'spacing.csv'} with columns "
                               "image,spacing_um (a row with image * sets a default)")
         spacing.append(float(row["spacing_um"]))
         groups.append(str(row["group"]) if "group" in row and pd.notna(row["group"]) else p.name)
-    return _units(pairs, spacing, groups, names, str(root))
+    return _units(pairs, spacing, groups, names, str(root), interfaces)
 
 
 def _spacing_table(root: Path) -> pd.DataFrame | None:
@@ -169,7 +182,7 @@ def _lookup(table: pd.DataFrame | None, name: str):
     return star.iloc[0] if len(star) else None
 
 
-def load_datalist(json_path: Path) -> RawSet:
+def load_datalist(json_path: Path, interfaces: bool = True) -> RawSet:
     """A decathlon-style datalist: ``{"training": [{"image": ..., "label": ..., "spacing_um"?, "group"?}], ...}``;
     items under ``"validation"`` are pooled with ``"training"``; paths are relative to the JSON."""
     from monai.data import load_decathlon_datalist
@@ -194,11 +207,13 @@ def load_datalist(json_path: Path) -> RawSet:
         if "image" not in it or "label" not in it:
             raise ConfigError(f"{json_path}: item {i} lacks image or label; give both paths")
         s = it.get("spacing_um", default)
-        if s is None or not float(s) > 0:
+        if s is None and not interfaces:
+            s = float("nan")
+        elif s is None or not float(s) > 0:
             raise ConfigError(f"{json_path}: no positive spacing_um for {it['image']}; add \"spacing_um\" to the "
                               "item or at the top level (micrometres per pixel)")
         pairs.append((Path(it["image"]), Path(it["label"])))
         spacing.append(float(s))
         groups.append(str(it.get("group", it["image"])))
         names.append(str(Path(it["image"]).relative_to(json_path.parent)) if Path(it["image"]).is_relative_to(json_path.parent) else str(it["image"]))
-    return _units(pairs, spacing, groups, names, str(json_path))
+    return _units(pairs, spacing, groups, names, str(json_path), interfaces)

@@ -22,7 +22,7 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -317,6 +317,23 @@ def get_backbone(name: str) -> BackboneSpec:
     except KeyError:
         raise ConfigError(f"unknown backbone {name!r}; choose one of: {', '.join(sorted(BACKBONES))}, "
                           f"or timm:NAME[@SIZE] (any timm architecture)") from None
+
+
+def sized(spec: BackboneSpec, input_size: int = 0) -> BackboneSpec:
+    """``spec`` taking ``input_size`` px inputs (0: its own size); a ConfigError when its layers cannot."""
+    if not input_size or input_size == spec.input_size:
+        return spec
+    import dataclasses
+
+    model = spec.build(2).eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, input_size, input_size))
+    except RuntimeError as e:
+        raise ConfigError(f"backbone {spec.name!r} cannot take {input_size}px inputs ({str(e).splitlines()[0][:80]}); "
+                          f"use --input-size {spec.input_size} (its own) or a backbone with global pooling "
+                          "(e.g. resnet18, timm:NAME)") from None
+    return dataclasses.replace(spec, input_size=input_size)
 
 
 def list_backbones() -> list[str]:

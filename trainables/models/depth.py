@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from trainables.config import LR_PROTOCOLS, ConfigError
+from trainables.config import LR_PROTOCOLS
+from trainables.errors import ConfigError
 from trainables.models.backbones import BackboneSpec
 
 SCRATCH = "scratch"

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainables.config import ConfigError
-from trainables.engine import MEAN, STD
+from trainables.errors import ConfigError
+from trainables.engine import MEAN, STD, InputFn, train_one_epoch
 from trainables.models.weights import SourceWeights, norm_from_meta
 from trainables.models.backbones import BackboneSpec
 
@@ -173,6 +173,31 @@ def pixel_mean_std(x: torch.Tensor) -> tuple[float, float]:
     return mean, max(var, 1e-12) ** 0.5
 
 
+def _fractal_inputs(x: torch.Tensor, mean: float, std: float, augment: torch.Generator | None) -> InputFn:
+    """The engine's ``InputFn`` of the fractal images: [0, 1], optionally a random resized crop, standardised."""
+    def inputs(idx: torch.Tensor, view: torch.Tensor | None = None) -> torch.Tensor:
+        xb = x[idx].float() / 255
+        if augment is not None:
+            xb = random_resized_crop(xb, augment)
+        return (xb - mean) / std
+    return inputs
+
+
+def _optimizer(model: torch.nn.Module, recipe: FractalRecipe, n: int):
+    """The recipe's optimizer and its per-step schedule: cosine, after one epoch of linear warmup for SGD."""
+    if recipe.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, nesterov=True,
+                              weight_decay=recipe.weight_decay)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    per_epoch = math.ceil(n / recipe.batch_size)
+    steps = recipe.epochs * per_epoch
+    warmup = min(per_epoch, steps // 10) if recipe.optimizer == "sgd" else 0
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / (warmup + 1) if s < warmup else 0.5 * (1 + math.cos(math.pi * s / steps)))
+    return opt, sched
+
+
 def pretrain_fractal(spec: BackboneSpec, recipe: FractalRecipe, log: Callable[[str], None] = print) -> dict:
     """Train ``spec`` on fractal categories; returns ``{"state_dict", "meta"}`` (head included)."""
     t0 = time.time()
@@ -182,37 +207,19 @@ def pretrain_fractal(spec: BackboneSpec, recipe: FractalRecipe, log: Callable[[s
     log(f"fractal data: {x.shape[0]} images at {spec.input_size}px ({time.time() - t0:.1f}s)")
     torch.manual_seed(recipe.seed)
     model = spec.build(recipe.classes)
-    if recipe.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, nesterov=True,
-                              weight_decay=recipe.weight_decay)
-    else:
-        opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    per_epoch = math.ceil(x.shape[0] / recipe.batch_size)
-    steps = recipe.epochs * per_epoch
-    warmup = min(per_epoch, steps // 10) if recipe.optimizer == "sgd" else 0
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / (warmup + 1) if s < warmup else 0.5 * (1 + math.cos(math.pi * s / steps)))
+    opt, sched = _optimizer(model, recipe, x.shape[0])
     g = torch.Generator().manual_seed(recipe.seed)
-    model.train()
+    inputs = _fractal_inputs(x, mean, std, g if recipe.augment else None)
+    correct = [0]
+
+    def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # counts right answers on the way
+        correct[0] += int((logits.argmax(1) == target).sum())
+        return F.cross_entropy(logits, target)
+
     for epoch in range(recipe.epochs):
-        order = torch.randperm(x.shape[0], generator=g)
-        total = correct = 0.0
-        for start in range(0, x.shape[0], recipe.batch_size):
-            idx = order[start : start + recipe.batch_size]
-            xb = x[idx].float() / 255
-            if recipe.augment:
-                xb = random_resized_crop(xb, g)
-            logits = model((xb - mean) / std)
-            loss = F.cross_entropy(logits, y[idx])
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"fractal pretraining diverged (loss {loss.item()}) at epoch {epoch + 1}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * idx.numel()
-            correct += (logits.argmax(1) == y[idx]).sum().item()
-        loss, acc = total / x.shape[0], correct / x.shape[0]
+        correct[0] = 0
+        loss = train_one_epoch(model, inputs, y, opt, loss_fn, recipe.batch_size, g, lr_scheduler=sched)
+        acc = correct[0] / x.shape[0]
         log(f"fractal pretraining of {spec.name}: epoch {epoch + 1}/{recipe.epochs}, loss {loss:.3f}, "
             f"train accuracy {acc:.2f}")
     meta = {"source": "fractal", "backbone": spec.name, "recipe": dataclasses.asdict(recipe), "input_mean": mean,
@@ -239,8 +246,6 @@ def fractal_weights(spec: BackboneSpec, recipe: FractalRecipe, log: Callable[[st
     """The fractal-pretrained state_dict of ``spec`` (from the cache, or pretrained now and cached) and its file;
     the weights carry the input normalisation of their pretraining (``standardize``: the fractal data's own)."""
     if spec.output != "label":  # FractalDB pretraining is classification of fractal categories
-        from trainables.config import ConfigError
-
         raise ConfigError(f"source fractal pretrains a classifier; backbone {spec.name!r} outputs per-pixel masks: "
                           f"use --source file:PATH (a state_dict saved from {spec.name}) or --depths scratch")
     path = fractal_cache_path(spec, recipe)

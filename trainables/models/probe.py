@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from trainables.apps import App
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 from trainables.data import SplitData
 from trainables.engine import Norm, to_input
 from trainables.models.backbones import BackboneSpec

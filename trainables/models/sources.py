@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 from trainables.models.backbones import BACKBONES, BackboneSpec
 from trainables.engine import IMAGENET_NORM, Norm
 from trainables.models.fractal import FractalRecipe, cache_dir, fractal_weights  # noqa: F401  (cache_dir re-exported)

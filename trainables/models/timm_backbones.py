@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 from trainables.models.backbones import BackboneSpec, register_backbone
 
 Log = Callable[[str], None]

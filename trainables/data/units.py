@@ -40,6 +40,8 @@ class RawSet:
     boundaries: list[np.ndarray] | None = None
     spacing_um: np.ndarray | None = None
     extra: dict = field(default_factory=dict)  # generator-specific per-unit arrays (e.g. ROI margins)
+    # segmentation: per unit its label mask (H, W) int64 of class codes 0..K-1 (``classes`` names them)
+    masks: list[np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -86,6 +88,7 @@ class RawSet:
             boundaries=None if self.boundaries is None else [self.boundaries[i] for i in idx],
             spacing_um=None if self.spacing_um is None else np.asarray(self.spacing_um)[idx],
             extra={k: np.asarray(v)[idx] for k, v in self.extra.items()},
+            masks=None if self.masks is None else [self.masks[i] for i in idx],
         )
 
 
