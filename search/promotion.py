@@ -34,11 +34,25 @@ import math
 import os
 from typing import Any
 
+from pyarrow.fs import FileType
 from ray.tune.experiment import Trial
+from ray.tune.result import EXPR_RESULT_FILE
 from ray.tune.schedulers import TrialScheduler
 
 from search import jsonstate
 from search.schedulers import StratifiedScheduler
+
+
+def file_no_results(trial: Trial) -> None:
+    """Give a replicate that is stopped without ever starting its folder and an empty results file, so that
+    Tune's ``ResultGrid`` reads "no results" for it instead of warning that the files are missing."""
+    trial.init_local_path()
+    fs, folder = trial.storage.storage_filesystem, trial.storage.trial_fs_path
+    fs.create_dir(folder, recursive=True)
+    path = f"{folder.rstrip('/')}/{EXPR_RESULT_FILE}"
+    if fs.get_file_info(path).type == FileType.NotFound:  # an existing file (a resumed run) is left as it is
+        with fs.open_output_stream(path):
+            pass
 
 
 def rung_milestones(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
@@ -204,7 +218,7 @@ class StratifiedHalving(StratifiedScheduler):
             self._to_stop.remove(tid)
             self._save()
             if self._status(trials, tid) in (Trial.PAUSED, Trial.PENDING):
-                trials[tid].init_local_path()  # a replicate never started has no folder yet; Tune's results need one
+                file_no_results(trials[tid])
                 tune_controller.stop_trial(trials[tid])
         for tid in [t for t in self._to_resume if self._status(trials, t) != Trial.RUNNING]:
             self._to_resume.remove(tid)

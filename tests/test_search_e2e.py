@@ -1,5 +1,6 @@
 """End to end on a real local Ray: a smoke search, resuming a trial from its checkpoint, the CLI."""
 import json
+import logging
 import os
 import stat
 import subprocess
@@ -131,15 +132,17 @@ def test_cli_demo_smoke_and_listing(tmp_path):
 
 
 @pytest.mark.slow
-def test_replicates_run_only_for_the_surviving_learning_rate(ray_local, tmp_path):
+def test_replicates_run_only_for_the_surviving_learning_rate(ray_local, tmp_path, caplog):
     """The default ``--replicates survivors`` on real Tune: the first seed races 3 learning rates; the second
     seed runs (to the end, unpaused) only for the winner; the losers' second seeds never start. The cell's
     replicates are then that learning rate's two full-length seeds."""
     cfg = SearchConfig(name="rep", backbone="tiny-alexnet", depths=("scratch",), budgets=(1.0,), epochs=3,
                        samples=3, seeds=(0, 1), patience=0, data_samples=120, batch_size=16,
                        results_dir=str(tmp_path))
-    out = run_search(cfg, log=lambda s: None)
+    with caplog.at_level(logging.WARNING, logger="ray.tune"):
+        out = run_search(cfg, log=lambda s: None)
     assert not out.errors
+    assert not [r for r in caplog.records if "fetch metrics" in r.getMessage()]  # never-started replicates: no noise
     ran = out.trials.groupby(["lr", "seed"])["epoch"].max()
     winner = ran.xs(1, level="seed").index.tolist()
     assert len(winner) == 1 and ran[(winner[0], 0)] == 3 and ran[(winner[0], 1)] == 3
