@@ -41,6 +41,7 @@ from ray.tune.schedulers import TrialScheduler
 
 from search import jsonstate
 from search.schedulers import StratifiedScheduler
+from trainables.mode import Mode
 
 
 def file_no_results(trial: Trial) -> None:
@@ -105,7 +106,7 @@ class StratifiedHalving(StratifiedScheduler):
                 self.__dict__.update(jsonstate.load(self._state_file))
 
     def _sign(self) -> float:
-        return -1.0 if self._mode == "min" else 1.0
+        return Mode(self._mode).sign
 
     # -- what Tune reports --------------------------------------------------------------------------
     def on_trial_add(self, tune_controller, trial: Trial) -> None:

@@ -27,6 +27,7 @@ from trainables.models import SCRATCH, configure_depth, depth_index, get_backbon
 from trainables.models.backbones import BackboneSpec, sized
 from trainables.models.depth import set_train_mode
 from trainables.models.sources import load_pretrained
+from trainables.mode import Mode
 from trainables.models.weights import input_norm
 from trainables.schedules import check_schedule, lr_factor
 from trainables.stream import on_device, select
@@ -228,7 +229,7 @@ class TrialRun:
         if not math.isfinite(value):
             return
         best = self.best["val_metric"]
-        if best is None or (value > best if self.app.mode == "max" else value < best):
+        if Mode(self.app.mode).better(value, best):
             model = {k: v.detach().to("cpu", copy=True) for k, v in self.trained_state().items()}
             self.best = {"epoch": self.epoch, "val_metric": float(value), "model": model}
 

@@ -28,6 +28,7 @@ from ray.tune.search import Searcher
 
 from search.jsonstate import stored
 from search.searchers.state import JsonStateSearcher
+from trainables.mode import Mode
 
 SCRATCH = "scratch"
 
@@ -79,7 +80,7 @@ class GuidelineSearcher(JsonStateSearcher):
 
     # -- helpers -------------------------------------------------------------------------------------
     def _sign(self) -> float:
-        return -1.0 if self.mode == "min" else 1.0
+        return Mode(self.mode).sign
 
     def _level(self, depth: str) -> list[tuple[str, float, int]]:
         return [(depth, lr, seed) for lr in self.lrs for seed in self.seeds]

@@ -22,6 +22,7 @@ from trainables.apps import App
 from trainables.errors import ConfigError
 from trainables.data import SplitData
 from trainables.engine import Norm, to_input
+from trainables.mode import Mode
 from trainables.models.backbones import BackboneSpec
 from trainables.models.sources import load_pretrained
 from trainables.models.weights import input_norm
@@ -44,7 +45,7 @@ class SourceCheck:
 
     @property
     def better_than_random(self) -> bool:
-        return self.source_val > self.random_val if self.mode == "max" else self.source_val < self.random_val
+        return Mode(self.mode).better(self.source_val, self.random_val)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "better_than_random": self.better_than_random}
