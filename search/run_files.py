@@ -1,7 +1,8 @@
 """The run folder ``results/<name>/``: its paths, its files' schemas, reading them back and atomic writes.
 
-One owner for every file of a run: ``config.yaml``, ``splits.parquet``, ``trials.parquet`` (validation
-curves), ``predictions.parquet`` (test-split probabilities of each budget x depth x replicate seed),
+One owner for every file of a run: ``config.yaml``, ``splits.parquet``, ``epochs.jsonl`` (every epoch
+result as the driver received it, appended live), ``trials.parquet`` (validation curves, built from it),
+``predictions.parquet`` (test-split probabilities of each budget x depth x replicate seed),
 ``summary.parquet``, ``report.md``, the scheduler's resume state ``promotion.json``, ``optuna.db`` (the Optuna
 studies), ``tune/`` (Tune's experiment folder, with TensorBoard event files per trial), and ``export/``
 (``tunedepth export``: a model, its ``model.json``, and ``examples.npz``). Needs neither Ray nor the training
@@ -26,6 +27,7 @@ from trainables.errors import ConfigError
 
 CONFIG_FILE, TRIALS_FILE, PREDICTIONS_FILE = "config.yaml", "trials.parquet", "predictions.parquet"
 SUMMARY_FILE, REPORT_FILE, SPLITS_FILE = "summary.parquet", "report.md", "splits.parquet"
+EPOCHS_FILE = "epochs.jsonl"  # every result the driver received, one JSON line each (search.results.EpochLog)
 PROMOTION_FILE = "promotion.json"  # search.promotion's decisions (search.jsonstate), read back by resume
 OPTUNA_FILE = "optuna.db"  # searcher optuna: one study per budget ("budget-0.05", ...), SQLite
 EXPORT_DIR = "export"  # tunedepth export: export/<depth>_b<budget>/ holds model.*, model.json, examples.npz
@@ -109,6 +111,12 @@ def write_npz(path: Path, **arrays) -> None:
     _atomic(path, write)
 
 
+def append_json_line(row: dict, path: Path) -> None:
+    """One JSON line appended and flushed: an append-only log that a killed driver leaves readable."""
+    with open(path, "a") as f:
+        f.write(json.dumps(row, default=_plain_json) + "\n")
+
+
 def write_config(config: dict, run_dir: Path) -> None:
     write_text(yaml.safe_dump(config, sort_keys=False), Path(run_dir) / CONFIG_FILE)
 
@@ -119,6 +127,19 @@ def read_parquet(path: Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     except (OSError, ValueError, pa.ArrowException) as e:
         raise ConfigError(f"{path} is unreadable ({type(e).__name__}); rerun the search or restore the file") from None
+
+
+def read_json_lines(path: Path) -> list[dict]:
+    """The rows of an append-only JSON-lines log; a last line cut short by a kill is skipped."""
+    if not Path(path).exists():
+        return []
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
 
 
 def read_config(run_dir: Path) -> dict:

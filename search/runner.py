@@ -19,7 +19,7 @@ from search.validate import Checked, check_search
 from search.analysis.answers import Analysis
 from search.analysis.selecting import best_depth_table, format_table
 from search.evaluate import report_after_run
-from search.results import trials_frame
+from search.results import EpochLog, read_epochs, trials_frame
 from search.run_files import (PROMOTION_FILE, SPLITS_FILE, TRIALS_FILE, experiment_path, load_config, run_dir_of, storage_of,  # noqa: F401
                               write_config, write_parquet, write_text)
 from search.promotion import StratifiedHalving
@@ -190,7 +190,7 @@ def progress_callback(cfg: SearchConfig, prep: Prepared, plan: SearchPlan) -> Bu
 # -- 3. collect ------------------------------------------------------------------------------------------
 def save_trials(results, prep: Prepared, run_dir: Path) -> pd.DataFrame:
     """Every reported epoch of every trial, written to trials.parquet (after a search, or after an interrupt)."""
-    trials = trials_frame(results, prep.app.metric)
+    trials = trials_frame(results, prep.app.metric, read_epochs(run_dir))
     write_parquet(trials, run_dir / TRIALS_FILE)
     return trials
 
@@ -249,7 +249,7 @@ def _run_search(cfg: SearchConfig, log: Log, trainable, checked: Checked) -> Out
     log(tracking_text(cfg, run_dir, prep.depths))
     t_tune = time.time()
     watch = InterruptWatch(run_dir).install()
-    callbacks = [progress_callback(cfg, prep, plan), watch, *tracking]
+    callbacks = [progress_callback(cfg, prep, plan), watch, EpochLog(run_dir), *tracking]
     results = make_tuner(cfg, prep, run_dir, plan, callbacks, trainable).fit()
     stop_if_interrupted(watch, results, prep, run_dir, cfg.name)
     return collect(results, prep, run_dir, t0, plan, log, time.time() - t_tune)

@@ -7,12 +7,30 @@ from pathlib import Path
 import pandas as pd
 
 from search.analysis.selecting import best_depths, select_cells
-from search.run_files import experiment_path, finished_trials, load_config, read_config, run_dir_of
+from search.run_files import (EPOCHS_FILE, experiment_path, finished_trials, load_config, read_config,
+                              read_json_lines, run_dir_of)
 from search.trial_states import counts_text, state_of
 
 
-def _trial_rows(exp: Path) -> list[dict]:
-    """One dict per trial: config, status and results, from the newest experiment_state-*.json."""
+def _logged(run_dir: Path) -> dict[str, dict[int, dict]]:
+    """Trial id -> epoch -> its latest result, from the driver's live ``epochs.jsonl``."""
+    out: dict[str, dict[int, dict]] = {}
+    for row in read_json_lines(run_dir / EPOCHS_FILE):
+        if "trial_id" in row and "epoch" in row:
+            out.setdefault(str(row["trial_id"]), {})[int(row["epoch"])] = row
+    return out
+
+
+def _tune_results(exp: Path, trial_id: str) -> dict[int, dict]:
+    """Epoch -> result from Tune's result.json of the trial (synced to storage periodically, so it may lag)."""
+    files = list(exp.glob(f"*_{trial_id}/result.json"))
+    vals = [json.loads(line) for line in (files[0].read_text().splitlines() if files else []) if line.strip()]
+    return {int(v.get("epoch", k + 1)): v for k, v in enumerate(vals)}
+
+
+def _trial_rows(exp: Path, run_dir: Path) -> list[dict]:
+    """One dict per trial: config, status and results, from the newest experiment_state-*.json and the
+    results reported so far (``epochs.jsonl``, else Tune's result.json)."""
     states = sorted(exp.glob("experiment_state-*.json"))
     if not states:
         return []
@@ -22,12 +40,13 @@ def _trial_rows(exp: Path) -> list[dict]:
         meta = json.loads(entry[0]) if isinstance(entry, (list, tuple)) else entry
         config = meta.get("config", {})
         rows.append({"trial_id": meta.get("trial_id"), "status": meta.get("status"), "config": config})
+    logged = _logged(run_dir)
     for row in rows:
-        results = list(exp.glob(f"*_{row['trial_id']}/result.json"))
-        lines = results[0].read_text().splitlines() if results else []
-        vals = [json.loads(l) for l in lines if l.strip()]
-        row["epochs"] = len(vals)
-        row["best"] = [v.get("val_metric") for v in vals if v.get("val_metric") is not None]
+        tid = str(row["trial_id"])
+        by_epoch = {**_tune_results(exp, tid), **logged.get(tid, {})}
+        vals = [by_epoch[e] for e in sorted(by_epoch)]
+        row["epochs"] = max(by_epoch, default=0)
+        row["curve"] = [(e, v["val_metric"]) for e, v in zip(sorted(by_epoch), vals) if v.get("val_metric") is not None]
         row["depth_index"] = next((int(v["depth_index"]) for v in vals if "depth_index" in v), 0)
     return rows
 
@@ -37,8 +56,8 @@ def best_so_far(rows: list[dict], mode: str) -> pd.DataFrame:
     frame = pd.DataFrame([{
         "trial_id": str(r["trial_id"]), "budget": float(r["config"].get("budget", 0)),
         "depth": str(r["config"].get("depth")), "depth_index": r["depth_index"], "lr": float(r["config"].get("lr", 0)),
-        "seed": int(r["config"].get("seed", 0)), "epoch": k + 1, "val_metric": float(v), "n_train": 0,
-        "status": "error" if r["status"] == "ERROR" else "ok"} for r in rows for k, v in enumerate(r["best"])])
+        "seed": int(r["config"].get("seed", 0)), "epoch": epoch, "val_metric": float(v), "n_train": 0,
+        "status": "error" if r["status"] == "ERROR" else "ok"} for r in rows for epoch, v in r["curve"]])
     return best_depths(select_cells(frame, mode), mode) if len(frame) else frame
 
 
@@ -50,7 +69,7 @@ def run_status(run: str, results_dir: str = "results") -> str:
     path = experiment_path(cfg, run_dir)
     if "://" in path:
         return f"{cfg.name}: experiment stored at {path}; status reads local folders only"
-    rows = _trial_rows(Path(path))
+    rows = _trial_rows(Path(path), run_dir)
     done = finished_trials(run_dir) is not None
     lines = [f"{cfg.name}: {'finished' if done else 'not finished'} ({cfg.searcher} search, {len(rows)} trials "
              f"known, experiment {path})"]

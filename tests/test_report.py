@@ -361,6 +361,34 @@ def test_test_evaluation_of_real_checkpoints_with_a_missing_and_a_corrupt_one(tm
     np.testing.assert_allclose(preds[["prob_0", "prob_1"]].sum(axis=1), 1.0)
 
 
+def test_trials_frame_takes_the_rows_tunes_result_file_lost_from_the_driver_log(tmp_path):
+    """Tune's result.json of a trial that paused can lose its first rows (a stale synced copy is restored over
+    it); the driver's epochs.jsonl has every report, and the latest report of a re-reported epoch wins."""
+    from ray import tune
+
+    from search.results import EpochLog, read_epochs, trials_frame
+
+    def row(epoch, val, **extra):
+        return {"trial_id": "t0", "epoch": epoch, "source": "scratch", "depth_index": 9, "val_metric": val,
+                "val_loss": 0.5, "train_loss": 0.4, "time_s": 1.0, "n_train": 50, "diverged": False,
+                "early_stopped": False, **extra}
+
+    log = EpochLog(tmp_path)
+    for r in (row(1, 0.6), row(2, 0.7), row(2, 0.72), row(3, 0.8)):  # epoch 2 re-reported after a resume
+        log.on_trial_result(0, [], None, {**r, "config": {"ignored": 1}})
+    with open(tmp_path / "epochs.jsonl", "a") as f:
+        f.write('{"trial_id": "t0", "epo')  # a driver killed mid-line
+    config = {"app": "colonoscopy-frames", "backbone": "tiny-alexnet", "depth": "scratch", "budget": 1.0,
+              "lr": 1e-3, "schedule": "paper", "seed": 0, "epochs": 3}
+    lost = pd.DataFrame([row(2, 0.7), row(3, 0.8)])  # what Tune's file kept
+    result = tune.Result(metrics={**row(3, 0.8), "config": config}, checkpoint=None, error=None,
+                         path=str(tmp_path), metrics_dataframe=lost)
+    trials = trials_frame([result], "auc", read_epochs(tmp_path))
+    assert trials["epoch"].tolist() == [1, 2, 3] and trials["val_metric"].tolist() == [0.6, 0.72, 0.8]
+    assert set(trials["status"]) == {"ok"}
+    assert trials_frame([result], "auc")["epoch"].tolist() == [2, 3]  # without the log: what Tune kept
+
+
 # ------------------------------------------------------------------------------- a real tiny run
 @pytest.mark.slow
 def test_report_from_a_real_tiny_run_and_offline_rebuild(ray_local, tmp_path):

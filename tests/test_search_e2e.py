@@ -157,3 +157,8 @@ def test_replicates_run_only_for_the_surviving_learning_rate(ray_local, tmp_path
     assert sorted(ran.xs(0, level="seed").drop(winner).tolist()) == [1, 1]  # pruned after one epoch
     assert out.trials["trial_id"].nunique() == 4  # 2 replicates never started
     assert out.table["best_lr"].tolist() == winner
+    # trials that paused at a rung and resumed keep every epoch (from the driver's epochs.jsonl)
+    for _, g in out.trials.groupby("trial_id"):
+        assert g["epoch"].tolist() == list(range(1, g["epoch"].max() + 1))
+    logged = [json.loads(line) for line in (tmp_path / "rep" / "epochs.jsonl").read_text().splitlines()]
+    assert len(logged) == len(out.trials) and {"trial_id", "epoch", "val_metric"} <= set(logged[0])

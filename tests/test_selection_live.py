@@ -11,7 +11,7 @@ def _rows():
             ("c", "fc8", 1, 0.01, 0, [0.8, 0.85]), ("d", "fc8", 1, 0.01, 1, [0.8, 0.84]),
             ("e", "conv1-fc8", 8, 0.01, 0, [0.7, 0.80]), ("f", "conv1-fc8", 8, 0.01, 1, [0.7, 0.82])]
     return [{"trial_id": t, "status": "TERMINATED", "config": {"budget": 1.0, "depth": d, "lr": lr, "seed": s},
-             "depth_index": i, "best": vals, "epochs": len(vals)} for t, d, i, lr, s, vals in spec]
+             "depth_index": i, "curve": list(enumerate(vals, 1)), "epochs": len(vals)} for t, d, i, lr, s, vals in spec]
 
 
 def test_status_best_so_far_judges_seeds_together():
@@ -26,7 +26,7 @@ def test_live_progress_uses_the_same_rule():
     progress = BudgetProgress("max", max_epochs=2, metric_name="auc")
     for r in _rows():
         trial = SimpleNamespace(trial_id=r["trial_id"], config=r["config"])
-        for epoch, v in enumerate(r["best"], 1):
+        for epoch, v in r["curve"]:
             progress.on_trial_result(0, [trial], trial, {"training_iteration": epoch, "val_metric": v,
                                                           "depth_index": r["depth_index"]})
     assert "best so far fc8 (auc 0.845)" in progress.render()
@@ -51,17 +51,17 @@ def test_status_and_live_view_use_the_same_words_for_trial_states():
     from search.trial_states import STATES, counts_text, state_of
 
     rows = _rows()
-    rows[1]["epochs"], rows[1]["best"] = 1, [0.5]  # cut after one epoch: "stopped early", not "finished"
+    rows[1]["epochs"], rows[1]["curve"] = 1, [(1, 0.5)]  # cut after one epoch: "stopped early", not "finished"
     rows[5]["status"] = "ERROR"
     rows.append({"trial_id": "g", "status": "PENDING", "config": {"budget": 1.0, "depth": "fc8", "lr": 0.1, "seed": 2},
-                 "depth_index": 1, "best": [], "epochs": 0})
+                 "depth_index": 1, "curve": [], "epochs": 0})
     progress = BudgetProgress("max", max_epochs=2, metric_name="auc")
     everyone = [SimpleNamespace(trial_id=r["trial_id"], config=r["config"]) for r in rows]
     for r, trial in zip(rows, everyone):
         if r["status"] == "PENDING":
             continue
         progress.on_trial_start(0, everyone, trial)
-        for epoch, v in enumerate(r["best"], 1):
+        for epoch, v in r["curve"]:
             progress.on_trial_result(0, everyone, trial, {"training_iteration": epoch, "val_metric": v,
                                                           "depth_index": r["depth_index"]})
         if r["status"] == "ERROR":
