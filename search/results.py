@@ -8,6 +8,7 @@ reported before the sync (measured: the first epoch of 3 of 72 trials in one dem
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -20,12 +21,23 @@ REPORTED = ("trial_id", "epoch", "source", "depth_index", "val_metric", "val_los
             "n_train", "diverged", "early_stopped")
 
 
+def _not_a_stale_copy_warning(record: logging.LogRecord) -> bool:
+    # Tune's JSON/CSV loggers warn "Remote file not found: .../result.json" when a paused trial restarts before
+    # its files were first synced to storage; the rows are kept locally and in epochs.jsonl, so it is noise
+    return not record.getMessage().startswith("Remote file not found:")
+
+
 class EpochLog(tune.Callback):
     """Appends every result the driver receives to ``results/<name>/epochs.jsonl``, as it arrives (Tune
     restores this callback with the run, so a resumed run goes on appending)."""
 
     def __init__(self, run_dir: Path):
         self.path = str(Path(run_dir) / EPOCHS_FILE)
+
+    def setup(self, **info):
+        tune_loggers = logging.getLogger("ray.tune.logger.logger")
+        if _not_a_stale_copy_warning not in tune_loggers.filters:
+            tune_loggers.addFilter(_not_a_stale_copy_warning)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         append_json_line({k: result[k] for k in REPORTED if k in result}, Path(self.path))

@@ -389,6 +389,19 @@ def test_trials_frame_takes_the_rows_tunes_result_file_lost_from_the_driver_log(
     assert trials_frame([result], "auc")["epoch"].tolist() == [2, 3]  # without the log: what Tune kept
 
 
+def test_tunes_stale_copy_warning_is_dropped_once_the_driver_logs_epochs(tmp_path, caplog):
+    import logging
+
+    from search.results import EpochLog
+
+    EpochLog(tmp_path).setup()
+    tune_loggers = logging.getLogger("ray.tune.logger.logger")
+    with caplog.at_level(logging.WARNING, logger="ray.tune.logger.logger"):
+        tune_loggers.warning("Remote file not found: /r/tune/t0/result.json")
+        tune_loggers.warning("something else")
+    assert [r.getMessage() for r in caplog.records] == ["something else"]
+
+
 # ------------------------------------------------------------------------------- a real tiny run
 @pytest.mark.slow
 def test_report_from_a_real_tiny_run_and_offline_rebuild(ray_local, tmp_path):
