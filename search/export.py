@@ -194,7 +194,8 @@ def save_model(model: torch.nn.Module, fmt: str, path: Path, example: torch.Tens
             torch.jit.save(torch.jit.trace(model, example, check_trace=False), str(path))
     else:
         torch.onnx.export(model, (example,), str(path), input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+                          dynamic_shapes=({0: torch.export.Dim("batch")},),  # any batch size
+                          external_data=False)  # one self-contained file (these models are far below 2 GB)
 
 
 def reload(model: torch.nn.Module, fmt: str, path: Path):

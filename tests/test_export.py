@@ -1,6 +1,7 @@
 """``tunedepth export``: the choice is the analysis's, and the exported model, loaded in a Python that never
 imports tunedepth, reproduces the run's stored test predictions from the stored inputs and the JSON's
 preprocessing."""
+import importlib.util
 import json
 import subprocess
 import sys
@@ -41,6 +42,23 @@ print(json.dumps({"probs": probs.tolist(), "sample": ex["sample"].tolist(), "tun
 """
 
 
+# run in ``python -I`` with numpy and onnxruntime alone (no torch): the ONNX export's probabilities
+PLAIN_ONNX = r"""
+import json, sys
+import numpy as np, onnxruntime
+folder = sys.argv[1]
+cfg = json.load(open(f"{folder}/model.json"))
+pre = cfg["preprocessing"]
+ex = np.load(f"{folder}/examples.npz")
+x = (ex["x"].astype(np.float32) / 255 - np.float32(pre["mean"]).reshape(1, -1, 1, 1)) / np.float32(pre["std"]).reshape(1, -1, 1, 1)
+session = onnxruntime.InferenceSession(f"{folder}/{cfg['model_file']}")
+logits = np.concatenate([session.run(None, {"input": x[i:i + 5]})[0] for i in range(0, len(x), 5)]).astype(np.float64)
+probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+probs /= probs.sum(axis=1, keepdims=True)
+print(json.dumps({"probs": probs.tolist(), "sample": ex["sample"].tolist(), "torch": "torch" in sys.modules}))
+"""
+
+
 def test_default_choice_is_the_recommended_depth_at_the_largest_budget_and_bad_choices_are_one_line(tmp_path, capsys):
     run = write_run(tmp_path / "known", known_cells())
     trials = pd.read_parquet(run / "trials.parquet")
@@ -51,8 +69,11 @@ def test_default_choice_is_the_recommended_depth_at_the_largest_budget_and_bad_c
     assert choice.recommended
     other = choose_trial(trials, "max", budget=0.1, depth="fc8")
     assert (other.budget, other.depth, other.recommended) == (0.1, "fc8", False)
-    for flags, words in ((["--budget", "0.5"], "choose one of 0.1, 1"), (["--depth", "conv9"], "choose one of fc8"),
-                         (["--format", "onnx"], "onnx")):
+    refusals = [(["--budget", "0.5"], "choose one of 0.1, 1"), (["--depth", "conv9"], "choose one of fc8"),
+                (["--format", "onnx9"], "invalid choice")]
+    if not all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript")):  # the test extra installs them
+        refusals.append((["--format", "onnx"], "pip install"))
+    for flags, words in refusals:
         capsys.readouterr()
         rc = main(["export", str(run), *flags])
         err = capsys.readouterr().err
@@ -63,8 +84,8 @@ def test_default_choice_is_the_recommended_depth_at_the_largest_budget_and_bad_c
     assert rc == 2 and "has no checkpoint" in err and "rerun the search" in err
 
 
-def plain_load(folder: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-I", "-c", PLAIN_LOAD, str(folder)], capture_output=True, text=True,
+def plain_load(folder: Path, script: str = PLAIN_LOAD) -> dict:
+    proc = subprocess.run([sys.executable, "-I", "-c", script, str(folder)], capture_output=True, text=True,
                           timeout=120, cwd="/")
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -108,3 +129,13 @@ def test_exported_models_reproduce_the_stored_test_predictions_without_tunedepth
     out = plain_load(tmp_path / "head-ts")
     np.testing.assert_allclose(out["probs"], stored_probs(run, head.trial_id, out["sample"]), atol=1e-5)
     assert "reproduces the run's stored test probabilities on 16 samples" in capsys.readouterr().out
+
+    # ONNX, one self-contained file, read back with onnxruntime and numpy alone, in batches of 5 (dynamic batch)
+    if importlib.util.find_spec("onnxruntime") is None:
+        pytest.skip("onnxruntime is not installed (pip install -e '.[test]' installs it)")
+    assert main(["export", str(run), "--budget", "0.25", "--depth", "fc8", "--format", "onnx",
+                 "--out", str(tmp_path / "head-onnx")]) == 0
+    assert sorted(p.name for p in (tmp_path / "head-onnx").iterdir()) == ["examples.npz", "model.json", "model.onnx"]
+    out = plain_load(tmp_path / "head-onnx", PLAIN_ONNX)
+    assert out["torch"] is False
+    np.testing.assert_allclose(out["probs"], stored_probs(run, head.trial_id, out["sample"]), atol=1e-5)
