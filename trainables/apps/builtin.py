@@ -28,12 +28,6 @@ def _embedded(name: str):
     return build
 
 
-def _pick(metrics_fn, key: str):
-    def metric(labels: np.ndarray, probs: np.ndarray, meta) -> float:
-        return metrics_fn(labels, probs, meta)[key]
-    return metric
-
-
 _frames = classification_metrics
 
 
@@ -77,7 +71,7 @@ register_app(App(
                 "FROC per frame, normalised partial area to 0.1 FP/frame",
     num_classes=2, metric="froc_pauc",
     build_data=_embedded("polyp-detection"),
-    compute_metric=_pick(_polyps, "froc_pauc"), compute_metrics=_polyps,
+    compute_metrics=_polyps,
     sizes=DataSize(full=400, smoke=80),
     kind="detection", unit="frame", loaders=("candidates-csv",),
     generate=polyp.generate, make_samples=polyp.candidate_patches, neg_per_pos=2.0,
@@ -89,7 +83,7 @@ register_app(App(
                 "FROC at 1-5 FP/volume, normalised partial area to 5",
     num_classes=2, metric="froc_pauc",
     build_data=_embedded("pe-detection"),
-    compute_metric=_pick(_emboli, "froc_pauc"), compute_metrics=_emboli,
+    compute_metrics=_emboli,
     sizes=DataSize(full=80, smoke=16),
     kind="detection", unit="volume", loaders=("candidates-csv",),
     generate=pe.generate, make_samples=pe.vessel_patches, neg_per_pos=2.0,
@@ -101,7 +95,7 @@ register_app(App(
                 "boundary per column; mean absolute boundary error (um), Dice",
     num_classes=3, metric="mae_um",
     build_data=_embedded("intima-media"),
-    compute_metric=_pick(interface_metrics, "mae_um"), compute_metrics=interface_metrics,
+    compute_metrics=interface_metrics,
     sizes=DataSize(full=100, smoke=24),
     kind="segmentation", unit="image", loaders=("image-mask-folders", "datalist-json"),
     generate=intima.generate, make_samples=intima.interface_patches,
@@ -113,7 +107,7 @@ register_app(App(
                 "below MA) with --backbone monai-unet; boundary per column; mean absolute boundary error (um), Dice",
     num_classes=3, metric="mae_um",
     build_data=_embedded("intima-media-seg"),
-    compute_metric=_pick(mask_interface_metrics, "mae_um"), compute_metrics=mask_interface_metrics,
+    compute_metrics=mask_interface_metrics,
     batched_metric=mask_interface_batched,
     sizes=DataSize(full=100, smoke=24),
     loss=intima.mask_loss,
@@ -126,18 +120,13 @@ register_app(App(
 
 # ------------------------------------------------------------------ the generic apps (your own data)
 
-def _label_metric(key: str):
-    return _pick(label_metrics, key)
-
-
 register_app(App(
     name="classification",
     description="your images, binary or multi-class; no app protocol: each image fitted to the input (--resize), "
                 "scored per image by --metric auc|balanced-accuracy|macro-f1",
     num_classes=3, metric="auc",
     build_data=_embedded("classification"),
-    compute_metric=_label_metric("auc"), compute_metrics=label_metrics,
-    metric_choices={m: (_label_metric(m), label_metrics) for m in ("auc", "balanced-accuracy", "macro-f1")},
+    compute_metrics=label_metrics, metric_choices=("auc", "balanced-accuracy", "macro-f1"),
     resize_policies=RESIZE_POLICIES,
     sizes=DataSize(full=300, smoke=90),
     kind="classification", unit="image", loaders=("imagefolder", "csv", "medmnist"),
@@ -150,8 +139,7 @@ register_app(App(
                 "candidate; FROC per image, normalised partial area to 1 FP/image (--metric froc)",
     num_classes=2, metric="froc",
     build_data=_embedded("detection"),
-    compute_metric=_pick(generic.froc_metrics, "froc"), compute_metrics=generic.froc_metrics,
-    metric_choices={"froc": (_pick(generic.froc_metrics, "froc"), generic.froc_metrics)},
+    compute_metrics=generic.froc_metrics, metric_choices=("froc",),
     resize_policies=("resize",),
     sizes=DataSize(full=400, smoke=80),
     kind="detection", unit="image", loaders=("candidates-csv",),
@@ -164,8 +152,7 @@ register_app(App(
                 "(--resize), a segmentation backbone (monai-unet); --metric dice|boundary-error (pixels)",
     num_classes=2, metric="dice",
     build_data=_embedded("segmentation"),
-    compute_metric=_pick(label_map_metrics, "dice"), compute_metrics=label_map_metrics,
-    metric_choices={m: (_pick(label_map_metrics, m), label_map_metrics) for m in ("dice", "boundary-error")},
+    compute_metrics=label_map_metrics, metric_choices=("dice", "boundary-error"),
     resize_policies=RESIZE_POLICIES, interfaces=False,
     sizes=DataSize(full=100, smoke=24),
     loss=partial(F.cross_entropy, ignore_index=IGNORE),

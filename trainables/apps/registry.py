@@ -29,6 +29,12 @@ class DataSize:
     smoke: int
 
 
+def picked_metric(compute_metrics: Callable, key: str, labels: np.ndarray, probs: np.ndarray,
+                  meta: Mapping[str, np.ndarray]) -> float:
+    """One metric, ``key``, of an app's ``compute_metrics``: its ``compute_metric`` unless it declares its own."""
+    return compute_metrics(labels, probs, meta)[key]
+
+
 @dataclass(frozen=True)
 class App:
     name: str
@@ -36,9 +42,10 @@ class App:
     num_classes: int
     metric: str  # name of the validation metric reported to Tune, e.g. "auc"; its direction: trainables.mode
     build_data: Callable[[int, int, int], SplitData]  # (n units, image_size, seed) -> splits of the embedded data
-    # (labels (N,), class probabilities (N, C), per-sample meta arrays) -> the validation metric
-    compute_metric: Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], float]
     sizes: DataSize
+    # (labels (N,), class probabilities (N, C), per-sample meta arrays) -> the validation metric; None: ``metric``
+    # picked from ``compute_metrics``
+    compute_metric: Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], float] | None = None
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = field(default=F.cross_entropy)
     # every metric reported for a split (the validation metric among them); None = just ``metric``
     compute_metrics: Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], dict[str, float]] | None = None
@@ -61,8 +68,8 @@ class App:
     # what predictions.parquet keeps of a whole-image prediction, enough for compute_metric to score it again
     summarize: Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], tuple[np.ndarray, dict]] | None = None
     mode: str = ""  # "max" or "min": derived from ``metric`` (trainables.mode.METRIC_MODES) when left empty
-    # metrics a run may select instead of ``metric`` (``--metric``): name -> (compute_metric, compute_metrics)
-    metric_choices: Mapping[str, tuple[Callable, Callable | None]] = field(default_factory=dict)
+    # metrics a run may select instead of ``metric`` (``--metric``), each a key of ``compute_metrics``
+    metric_choices: tuple[str, ...] = ()
     # resize policies a run may select (``--resize``); make_samples then takes ``resize=POLICY``. Empty: the app
     # has its own protocol (the paper's apps) and only the default "resize" is accepted, meaning "the app's own"
     resize_policies: tuple[str, ...] = ()
@@ -71,6 +78,10 @@ class App:
     interfaces: bool = True
 
     def __post_init__(self) -> None:
+        if self.compute_metric is None:
+            if self.compute_metrics is None:
+                raise ValueError(f"app {self.name!r}: give compute_metric or compute_metrics")
+            object.__setattr__(self, "compute_metric", partial(picked_metric, self.compute_metrics, self.metric))
         declared = metric_mode(self.metric).name if self.metric in METRIC_MODES else self.mode
         if not self.mode:
             object.__setattr__(self, "mode", declared)
@@ -87,9 +98,7 @@ class App:
                 offered = ", ".join([self.metric, *[m for m in self.metric_choices if m != self.metric]])
                 raise ConfigError(f"app {self.name!r} scores with {offered}, not {metric!r}; use --metric "
                                   f"{' or '.join(offered.split(', '))} (or a generic app: {_generic()})")
-            one, every = self.metric_choices[metric]
-            app = replace(app, metric=metric, mode="", compute_metric=one, compute_metrics=every,
-                          batched_metric=None)
+            app = replace(app, metric=metric, mode="", compute_metric=None, batched_metric=None)
         if resize != "resize" or self.resize_policies:
             if resize not in self.resize_policies:
                 raise ConfigError(f"app {self.name!r} has its own resizing protocol; --resize {resize} applies to the "
