@@ -24,7 +24,7 @@ def _logged(run_dir: Path) -> dict[str, dict[int, dict]]:
 def _tune_results(exp: Path, trial_id: str) -> dict[int, dict]:
     """Epoch -> result from Tune's result.json of the trial (synced to storage periodically, so it may lag)."""
     files = list(exp.glob(f"*_{trial_id}/result.json"))
-    vals = [json.loads(line) for line in (files[0].read_text().splitlines() if files else []) if line.strip()]
+    vals = read_json_lines(files[0]) if files else []
     return {int(v.get("epoch", k + 1)): v for k, v in enumerate(vals)}
 
 
