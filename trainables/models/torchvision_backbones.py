@@ -26,34 +26,36 @@ def _torchvision(arch: str) -> Callable[[int], nn.Module]:
     return build
 
 
+def _register(arch: str, **spec) -> None:
+    """Register torchvision's ``arch`` at 224x224: its name, builder and rebuild call follow from ``arch``."""
+    register_backbone(BackboneSpec(name=arch, input_size=224, build=_torchvision(arch),
+                                   rebuild=f"torchvision.models.{arch}(weights=None, num_classes={{num_classes}})",
+                                   **spec))
+
+
 def _alexnet_stages(m: nn.Module) -> list[nn.Module]:
     f, c = m.features, m.classifier  # forward: features -> avgpool -> flatten -> classifier
     return [f[0:3], f[3:6], f[6:8], f[8:10], nn.Sequential(f[10:13], m.avgpool, nn.Flatten(1)),
             c[0:3], c[3:6], c[6]]
 
 
-register_backbone(
-    BackboneSpec(
-        name="alexnet",
-        # torchvision's AlexNet: classifier = [Dropout, fc6, ReLU, Dropout, fc7, ReLU, fc8]; each dropout goes
-        # with the layer it feeds (as in tiny-alexnet), so a frozen fc6/fc7 also runs without dropout
-        groups=(
-            ("conv1", ("features.0",)),
-            ("conv2", ("features.3",)),
-            ("conv3", ("features.6",)),
-            ("conv4", ("features.8",)),
-            ("conv5", ("features.10",)),
-            ("fc6", ("classifier.0", "classifier.1")),
-            ("fc7", ("classifier.3", "classifier.4")),
-            ("fc8", ("classifier.6",)),
-        ),
-        input_size=224,
-        build=_torchvision("alexnet"),
-        rebuild="torchvision.models.alexnet(weights=None, num_classes={num_classes})",
-        stages=_alexnet_stages,
-        description="torchvision AlexNet at 224x224, the paper's groups conv1..fc8 (Table II)",
-        imagenet="AlexNet_Weights.IMAGENET1K_V1",
-    )
+_register(
+    "alexnet",
+    # torchvision's AlexNet: classifier = [Dropout, fc6, ReLU, Dropout, fc7, ReLU, fc8]; each dropout goes
+    # with the layer it feeds (as in tiny-alexnet), so a frozen fc6/fc7 also runs without dropout
+    groups=(
+        ("conv1", ("features.0",)),
+        ("conv2", ("features.3",)),
+        ("conv3", ("features.6",)),
+        ("conv4", ("features.8",)),
+        ("conv5", ("features.10",)),
+        ("fc6", ("classifier.0", "classifier.1")),
+        ("fc7", ("classifier.3", "classifier.4")),
+        ("fc8", ("classifier.6",)),
+    ),
+    stages=_alexnet_stages,
+    description="torchvision AlexNet at 224x224, the paper's groups conv1..fc8 (Table II)",
+    imagenet="AlexNet_Weights.IMAGENET1K_V1",
 )
 
 
@@ -68,29 +70,19 @@ def _resnet_groups() -> tuple[tuple[str, tuple[str, ...]], ...]:
     return (("stem", ("conv1", "bn1")),) + stages + (("fc", ("fc",)),)
 
 
-register_backbone(
-    BackboneSpec(
-        name="resnet18",
-        groups=_resnet_groups(),
-        input_size=224,
-        build=_torchvision("resnet18"),
-        rebuild="torchvision.models.resnet18(weights=None, num_classes={num_classes})",
-        stages=_resnet_stages,
-        description="torchvision ResNet-18 at 224x224, groups stem, layer1..layer4, fc",
-        imagenet="ResNet18_Weights.IMAGENET1K_V1",
-    )
+_register(
+    "resnet18",
+    groups=_resnet_groups(),
+    stages=_resnet_stages,
+    description="torchvision ResNet-18 at 224x224, groups stem, layer1..layer4, fc",
+    imagenet="ResNet18_Weights.IMAGENET1K_V1",
 )
-register_backbone(
-    BackboneSpec(
-        name="resnet50",
-        groups=_resnet_groups(),
-        input_size=224,
-        build=_torchvision("resnet50"),
-        rebuild="torchvision.models.resnet50(weights=None, num_classes={num_classes})",
-        stages=_resnet_stages,
-        description="torchvision ResNet-50 at 224x224, groups stem, layer1..layer4, fc",
-        imagenet="ResNet50_Weights.IMAGENET1K_V2",
-    )
+_register(
+    "resnet50",
+    groups=_resnet_groups(),
+    stages=_resnet_stages,
+    description="torchvision ResNet-50 at 224x224, groups stem, layer1..layer4, fc",
+    imagenet="ResNet50_Weights.IMAGENET1K_V2",
 )
 
 # torchvision's DenseNet checkpoints still use the old module names "norm.1", "conv.2", ... inside dense
@@ -124,17 +116,12 @@ def _densenet_stages(m: nn.Module) -> list[nn.Module]:
     return [nn.Sequential(f.conv0, f.norm0, f.relu0, f.pool0), *blocks, top, m.classifier]
 
 
-register_backbone(
-    BackboneSpec(
-        name="densenet121",
-        groups=_densenet_groups(),
-        input_size=224,
-        build=_torchvision("densenet121"),
-        rebuild="torchvision.models.densenet121(weights=None, num_classes={num_classes})",
-        stages=_densenet_stages,
-        description="torchvision DenseNet-121 at 224x224, groups stem, block1..block4 (dense block + transition), "
-                    "classifier",
-        imagenet="DenseNet121_Weights.IMAGENET1K_V1",
-        adapt_state_dict=_densenet_keys,
-    )
+_register(
+    "densenet121",
+    groups=_densenet_groups(),
+    stages=_densenet_stages,
+    description="torchvision DenseNet-121 at 224x224, groups stem, block1..block4 (dense block + transition), "
+                "classifier",
+    imagenet="DenseNet121_Weights.IMAGENET1K_V1",
+    adapt_state_dict=_densenet_keys,
 )
