@@ -7,11 +7,13 @@ keys are the field names; the runner passes ``cfg.trial_settings()`` unchanged t
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from trainables.config import TrialSettings, from_mapping, setting
 from trainables.errors import ConfigError
+from trainables.schedules import check_schedule
 from trainables.stream import DEFAULT_STREAM_BYTES, STREAM_MODES
 
 
@@ -38,6 +40,12 @@ class SearchConfig(TrialSettings):
                                          "split", item=float)
     lr_min: float = setting(3e-4, "smallest learning rate (alpha) of the grid / range")
     lr_max: float = setting(3e-3, "largest learning rate (alpha) of the grid / range")
+    scratch_lr_min: float = setting(3e-3, "depth scratch: smallest learning rate of its own grid / range (every "
+                                          "layer gets it: random weights are trained, not nudged)")
+    scratch_lr_max: float = setting(3e-2, "depth scratch: largest learning rate of its own grid / range")
+    schedules: tuple[str, ...] = setting(("paper",), "lr schedules raced in every cell with the learning rates "
+                                         "(trainables.schedules: paper, constant, step, cosine, warmup-cosine, "
+                                         "one-cycle); a cell's candidates are lr x schedule", item=str)
     samples: int = setting(5, "grid: learning rates per depth, log-spaced over [lr_min, lr_max]; random/optuna: "
                               "trials per budget (x seed)")
     seeds: tuple[int, ...] = setting((0, 1), "trial seeds: every (depth, budget, lr) runs once per seed; seeds are "
@@ -46,8 +54,13 @@ class SearchConfig(TrialSettings):
                                            "the learning rates, the other seeds run only for the surviving one; "
                                            "'all' = every seed races, judged by their mean", REPLICATES)
     search_seed: int = setting(0, "permutes the lr grid's order and seeds random/optuna draws (`demo --seed`)")
-    grace_period: int = setting(1, "first rung of the scheduler, in epoch-equivalents")
-    reduction_factor: int = setting(3, "scheduler: keep the best 1/reduction_factor of each rung")
+    grace_period: int = setting(2, "first rung of the scheduler, in epoch-equivalents (a rung where every candidate "
+                                   "is still within noise of chance decides nothing: the race waits for the next)")
+    reduction_factor: int = setting(2, "scheduler: rungs at grace_period x reduction_factor^k; asha keeps the best "
+                                       "1/reduction_factor of each rung")
+    prune_z: float = setting(2.0, "per-depth/per-budget halving: drop a candidate at a rung only when it is behind "
+                                  "the best by more than prune_z standard errors of the difference (each score's "
+                                  "error from halves of the validation split); larger = fewer drops")
     scheduler: str = setting("auto", "per-depth: per (budget, depth) successive halving over learning rates; "
                                      "per-budget: over (depth, lr) per budget; asha: Ray's stopping ASHA per "
                                      "budget; none; auto: per-depth (optuna: asha; guideline: none)", SCHEDULERS)
@@ -82,8 +95,19 @@ class SearchConfig(TrialSettings):
         bad = [b for b in self.budgets if not 0.0 < b <= 1.0]
         if bad:
             raise ConfigError(f"budgets must be fractions in (0, 1] of the training split, got {bad}")
-        if not 0 < self.lr_min <= self.lr_max:
-            raise ConfigError(f"need 0 < lr_min <= lr_max, got {self.lr_min}, {self.lr_max}")
+        for low, high, what in ((self.lr_min, self.lr_max, "lr"), (self.scratch_lr_min, self.scratch_lr_max,
+                                                                     "scratch_lr")):
+            if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
+                raise ConfigError(f"need finite 0 < {what}_min <= {what}_max, got {low}, {high}; e.g. --{what.replace('_', '-')}"
+                                  f"-min 3e-4 --{what.replace('_', '-')}-max 3e-3")
+        if not self.schedules:
+            raise ConfigError("schedules is empty; give at least one, e.g. --schedules paper")
+        for schedule in self.schedules:
+            check_schedule(schedule)
+        if len(set(self.schedules)) != len(self.schedules):
+            raise ConfigError(f"schedules lists one twice: {', '.join(self.schedules)}")
+        if not (math.isfinite(self.prune_z) and self.prune_z >= 0):
+            raise ConfigError(f"prune_z must be a finite number >= 0, got {self.prune_z}")
         if self.scheduler not in SCHEDULERS:
             raise ConfigError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
         if self.replicates not in REPLICATES:
@@ -120,7 +144,13 @@ class SearchConfig(TrialSettings):
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "SearchConfig":
         values = {k: v for k, v in values.items() if k not in DERIVED_KEYS}
-        for key in ("depths", "budgets", "seeds"):
+        values = dict(values)
+        if "schedule" in values and "schedules" not in values:  # a config.yaml from before schedules were searched
+            values["schedules"] = [values.pop("schedule")]
+        values.pop("schedule", None)
+        if "patience" in values:  # epoch-equivalents before patience was counted in optimizer steps
+            values.pop("patience")
+        for key in ("depths", "budgets", "seeds", "schedules"):
             if key in values and not isinstance(values[key], tuple):
                 values[key] = tuple(values[key])
         values["budgets"] = tuple(float(b) for b in values.get("budgets", cls.budgets))

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import math
 import os
+
+import numpy as np
 from typing import Any
 
 from pyarrow.fs import FileType
@@ -42,6 +44,13 @@ from ray.tune.schedulers import TrialScheduler
 from search import jsonstate
 from search.schedulers import StratifiedScheduler
 from trainables.mode import Mode
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def file_no_results(trial: Trial) -> None:
@@ -66,17 +75,20 @@ def rung_milestones(max_t: int, grace_period: int, reduction_factor: float) -> l
 
 class StratifiedHalving(StratifiedScheduler):
     STATE_KEYS = ("_members", "_stratum_of", "_group_of", "_scores", "_final", "_done", "_survivors", "_decided",
-                  "paused_at", "stopped_at_rung", "_to_resume", "_to_stop", "_held", "_free")
+                  "paused_at", "stopped_at_rung", "_to_resume", "_to_stop", "_held", "_free", "_noise",
+                  "_final_noise", "decisions")
 
-    def __init__(self, *, stratify_by: tuple[str, ...] = ("budget", "depth"), group_by: tuple[str, ...] = ("lr",),
+    def __init__(self, *, stratify_by: tuple[str, ...] = ("budget", "depth"),
+                 group_by: tuple[str, ...] = ("lr", "schedule"),
                  time_attr: str = "training_iteration", metric: str | None = None, mode: str | None = None,
                  max_t: int = 8, grace_period: int = 1, reduction_factor: float = 3,
                  stratum_size: int | None = None, state_file: str | None = None,
-                 replicate_key: str = "seed", lead_replicate: Any = None):
+                 replicate_key: str = "seed", lead_replicate: Any = None, z: float = 2.0):
         super().__init__(stratify_by=tuple(stratify_by), metric=metric, mode=mode)
         self._group_by, self._time_attr, self._rf = tuple(group_by), time_attr, reduction_factor
         self._stratum_size, self._state_file = stratum_size, state_file
         self._replicate_key, self._lead = replicate_key, lead_replicate
+        self._z = float(z)
         self.milestones = rung_milestones(max_t, grace_period, reduction_factor)
         self._loaded, self._requeued = False, set()
         self._members: dict[Any, list[str]] = {}  # stratum -> trial ids
@@ -93,6 +105,9 @@ class StratifiedHalving(StratifiedScheduler):
         self._to_stop: list[str] = []
         self._held: set[str] = set()  # replicates waiting for their group to survive (never started yet)
         self._free: set[str] = set()  # released replicates: run to the end, never paused
+        self._noise: dict[str, dict[int, tuple[float, float]]] = {}  # trial -> milestone -> (se, signed chance)
+        self._final_noise: dict[str, tuple[float, float]] = {}
+        self.decisions: list[dict] = []  # every rung decided: stratum, milestone, scores, kept, the rule used
 
     # -- state ------------------------------------------------------------------------------------
     def _save(self) -> None:
@@ -133,11 +148,21 @@ class StratifiedHalving(StratifiedScheduler):
         tid, t = trial.trial_id, result.get(self._time_attr)
         if self._metric not in result:
             return TrialScheduler.CONTINUE
-        score = self._sign() * float(result[self._metric])
+        # a trial is judged by its best validation so far (what selection uses), with that score's noise
+        best = result.get("best_val_metric", None) if self._metric == "val_metric" else None
+        raw = float(result[self._metric]) if best is None or not _finite(best) else float(best)
+        if not _finite(result[self._metric]) and result.get("diverged"):
+            raw = float("nan")
+        score = self._sign() * raw
         self._final[tid] = score if math.isfinite(score) else -math.inf
+        se = result.get("best_val_se") if best is not None and _finite(best) else result.get("val_se")
+        chance = result.get("val_chance")
+        self._final_noise[tid] = (float(se) if _finite(se) else math.nan,
+                                  self._sign() * float(chance) if _finite(chance) else math.nan)
         if t not in self.milestones or t in self._scores.get(tid, {}) or tid in self._free:
             return TrialScheduler.CONTINUE
         self._scores.setdefault(tid, {})[t] = self._final[tid]
+        self._noise.setdefault(tid, {})[t] = self._final_noise[tid]
         if result.get("early_stopped"):  # it ends now anyway; it is scored with this value at later rungs
             return TrialScheduler.CONTINUE
         if self._settled(self._stratum_of[tid], search_finished=False):  # nothing left to decide: no pause
@@ -151,6 +176,7 @@ class StratifiedHalving(StratifiedScheduler):
 
     def on_trial_error(self, tune_controller, trial: Trial) -> None:
         self._final.pop(trial.trial_id, None)
+        self._final_noise.pop(trial.trial_id, None)
         self._end(trial.trial_id)
 
     def on_trial_remove(self, tune_controller, trial: Trial) -> None:
@@ -178,6 +204,38 @@ class StratifiedHalving(StratifiedScheduler):
                 per.setdefault(self._group_of[t], []).append(score)
         return {g: float(sum(v) / len(v)) for g, v in per.items()}
 
+    def _group_noise(self, s: Any, m: int) -> dict[tuple, tuple[float, float]]:
+        """Per group at milestone ``m``: (standard error of its score, its chance level), averaged over its
+        trials (replicates share one validation split, so averaging seeds does not shrink that error)."""
+        per: dict[tuple, list[tuple[float, float]]] = {}
+        for t in self._survivors[s]:
+            noise = self._noise.get(t, {}).get(m, self._final_noise.get(t) if t in self._done else None)
+            if noise is not None:
+                per.setdefault(self._group_of[t], []).append(noise)
+        return {g: (float(np.mean([n[0] for n in v])), float(np.mean([n[1] for n in v]))) for g, v in per.items()}
+
+    def winners(self, scores: dict[tuple, float], noise: dict[tuple, tuple[float, float]]) -> tuple[set, str]:
+        """The groups that go on from a rung, and the rule that chose them.
+
+        - ``chance``: every group is still within ``z`` standard errors of its chance level: nothing is
+          decided on such a rung (every group goes on);
+        - ``evidence``: a group goes on unless it is behind the best by more than ``z`` standard errors of the
+          difference (a diverged group, at -inf, never goes on);
+        - ``top-k``: a group without a noise estimate (a trainable that reports none): the best
+          ``1/reduction_factor``, as plain successive halving."""
+        ranked = sorted(scores, key=lambda g: (-scores[g], repr(g)))
+        finite = [g for g in ranked if math.isfinite(scores[g])]
+        if not finite:
+            return set(ranked[:1]), "top-k"
+        if all(g in noise and math.isfinite(noise[g][0]) for g in finite):
+            if all(math.isfinite(noise[g][1]) and scores[g] - noise[g][1] <= self._z * noise[g][0] for g in finite):
+                return set(finite), "chance"
+            top = finite[0]
+            keep = {g for g in finite
+                    if scores[top] - scores[g] <= self._z * math.hypot(noise[top][0], noise[g][0])}
+            return keep, "evidence"
+        return set(ranked[:max(1, int(len(scores) // self._rf))]), "top-k"
+
     def decide(self, search_finished: bool) -> tuple[list[str], list[str]]:
         """Decide every rung that is ready; returns (paused trials to resume, paused trials to stop)."""
         resume, stop = [], []
@@ -187,8 +245,9 @@ class StratifiedHalving(StratifiedScheduler):
                 if not self._rung_ready(s, m):
                     break
                 scores = self._group_scores(s, m)
-                keep = max(1, int(len(scores) // self._rf))
-                winners = set(sorted(scores, key=lambda g: (-scores[g], repr(g)))[:keep])
+                winners, rule = self.winners(scores, self._group_noise(s, m))
+                self.decisions.append({"stratum": list(s) if isinstance(s, tuple) else s, "milestone": m,
+                                       "rule": rule, "groups": len(scores), "kept": len(winners)})
                 for t in sorted(self._survivors[s]):
                     if self.paused_at.get(t) != m:
                         continue

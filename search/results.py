@@ -18,7 +18,7 @@ from search.run_files import EPOCHS_FILE, TRIAL_COLUMNS, append_json_line, read_
 
 # the keys of a trial's result that trials.parquet keeps (besides the trial's config)
 REPORTED = ("trial_id", "epoch", "source", "depth_index", "val_metric", "val_loss", "train_loss", "time_s",
-            "n_train", "diverged", "early_stopped")
+            "n_train", "diverged", "early_stopped", "capped", "val_se", "val_chance")
 
 
 def _not_a_stale_copy_warning(record: logging.LogRecord) -> bool:

@@ -24,7 +24,7 @@ from search.run_files import (PROMOTION_FILE, SPLITS_FILE, TRIALS_FILE, experime
                               write_config, write_parquet, write_text)
 from search.promotion import StratifiedHalving
 from search.schedulers import BudgetStratifiedASHA
-from search.searchers import SearchPlan, fixed_lrs, make_plan
+from search.searchers import SearchPlan, make_plan, make_space
 from search.source_check import describe, write_source_check
 from search.tracking import close_interrupted_runs, tracking_callbacks, tracking_text
 from trainables.apps import App, build_split_data
@@ -122,7 +122,7 @@ def save_config(cfg: SearchConfig, prep: Prepared, run_dir: Path) -> None:
 
 
 # -- 2. tune (search.cluster connects) ---------------------------------------------------------------------------------
-def make_scheduler(cfg: SearchConfig, run_dir: Path | None = None, n_depths: int = 1):
+def make_scheduler(cfg: SearchConfig, run_dir: Path | None = None, depths: list[str] | None = None):
     """The scheduler ``cfg.scheduler`` names; the time unit of every one is the epoch-equivalent (a fixed number
     of optimizer steps, the same at every budget)."""
     name = cfg.effective_scheduler
@@ -130,12 +130,15 @@ def make_scheduler(cfg: SearchConfig, run_dir: Path | None = None, n_depths: int
         return None
     rungs = dict(max_t=cfg.epochs, grace_period=cfg.grace_period, reduction_factor=cfg.reduction_factor)
     if name in ("per-depth", "per-budget"):
-        per_cell = len(fixed_lrs(cfg)) * len(cfg.seeds) if cfg.searcher == "grid" else None
+        space = make_space(cfg, list(depths or ["head"]))
+        grid = cfg.searcher == "grid"
         by_depth = name == "per-depth"
-        size = per_cell and (per_cell if by_depth else per_cell * n_depths)
+        size = (space.cell_size(space.depths[0]) if by_depth else
+                sum(space.cell_size(d) for d in space.depths)) if grid else None
         return StratifiedHalving(stratify_by=("budget", "depth") if by_depth else ("budget",),
-                                 group_by=("lr",) if by_depth else ("depth", "lr"), stratum_size=size,
-                                 lead_replicate=cfg.seeds[0] if per_cell and cfg.replicates == "survivors" else None,
+                                 group_by=("lr", "schedule") if by_depth else ("depth", "lr", "schedule"),
+                                 stratum_size=size, z=cfg.prune_z,
+                                 lead_replicate=cfg.seeds[0] if grid and cfg.replicates == "survivors" else None,
                                  state_file=str(run_dir / PROMOTION_FILE) if run_dir else None, **rungs)
     return BudgetStratifiedASHA(**rungs)
 
@@ -167,7 +170,7 @@ def make_tuner(cfg: SearchConfig, prep: Prepared, run_dir: Path, plan: SearchPla
         trainable or make_trainable(cfg, prep),
         param_space=plan.param_space,
         tune_config=tune.TuneConfig(
-            metric="val_metric", mode=prep.app.mode, scheduler=make_scheduler(cfg, run_dir, len(prep.depths)),
+            metric="val_metric", mode=prep.app.mode, scheduler=make_scheduler(cfg, run_dir, prep.depths),
             search_alg=plan.search_alg,
             num_samples=plan.num_samples, max_concurrent_trials=cfg.max_concurrent or None,
             reuse_actors=cfg.reuse_actors,
@@ -211,9 +214,17 @@ def collect(results, prep: Prepared, run_dir: Path, t0: float, plan: SearchPlan 
 def plan_text(cfg: SearchConfig, prep: Prepared) -> str:
     """What the search will do, printed at its start: depths, budgets, lr grid, seeds, trial length, scheduler."""
     steps = steps_per_epoch(cfg, prep)
-    lrs = ", ".join(f"{lr:g}" for lr in fixed_lrs(cfg)) if cfg.searcher in ("grid", "guideline") else \
-        f"{cfg.samples} draw(s) in [{cfg.lr_min:g}, {cfg.lr_max:g}]"
-    stop = f", early stop after {cfg.patience} without gain" if cfg.patience else ""
+    space = make_space(cfg, prep.depths)
+    lrs = space.describe_lrs() if cfg.searcher in ("grid", "guideline") else \
+        f"{cfg.samples} draw(s) in [{cfg.lr_min:g}, {cfg.lr_max:g}] (scratch [{cfg.scratch_lr_min:g}, " \
+        f"{cfg.scratch_lr_max:g}])"
+    if len(space.schedules) > 1 or space.schedules != ("paper",):
+        lrs += f" x schedules {', '.join(space.schedules)}"
+    stop = (f"; a trial ends on a plateau of {cfg.patience_steps} steps without a better validation "
+            f"{prep.app.metric}, or at the cap" if cfg.patience_steps else "; every trial runs to the cap (no plateau "
+            "stop)")
+    warm = (f"; scratch warms up linearly over {cfg.scratch_warmup_epochs:g} epoch-equivalent(s)"
+            if "scratch" in prep.depths and cfg.scratch_warmup_epochs else "")
     budgets = ", ".join(f"{b:g}" for b in cfg.budgets)
     halving = cfg.effective_scheduler in ("per-depth", "per-budget") and cfg.searcher == "grid"
     seeds = f"seeds {', '.join(map(str, cfg.seeds))}"
@@ -222,9 +233,20 @@ def plan_text(cfg: SearchConfig, prep: Prepared) -> str:
                   if cfg.replicates == "survivors" else " (an lr's seeds race together, judged by their mean)")
     return (f"search: {cfg.searcher}, depths {', '.join(prep.depths)}; budgets {budgets}"
             f"; lr {lrs}; {seeds}\n"
-            f"        trials: up to {cfg.epochs} epoch-equivalents of {steps} optimizer steps (batch {cfg.batch_size}, "
-            f"the same at every budget){stop}; scheduler {cfg.effective_scheduler} (first rung "
-            f"{cfg.grace_period}, eta {cfg.reduction_factor})")
+            f"        trials: a validation every {steps} optimizer steps (batch {cfg.batch_size}, the same at every "
+            f"budget), cap {cfg.epochs} validations = {cfg.epochs * steps} steps{stop}{warm}\n"
+            f"        scheduler {cfg.effective_scheduler}: rungs {_rungs(cfg)}" + (
+                f"; a candidate is dropped only when {cfg.prune_z:g} standard errors behind the cell's best, "
+                "never while every candidate is at chance" if cfg.effective_scheduler in ("per-depth", "per-budget")
+                else ""))
+
+
+def _rungs(cfg: SearchConfig) -> str:
+    from search.promotion import rung_milestones
+
+    if cfg.effective_scheduler == "none":
+        return "none"
+    return ", ".join(map(str, rung_milestones(cfg.epochs, cfg.grace_period, cfg.reduction_factor))) or "none"
 
 
 def run_search(cfg: SearchConfig, log: Log = print, trainable=None) -> Outcome:

@@ -19,7 +19,6 @@ from trainables.errors import ConfigError
 from trainables.models import SCRATCH, depth_names, get_backbone
 from trainables.models.backbones import BackboneSpec, sized
 from trainables.models.sources import check_source_name
-from trainables.schedules import check_schedule
 
 
 @dataclass
@@ -60,9 +59,9 @@ def check_search(cfg: SearchConfig, new_run: bool = True) -> Checked:
     check_address(cluster_address(cfg.address))
     app, spec = get_app(cfg.app, cfg.metric, cfg.resize), sized(get_backbone(cfg.backbone), cfg.input_size)
     check_backbone(app, spec, cfg.augment)
-    check_schedule(cfg.schedule)
     depths = resolve_depths(cfg, spec)
-    TrialConfig.from_dict({**cfg.trial_settings(), "depth": depths[0], "budget": min(cfg.budgets), "lr": cfg.lr_min})
+    TrialConfig.from_dict({**cfg.trial_settings(), "depth": depths[0], "budget": min(cfg.budgets), "lr": cfg.lr_min,
+                            "schedule": cfg.schedules[0]})
     if any(d != SCRATCH for d in depths):  # depth scratch ignores the source
         check_source_name(cfg.source)
     check_data_path(cfg, app)

@@ -1,4 +1,4 @@
-"""Search spaces as data: plain dicts of fixed values and ``tune.*`` distributions, nothing computed."""
-from spaces.depth_budget import depth_budget_space
+"""The search space as data: one ``Space`` object gives the grid, random and Optuna forms (``spaces.space``)."""
+from spaces.space import Space, log_grid, spread
 
-__all__ = ["depth_budget_space"]
+__all__ = ["Space", "log_grid", "spread"]

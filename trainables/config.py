@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, TypeVar
 
@@ -71,8 +72,6 @@ class TrialSettings:
     app: str = setting("colonoscopy-frames", "application (`tunedepth apps` lists them)")
     backbone: str = setting("efficientnet-lite0", "network (`tunedepth backbones` lists them, or timm:NAME; the default has ImageNet weights offline)")
     source: str = setting("imagenet", "where pretrained weights come from (imagenet, fractal, scratch, file:PATH); depth scratch ignores it")
-    schedule: str = setting("paper", "lr schedule, a pure function of the optimizer step (trainables.schedules); "
-                                      "'paper' = x0.95 per epoch-equivalent")
     lr_protocol: str = setting("paper", "'paper': new head 10x lr, biases 2x; 'uniform': every tuned parameter "
                                         "gets lr", LR_PROTOCOLS)
     optimizer: str = setting("sgd", "'sgd' (with momentum, the paper) or 'adamw'", OPTIMIZERS)
@@ -80,6 +79,9 @@ class TrialSettings:
     weight_decay: float = setting(5e-4, "on weights only: biases and normalisation parameters get none")
     layer_decay: float = setting(1.0, "pretrained groups' lr x layer_decay**d, d = groups below the head; 1 = off")
     warmup_epochs: float = setting(1.0, "epoch-equivalents of linear warmup of schedule 'warmup-cosine'")
+    scratch_warmup_epochs: float = setting(1.0, "depth scratch: linear warmup from 1% of its lr over this many "
+                                                "epoch-equivalents, before any schedule (random weights need it); "
+                                                "0 = off")
     freeze_bn: bool = setting(True, "BatchNorm in frozen groups keeps its running statistics (eval mode)")
     feature_cache: bool = setting(True, "frozen groups run once per sample, not every epoch (trainables.features)")
     augment: str = setting("none", "'none', 'hflip' (random left-right mirror per sample and step) or 'flip-rotate' "
@@ -93,11 +95,14 @@ class TrialSettings:
                                  "global pooling takes any size, e.g. resnet18; tiny-alexnet only 64)")
     amp: bool = setting(True, "on CUDA: bfloat16 autocast and channels_last; ignored on the CPU")
     batch_size: int = setting(32, "mini-batch size")
-    epochs: int = setting(8, "max epoch-equivalents per trial (the scheduler's max_t); see epoch_steps")
+    epochs: int = setting(40, "cap: at most this many epoch-equivalents per trial (the scheduler's max_t). A ceiling, "
+                              "not the trial's length: a trial ends on a validation plateau (patience_steps); one that "
+                              "reaches the cap is 'capped' and its score is a lower bound")
     epoch_steps: int = setting(0, "optimizer steps per epoch-equivalent (one validation, one scheduler time "
                                   "unit), equal at every budget; 0 = one pass over the full training split")
-    patience: int = setting(3, "early stopping: end a trial after this many epoch-equivalents without a better "
-                               "validation metric; 0 = off")
+    patience_steps: int = setting(240, "plateau: end a trial after this many optimizer steps without a better "
+                                       "validation metric (the same at every budget; checked at each validation, "
+                                       "every epoch_steps); 0 = off (every trial runs to the cap)")
     data_seed: int = setting(0, "seed of the embedded dataset and splits (the same for every trial of a run)")
 
     def __post_init__(self) -> None:
@@ -105,9 +110,9 @@ class TrialSettings:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.epoch_steps < 0 or self.patience < 0:
-            raise ConfigError(f"need epoch_steps >= 0 and patience >= 0 (0 = default / off), got "
-                              f"{self.epoch_steps}, {self.patience}")
+        if self.epoch_steps < 0 or self.patience_steps < 0:
+            raise ConfigError(f"need epoch_steps >= 0 and patience_steps >= 0 (0 = default / off), got "
+                              f"{self.epoch_steps}, {self.patience_steps}")
         for name in ("lr_protocol", "optimizer", "augment", "resize"):
             choices = next(f for f in fields(TrialSettings) if f.name == name).metadata["choices"]
             if getattr(self, name) not in choices:
@@ -118,8 +123,9 @@ class TrialSettings:
             raise ConfigError(f"need weight_decay >= 0 and 0 <= momentum < 1, got {self.weight_decay}, {self.momentum}")
         if self.input_size < 0 or 0 < self.input_size < 16:
             raise ConfigError(f"input_size must be 0 (the backbone's own) or >= 16 px, got {self.input_size}")
-        if self.warmup_epochs < 0:
-            raise ConfigError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if self.warmup_epochs < 0 or self.scratch_warmup_epochs < 0:
+            raise ConfigError(f"warmup_epochs and scratch_warmup_epochs must be >= 0, got {self.warmup_epochs}, "
+                              f"{self.scratch_warmup_epochs}")
 
     def trial_settings(self) -> dict[str, Any]:
         """The ``TrialSettings`` fields of this object (a ``SearchConfig``'s keys every trial shares)."""
@@ -133,14 +139,15 @@ class TrialConfig(TrialSettings):
     depth: str = "head"  # `tunedepth depths BACKBONE`: "head", "conv_head-head", ..., "stem-head" or "scratch"
     budget: float = 1.0  # fraction of the training split (nested, stratified subsets)
     lr: float = 1e-3  # alpha in Tajbakhsh et al.: tuned pretrained layers; new head gets 10x, biases 2x
+    schedule: str = "paper"  # trainables.schedules: a pure function of the optimizer step; 'paper' = x0.95/epoch
     seed: int = 0  # weight init, batch order and augmentation of this trial
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0.0 < self.budget <= 1.0:
             raise ConfigError(f"budget must be in (0, 1] (a fraction of the training split), got {self.budget}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be a finite number > 0, got {self.lr}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TrialConfig":

@@ -155,11 +155,14 @@ def evaluate(
     meta: dict[str, torch.Tensor] | None = None,
     amp: bool = False,
 ) -> dict[str, float]:
-    """One forward pass over a split: ``{"metric": metric_fn(labels, probs, meta), "loss": mean loss}``."""
+    """One forward pass over a split: ``{"metric": metric_fn(labels, probs, meta), "loss": mean loss}``, plus
+    what the metric was computed from (``labels``, ``probs``, ``meta`` as numpy) for its noise estimate."""
     logits = predict_logits(model, inputs, y.shape[0], amp=amp, device=y.device)
     loss = float(loss_fn(logits, y))
     if not np.isfinite(loss):
         raise DivergedError(f"evaluation loss is {loss}: the model diverged; lower the learning rate")
     probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
     meta_np = {k: v.cpu().numpy() for k, v in (meta or {}).items()}
-    return {"metric": metric_fn(y.cpu().numpy(), probs, meta_np), "loss": loss}
+    labels = y.cpu().numpy()
+    return {"metric": metric_fn(labels, probs, meta_np), "loss": loss, "labels": labels, "probs": probs,
+            "meta": meta_np}

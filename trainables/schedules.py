@@ -87,5 +87,19 @@ def lr_factor(schedule: str, step: int, steps_per_epoch: int, total_steps: int, 
     return fn(step, max(steps_per_epoch, 1), max(total_steps, 1), max(warmup_steps, 0))
 
 
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """Linear warmup from ``WARMUP_START`` to 1 over ``warmup_steps`` (1 from then on; 1 throughout if 0)."""
+    if warmup_steps <= 0 or step >= warmup_steps:
+        return 1.0
+    return WARMUP_START + (1.0 - WARMUP_START) * step / warmup_steps
+
+
+def trial_lr_factor(schedule: str, step: int, steps_per_epoch: int, total_steps: int, schedule_warmup: int = 0,
+                    ramp_steps: int = 0) -> float:
+    """A trial's lr multiplier: ``lr_factor`` times a linear ramp over its first ``ramp_steps`` (the warmup a
+    network trained from scratch gets before any schedule; 0 = none)."""
+    return warmup_factor(step, ramp_steps) * lr_factor(schedule, step, steps_per_epoch, total_steps, schedule_warmup)
+
+
 def check_schedule(schedule: str) -> None:
     lr_factor(schedule, 0, 1, 1)

@@ -2,9 +2,13 @@
 
 ``TrialRun`` knows nothing about Ray: the Tune adapter (``trainables.trainable``) drives it, and so can
 a script or a test. One ``step()`` = one epoch-equivalent, then validation: ``epoch_steps`` optimizer steps (default
-the steps of one pass over the *full* training split), the same at every data budget, so a 5% trial is trained
-as long as a 100% one (it walks its own subset many times) and budget is not confounded with training length.
-With ``patience``, ``early_stopped`` turns true once that many epoch-equivalents bring no better validation.
+the steps of one pass over the *full* training split), the same at every data budget, so a budget's unit of
+training time is the same optimizer steps everywhere.
+
+A trial trains to convergence: it ends on a validation *plateau* (``patience_steps`` optimizer steps without a
+better validation metric: ``early_stopped``), or at the *cap* of ``epochs`` epoch-equivalents (``capped``: its
+score is then a lower bound). Each validation also reports the score's noise (``val_se``, its standard error over
+halves of the validation units) and its chance level (``val_chance``), which the scheduler prunes on.
 """
 from __future__ import annotations
 
@@ -29,7 +33,8 @@ from trainables.models.depth import set_train_mode
 from trainables.models.sources import load_pretrained
 from trainables.mode import Mode
 from trainables.models.weights import input_norm
-from trainables.schedules import check_schedule, lr_factor
+from trainables.metrics.noise import compute_noise
+from trainables.schedules import check_schedule, trial_lr_factor
 from trainables.stream import on_device, select
 
 
@@ -42,11 +47,13 @@ def build_optimizer(cfg: TrialConfig, groups: list[dict]) -> torch.optim.Optimiz
 
 def build_lr_scheduler(cfg: TrialConfig, optimizer: torch.optim.Optimizer,
                        steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """``cfg.schedule`` as a ``LambdaLR`` stepped after every batch (the schedule is a pure function of the step)."""
+    """``cfg.schedule`` as a ``LambdaLR`` stepped after every batch (the schedule is a pure function of the step,
+    over the cap's steps); depth scratch first ramps up linearly over ``scratch_warmup_epochs``."""
     total = steps_per_epoch * cfg.epochs
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    ramp = round(cfg.scratch_warmup_epochs * steps_per_epoch) if cfg.depth == SCRATCH else 0
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(cfg.schedule, step, steps_per_epoch, total, warmup)
+        optimizer, lambda step: trial_lr_factor(cfg.schedule, step, steps_per_epoch, total, warmup, ramp)
     )
 
 
@@ -115,7 +122,7 @@ class TrialRun:
         self.diverged = ""  # why the loss became NaN/inf, once it did (the trial then ends)
         # the weights of the best validation epoch so far travel in every checkpoint, so a run keeps only its
         # latest checkpoints (safe to resume from) and still evaluates exactly the epoch it selected
-        self.best: dict = {"epoch": 0, "val_metric": None, "model": None}
+        self.best: dict = {"epoch": 0, "val_metric": None, "model": None, "val_se": None}
         self.elapsed = 0.0
         self.cache: CachePlan = plan_cache(
             self.spec, self.model, min(self.depth_index, len(self.spec.groups)), enabled=cfg.feature_cache,
@@ -179,18 +186,24 @@ class TrialRun:
             )
             val = evaluate(net, val_inputs, self.val_y, self.app.loss, self.app.compute_metric, self.val_meta,
                            amp=self.amp)
+            se, chance = (compute_noise(self.app.compute_metric, val["labels"], val["probs"], val["meta"],
+                                        seed=self.epoch) if math.isfinite(float(val["metric"])) else (math.nan,) * 2)
         except DivergedError as e:  # an outcome of this lr, not a crash: the trial ends and its lr loses
             self.diverged = str(e)
             train_loss, val = float("nan"), {"metric": float("nan"), "loss": float("nan")}
+            se = chance = float("nan")
         self.epoch += 1
         self.elapsed += time.perf_counter() - t0
-        self._track_best(val["metric"])
+        self._track_best(val["metric"], se)
         return {
             "epoch": self.epoch,
             "step": self.epoch * self.steps_per_epoch,  # optimizer steps so far (the same at every budget)
             "best_epoch": self.best["epoch"],
             "best_val_metric": self.best["val_metric"],
-            "val_metric": val["metric"],
+            "best_val_se": self.best.get("val_se"),
+            "val_metric": float(val["metric"]),
+            "val_se": se,
+            "val_chance": chance,
             "val_loss": val["loss"],
             "train_loss": train_loss,
             "time_s": self.elapsed,
@@ -199,13 +212,20 @@ class TrialRun:
             "trainable_params": self.n_trainable,
             "feature_cache": self.cache.on,
             "early_stopped": self.early_stopped,
+            "capped": self.capped,
             "diverged": bool(self.diverged),
         }
 
     @property
     def early_stopped(self) -> bool:
-        """True once ``patience`` epoch-equivalents in a row brought no better validation metric."""
-        return self.cfg.patience > 0 and self.epoch - int(self.best["epoch"]) >= self.cfg.patience
+        """True once ``patience_steps`` optimizer steps brought no better validation metric (a plateau)."""
+        since = (self.epoch - int(self.best["epoch"])) * self.steps_per_epoch
+        return self.cfg.patience_steps > 0 and since >= self.cfg.patience_steps
+
+    @property
+    def capped(self) -> bool:
+        """Ran to the cap without a plateau: its best score is a lower bound of what it would reach."""
+        return self.epoch >= self.cfg.epochs and not self.early_stopped and not self.diverged
 
     @property
     def finished(self) -> bool:
@@ -225,13 +245,14 @@ class TrialRun:
             raise ConfigError("checkpoint does not match this trial's model and depth; start a new run")
         self.model.load_state_dict(state, strict=False)
 
-    def _track_best(self, value: float) -> None:
+    def _track_best(self, value: float, se: float = float("nan")) -> None:
         if not math.isfinite(value):
             return
         best = self.best["val_metric"]
         if Mode(self.app.mode).better(value, best):
             model = {k: v.detach().to("cpu", copy=True) for k, v in self.trained_state().items()}
-            self.best = {"epoch": self.epoch, "val_metric": float(value), "model": model}
+            self.best = {"epoch": self.epoch, "val_metric": float(value), "model": model,
+                         "val_se": float(se) if math.isfinite(se) else None}
 
     def load_best_model(self) -> int:
         """Put the best validation epoch's weights into the model; returns that epoch (0 if none yet)."""

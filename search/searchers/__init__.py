@@ -1,28 +1,30 @@
 """Search strategies: how trials are proposed. ``make_plan`` turns a ``SearchConfig`` into what Tune needs.
 
-- ``grid``: every depth x budget x lr x seed, with ``samples`` learning rates log-spaced over [lr_min, lr_max]
-  (the same grid in every cell, its order permuted by ``search_seed``): the paper's protocol over data budgets.
-- ``random``: per budget and seed, ``samples`` trials with depth and lr drawn at random.
-- ``optuna``: per budget, an independent Optuna TPE study over depth x lr (``PerBudgetSearcher``), behind a
+Every form comes from the run's one ``spaces.Space`` (``make_space``): per-depth lr ranges (scratch its own),
+the schedules raced in each cell, the seeds.
+
+- ``grid``: every depth x budget x (lr, schedule) x seed, with ``samples`` learning rates log-spaced over the
+  depth's range (its order permuted by ``search_seed``): the paper's protocol over data budgets.
+- ``random``: per budget and seed, ``samples`` trials with depth, lr (in the depth's range) and schedule drawn
+  at random (seeded by ``search_seed``).
+- ``optuna``: per budget, an independent Optuna TPE study over depth x lr x schedule (``PerBudgetSearcher``;
+  the lr is drawn on a unit interval mapped onto the drawn depth's range; seeded by ``search_seed``), behind a
   ``ConcurrencyLimiter``, stored in ``results/<name>/optuna.db`` as study ``budget-<b>``; the depths are enqueued
   once before TPE takes over; trials stopped early by ASHA are told to Optuna as pruned.
 - ``guideline``: the paper's rule, per budget: head only, then one group deeper at a time until no gain.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-from ray import tune
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher
 
 from search.config import SearchConfig
 from search.run_files import optuna_url, run_dir_of
 from search.searchers.guideline import GuidelineSearcher
 from search.searchers.per_budget import PerBudgetSearcher
-from spaces import depth_budget_space
+from spaces import Space, spread
 from trainables.errors import ConfigError
 
 from search.config import SEARCHERS  # noqa: E402  (declared once, checked when the config is built)
@@ -37,82 +39,75 @@ class SearchPlan:
     trials: int = 0  # trials planned (the guideline: at most), for the progress line
 
 
-def _lr_space(cfg: SearchConfig):
-    return tune.loguniform(cfg.lr_min, cfg.lr_max) if cfg.lr_min < cfg.lr_max else cfg.lr_min
+def make_space(cfg: SearchConfig, depths: list[str], fixed: dict[str, Any] | None = None) -> Space:
+    """The run's one ``Space``, from its config and resolved depths (``fixed``: the keys every trial shares)."""
+    return Space(depths=tuple(depths), budgets=tuple(cfg.budgets), seeds=tuple(cfg.seeds),
+                 lr_range=(cfg.lr_min, cfg.lr_max), scratch_lr_range=(cfg.scratch_lr_min, cfg.scratch_lr_max),
+                 schedules=tuple(cfg.schedules), samples=cfg.samples, search_seed=cfg.search_seed,
+                 fixed=dict(fixed or {}))
 
 
-def fixed_lrs(cfg: SearchConfig) -> list[float]:
-    """``samples`` learning rates spread log-evenly over [lr_min, lr_max] (one if they are equal), in an order
-    permuted by ``search_seed`` (0: ascending)."""
-    if cfg.lr_min == cfg.lr_max:
-        return [cfg.lr_min]
-    if cfg.samples == 1:
-        return [float(math.sqrt(cfg.lr_min * cfg.lr_max))]
-    lrs = [float(f"{x:.3g}") for x in np.geomspace(cfg.lr_min, cfg.lr_max, cfg.samples)]
-    if cfg.search_seed:
-        lrs = [lrs[i] for i in np.random.default_rng(cfg.search_seed).permutation(len(lrs))]
-    return lrs
-
-
-def _seeded_variants(cfg: SearchConfig) -> BasicVariantGenerator:
-    """Tune's grid/random variant generator with a fixed random state: the same draws for the same seeds."""
-    return BasicVariantGenerator(random_state=int(cfg.data_seed) + 1 + 1000 * int(cfg.search_seed))
+def _points(cfg: SearchConfig, points: list[dict]) -> BasicVariantGenerator:
+    """Tune's variant generator proposing exactly ``points``, in order (a fixed random state: nothing is drawn)."""
+    return BasicVariantGenerator(points_to_evaluate=[dict(p) for p in points],
+                                 random_state=int(cfg.data_seed) + 1 + 1000 * int(cfg.search_seed))
 
 
 def make_plan(cfg: SearchConfig, depths: list[str], fixed: dict[str, Any], metric: str, mode: str) -> SearchPlan:
-    """``fixed``: the trial-config keys every trial shares (app, backbone, source, schedule, epochs, ...)."""
+    """``fixed``: the trial-config keys every trial shares (app, backbone, source, epochs, ...)."""
     if cfg.searcher not in SEARCHERS:
         raise ConfigError(f"unknown searcher {cfg.searcher!r}; choose one of: {', '.join(SEARCHERS)}")
     if cfg.searcher == "optuna" and len(cfg.seeds) > 1:
         raise ConfigError(f"searcher 'optuna' runs one seed; pass --seeds {cfg.seeds[0]} (replicates: grid, random, "
                           "guideline)")
-    seed = {"seed": int(cfg.seeds[0])}
-    if cfg.searcher == "grid":
-        space = depth_budget_space(depths=depths, budgets=cfg.budgets, lrs=fixed_lrs(cfg), seeds=cfg.seeds, **fixed)
-        return SearchPlan(space, 1, _seeded_variants(cfg),
-                          trials=len(depths) * len(cfg.budgets) * len(fixed_lrs(cfg)) * len(cfg.seeds))
-    if cfg.searcher == "random":
-        space = {**fixed, "budget": tune.grid_search(list(cfg.budgets)), "depth": tune.choice(depths),
-                 "lr": _lr_space(cfg),
-                 "seed": tune.grid_search(list(cfg.seeds)) if len(cfg.seeds) > 1 else cfg.seeds[0]}
-        return SearchPlan(space, cfg.samples, _seeded_variants(cfg),
-                          trials=cfg.samples * len(cfg.budgets) * len(cfg.seeds))
+    space = make_space(cfg, depths, fixed)
+    trials = space.trial_count(cfg.searcher)
+    if cfg.searcher in ("grid", "random"):
+        points = space.grid_points() if cfg.searcher == "grid" else space.random_points()
+        return SearchPlan(space.placeholder(), len(points), _points(cfg, points), trials=trials)
     if cfg.searcher == "optuna":
-        return _optuna_plan(cfg, depths, {**fixed, **seed}, metric, mode)
-    guideline = GuidelineSearcher(depths, list(cfg.budgets), fixed_lrs(cfg), min_delta=cfg.guideline_min_delta,
+        return _optuna_plan(cfg, space, metric, mode)
+    if len(space.schedules) > 1:
+        raise ConfigError(f"the guideline searcher races one schedule; pass one of {', '.join(space.schedules)} to "
+                          "--schedules (grid, random and optuna race several)")
+    guideline = GuidelineSearcher(depths, list(cfg.budgets), space.lrs(depths[0]), min_delta=cfg.guideline_min_delta,
                                   patience=cfg.guideline_patience, include_scratch="scratch" in depths,
-                                  seeds=cfg.seeds, metric=metric, mode=mode)
-    upper = len(depths) * len(cfg.budgets) * len(fixed_lrs(cfg)) * len(cfg.seeds)
-    return SearchPlan(dict(fixed), upper, guideline, guideline, trials=upper)
+                                  seeds=cfg.seeds, metric=metric, mode=mode, scratch_lrs=space.lrs("scratch"))
+    return SearchPlan({**fixed, "schedule": space.schedules[0]}, trials, guideline, guideline, trials=trials)
 
 
 def enqueued_depths(depths: list[str], trials: int) -> list[str]:
     """The depths enqueued in every budget's Optuna study: all of them, or, when a budget affords fewer
     ``trials``, that many spread evenly from head-only to the deepest (scratch last)."""
-    if trials >= len(depths):
-        return list(depths)
-    if trials == 1:
-        return [depths[0]]
-    return [depths[round(i * (len(depths) - 1) / (trials - 1))] for i in range(trials)]
+    return spread(depths, trials)
 
 
-def _optuna_plan(cfg: SearchConfig, depths: list[str], fixed: dict[str, Any], metric: str, mode: str) -> SearchPlan:
+def _optuna_plan(cfg: SearchConfig, space: Space, metric: str, mode: str) -> SearchPlan:
     import optuna
     from search.searchers.optuna_pruned import PrunedAwareOptunaSearch, study_name
 
     url = optuna_url(run_dir_of(cfg))
+    depths = list(space.depths)
 
     def make(budget: float) -> Searcher:
-        dists = {"depth": optuna.distributions.CategoricalDistribution(depths)}
-        if cfg.lr_min < cfg.lr_max:
-            dists["lr"] = optuna.distributions.FloatDistribution(cfg.lr_min, cfg.lr_max, log=True)
-        sampler = optuna.samplers.TPESampler(seed=cfg.data_seed * 1000 + int(budget * 1000),
+        dists = {"depth": optuna.distributions.CategoricalDistribution(depths),
+                 "lr_unit": optuna.distributions.FloatDistribution(0.0, 1.0)}
+        if len(space.schedules) > 1:
+            dists["schedule"] = optuna.distributions.CategoricalDistribution(list(space.schedules))
+        sampler = optuna.samplers.TPESampler(seed=cfg.search_seed * 100003 + cfg.data_seed * 1000 + int(budget * 1000),
                                              n_startup_trials=min(5, cfg.samples))
         return PrunedAwareOptunaSearch(dists, metric=metric, mode=mode, sampler=sampler, max_t=cfg.epochs,
                                        study_name=study_name(budget), storage_url=url,
                                        enqueue=enqueued_depths(depths, cfg.samples))
 
-    inner = PerBudgetSearcher(make, list(cfg.budgets), cfg.samples, metric=metric, mode=mode)
-    lr = {} if cfg.lr_min < cfg.lr_max else {"lr": cfg.lr_min}
+    def resolve(config: dict) -> dict:
+        """Optuna's draw as trial keys: the unit lr mapped onto the drawn depth's own range."""
+        out = {k: v for k, v in config.items() if k != "lr_unit"}
+        out["lr"] = space.lr_from_unit(out["depth"], config.get("lr_unit", 0.5))
+        out.setdefault("schedule", space.schedules[0])
+        return out
+
+    inner = PerBudgetSearcher(make, list(cfg.budgets), cfg.samples, metric=metric, mode=mode, resolve=resolve)
     n = cfg.samples * len(cfg.budgets)
-    return SearchPlan({**fixed, **lr}, n, ConcurrencyLimiter(inner, cfg.max_concurrent or 2), trials=n)
+    return SearchPlan({**space.fixed, "seed": int(cfg.seeds[0])}, n, ConcurrencyLimiter(inner, cfg.max_concurrent or 2),
+                      trials=n)

@@ -63,6 +63,7 @@ class GuidelineSearcher(JsonStateSearcher):
         include_scratch: bool = True,
         metric: str | None = None,
         mode: str | None = None,
+        scratch_lrs: list[float] | None = None,
     ):
         super().__init__(metric=metric, mode=mode)
         self.depths = [d for d in depths if d != SCRATCH]
@@ -72,7 +73,8 @@ class GuidelineSearcher(JsonStateSearcher):
         self.lrs = [float(lr) for lr in lrs]
         self.seeds = [int(s) for s in seeds]
         self.min_delta, self.patience = float(min_delta), int(patience)
-        cells = [(lr, seed) for lr in self.lrs for seed in self.seeds]
+        self.scratch_lrs = [float(lr) for lr in (scratch_lrs or lrs)]  # scratch's own range
+        cells = [(lr, seed) for lr in self.scratch_lrs for seed in self.seeds]
         self.state = {b: _Budget(to_launch=self._level(self.depths[0]),
                                  scratch_to_launch=list(cells) if include_scratch else []) for b in self.budgets}
         self.trial_info: dict[str, tuple[float, str, float]] = {}  # trial id -> (budget, depth, lr)

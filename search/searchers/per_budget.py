@@ -23,6 +23,7 @@ class PerBudgetSearcher(SignedPickleSearcher):  # Ray's OptunaSearch only pickle
         trials_per_budget: int,
         metric: str | None = None,
         mode: str | None = None,
+        resolve: Callable[[dict], dict] | None = None,
     ):
         super().__init__(metric=metric, mode=mode)
         self.budgets = [float(b) for b in budgets]
@@ -30,6 +31,7 @@ class PerBudgetSearcher(SignedPickleSearcher):  # Ray's OptunaSearch only pickle
         self.searchers = {b: make_searcher(b) for b in self.budgets}
         self.suggested = {b: 0 for b in self.budgets}
         self.budget_of: dict[str, float] = {}
+        self.resolve = resolve  # a sub-searcher's draw -> trial keys (e.g. a unit lr onto the depth's range)
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         ok = super().set_search_properties(metric, mode, config, **spec)
@@ -53,7 +55,7 @@ class PerBudgetSearcher(SignedPickleSearcher):  # Ray's OptunaSearch only pickle
                 continue
             self.suggested[b] += 1
             self.budget_of[trial_id] = b
-            return {**config, "budget": b}
+            return {**(self.resolve(config) if self.resolve else config), "budget": b}
         return None
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
