@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from search.commands import compare, demo, export, listing, pretrain, report, run
+from search.commands import compare, demo, export, extend, listing, pretrain, report, run
 from search.guard import Interrupted
 from trainables.errors import ConfigError
 from trainables.errors import MetricError
 
-COMMANDS = [demo, run, listing, pretrain, report, compare, export]  # each module's register(subparsers) adds its subcommand(s)
+COMMANDS = [demo, run, extend, listing, pretrain, report, compare, export]  # each module's register(subparsers) adds its subcommand(s)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -27,7 +27,7 @@ import torch
 
 from search.analysis.selecting import best_depths, select_cells
 from search.run_files import (EXPORT_FORMATS, ExportPaths, export_paths, load_config, load_run,
-                              run_dir_of, write_json, write_npz)
+                              run_dir_of, trial_checkpoint_files, write_json, write_npz)
 from trainables.errors import ConfigError
 
 Log = Callable[[str], None]
@@ -77,12 +77,11 @@ def trial_weights(run_dir: Path, config: dict, trial_id: str) -> tuple[dict, dic
     (every checkpoint carries the best epoch's weights so far; the latest carries the trial's best)."""
     from trainables.trainable import CHECKPOINT_FILE
 
-    where = str(config.get("experiment_path") or Path(run_dir) / "tune")
+    # an extended trial (tunedepth extend): the checkpoints of the last extension that continued it
+    where, ckpts = trial_checkpoint_files(run_dir, config, trial_id, CHECKPOINT_FILE)
     if "://" in where:
         raise ConfigError(f"the run's checkpoints are in remote storage ({where}); copy that folder to this machine "
                           f"and export from a run folder whose config.yaml experiment_path names the copy")
-    dirs = sorted(Path(where).glob(f"*_{trial_id}"))
-    ckpts = sorted(dirs[0].glob(f"checkpoint_*/{CHECKPOINT_FILE}")) if dirs else []
     if not ckpts:
         raise ConfigError(f"trial {trial_id} has no checkpoint under {where}; were the run's tune/ checkpoints "
                           f"deleted? rerun the search to export it")

@@ -15,10 +15,12 @@ import pandas as pd
 from ray import tune
 
 from search.run_files import EPOCHS_FILE, TRIAL_COLUMNS, append_json_line, read_json_lines
+from trainables.trainable import CONTINUES
 
 # the keys of a trial's result that trials.parquet keeps (besides the trial's config)
 REPORTED = ("trial_id", "epoch", "source", "depth_index", "val_metric", "val_loss", "train_loss", "time_s",
             "n_train", "diverged", "early_stopped", "capped", "val_se", "val_chance")
+TUNE_TRIAL_ID = "tune_trial_id"  # in epochs.jsonl rows of a continued trial: the extension's own Tune trial id
 
 
 def _not_a_stale_copy_warning(record: logging.LogRecord) -> bool:
@@ -29,7 +31,8 @@ def _not_a_stale_copy_warning(record: logging.LogRecord) -> bool:
 
 class EpochLog(tune.Callback):
     """Appends every result the driver receives to ``results/<name>/epochs.jsonl``, as it arrives (Tune
-    restores this callback with the run, so a resumed run goes on appending)."""
+    restores this callback with the run, so a resumed run goes on appending). A trial continuing another
+    (``tunedepth extend``) logs under that trial's id, with its own Tune id in ``tune_trial_id``."""
 
     def __init__(self, run_dir: Path):
         self.path = str(Path(run_dir) / EPOCHS_FILE)
@@ -40,7 +43,10 @@ class EpochLog(tune.Callback):
             tune_loggers.addFilter(_not_a_stale_copy_warning)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        append_json_line({k: result[k] for k in REPORTED if k in result}, Path(self.path))
+        row = {k: result[k] for k in REPORTED if k in result}
+        if CONTINUES in trial.config:  # tunedepth extend: logged under the id of the trial it continues
+            row = {**row, "trial_id": str(trial.config[CONTINUES]), TUNE_TRIAL_ID: result.get("trial_id")}
+        append_json_line(row, Path(self.path))
 
 
 def read_epochs(run_dir: Path) -> pd.DataFrame:

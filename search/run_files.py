@@ -4,7 +4,8 @@ One owner for every file of a run: ``config.yaml``, ``splits.parquet``, ``epochs
 result as the driver received it, appended live), ``trials.parquet`` (validation curves, built from it),
 ``predictions.parquet`` (test-split probabilities of each budget x depth x replicate seed),
 ``summary.parquet``, ``report.md``, the scheduler's resume state ``promotion.json``, ``optuna.db`` (the Optuna
-studies), ``tune/`` (Tune's experiment folder, with TensorBoard event files per trial), and ``export/``
+studies), ``tune/`` (Tune's experiment folder, with TensorBoard event files per trial), ``extensions.json`` and
+``tune-extend<N>-<stamp>/`` (``tunedepth extend``: capped trials continued to a higher cap), and ``export/``
 (``tunedepth export``: a model, its ``model.json``, and ``examples.npz``). Needs neither Ray nor the training
 code, so ``tunedepth report``,
 ``compare`` and ``status`` read runs with pandas/pyarrow alone.
@@ -29,6 +30,7 @@ CONFIG_FILE, TRIALS_FILE, PREDICTIONS_FILE = "config.yaml", "trials.parquet", "p
 SUMMARY_FILE, REPORT_FILE, SPLITS_FILE = "summary.parquet", "report.md", "splits.parquet"
 EPOCHS_FILE = "epochs.jsonl"  # every result the driver received, one JSON line each (search.results.EpochLog)
 PROMOTION_FILE = "promotion.json"  # search.promotion's decisions (search.jsonstate), read back by resume
+EXTENSIONS_FILE = "extensions.json"  # tunedepth extend: each completed extension's experiment and trial ids
 OPTUNA_FILE = "optuna.db"  # searcher optuna: one study per budget ("budget-0.05", ...), SQLite
 EXPORT_DIR = "export"  # tunedepth export: export/<depth>_b<budget>/ holds model.*, model.json, examples.npz
 EXPORT_FORMATS = {"torchscript": "model.torchscript.pt", "state_dict": "model.state_dict.pt", "onnx": "model.onnx"}
@@ -274,6 +276,51 @@ def optuna_url(run_dir: Path) -> str:
 def experiment_path(cfg, run_dir: Path) -> str:
     storage, name = storage_of(cfg, run_dir)
     return f"{storage.rstrip('/')}/{name}"
+
+
+def extension_experiment(cfg, run_dir: Path, epochs: int, stamp: str) -> tuple[str, str]:
+    """(storage_path, experiment name) of one ``tunedepth extend`` to cap ``epochs``: beside the run's own
+    experiment, ``tune-extend<N>-<stamp>`` (or ``<name>-extend<N>-<stamp>`` under ``storage``); the stamp keeps
+    an interrupted attempt's folder apart from the next one."""
+    storage, name = storage_of(cfg, run_dir)
+    return storage, f"{name}-extend{epochs}-{stamp}"
+
+
+def read_extensions(run_dir: Path) -> list[dict]:
+    """The run's completed extensions, oldest first: ``{"from_epochs", "to_epochs", "experiment_path",
+    "trials": {original trial id: that extension's Tune trial id}}`` each (none: ``[]``)."""
+    path = Path(run_dir) / EXTENSIONS_FILE
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text())
+    except ValueError:
+        raise ConfigError(f"{path} is not valid JSON; restore it from the run") from None
+    return list(data.get("extensions", []))
+
+
+def write_extensions(extensions: list[dict], run_dir: Path) -> None:
+    write_json({"extensions": extensions}, Path(run_dir) / EXTENSIONS_FILE)
+
+
+def experiment_paths(run_dir: Path, config: dict) -> list[str]:
+    """Every Tune experiment of a run, oldest first: the run's own (config.yaml ``experiment_path``, else
+    ``<run>/tune``), then each completed extension's. A trial's latest state is in the last one that ran it."""
+    own = str(config.get("experiment_path") or Path(run_dir) / "tune")
+    return [own] + [str(e["experiment_path"]) for e in read_extensions(run_dir)]
+
+
+def trial_checkpoint_files(run_dir: Path, config: dict, trial_id: str, filename: str) -> tuple[str, list[Path]]:
+    """(the experiment folder holding trial ``trial_id``'s latest state, its checkpoint files oldest first):
+    the last extension that continued the trial, else the run's own experiment. ``filename``: the trainable's
+    (``trainables.trainable.CHECKPOINT_FILE``). Local storage only (a remote one lists nothing)."""
+    where, tune_id = str(config.get("experiment_path") or Path(run_dir) / "tune"), trial_id
+    for ext in reversed(read_extensions(run_dir)):
+        if trial_id in ext.get("trials", {}):
+            where, tune_id = str(ext["experiment_path"]), str(ext["trials"][trial_id])
+            break
+    dirs = sorted(Path(where).glob(f"*_{tune_id}")) if "://" not in where else []
+    return where, sorted(dirs[0].glob(f"checkpoint_*/{filename}")) if dirs else []
 
 
 @dataclass(frozen=True)

@@ -148,8 +148,10 @@ def make_trainable(cfg: SearchConfig, prep: Prepared):
     return tune.with_resources(tune.with_parameters(train_depth, data=prep.data, weights=prep.weights), resources)
 
 
-def make_run_config(cfg: SearchConfig, prep: Prepared, run_dir: Path, callbacks: list) -> tune.RunConfig:
-    storage, name = storage_of(cfg, run_dir)
+def make_run_config(cfg: SearchConfig, prep: Prepared, run_dir: Path, callbacks: list,
+                    experiment: tuple[str, str] | None = None) -> tune.RunConfig:
+    """``experiment``: (storage, name) of another experiment than the run's own (``tunedepth extend``)."""
+    storage, name = experiment or storage_of(cfg, run_dir)
     return tune.RunConfig(
         name=name, storage_path=storage, callbacks=callbacks, verbose=0,
         # keep the latest two by recency: Tune's experiment snapshot always names one of them, so a run killed at

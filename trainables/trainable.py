@@ -1,6 +1,7 @@
 """The only module of ``trainables`` that talks to Ray Tune: a function trainable around ``TrialRun``.
 
-It reads ``config`` (a flat ``TrialConfig``), resumes from ``tune.get_checkpoint()`` if there is one, and
+It reads ``config`` (a flat ``TrialConfig``), resumes from ``tune.get_checkpoint()`` if there is one (else, for
+a trial continuing another, from that trial's checkpoint given in ``start``), and
 after every epoch-equivalent (``epoch_steps`` optimizer steps, the same at every budget) calls
 ``tune.report(metrics, checkpoint=...)``. Data and pretrained weights arrive
 through ``tune.with_parameters`` (Ray's object store), built once by the driver, not per trial.
@@ -16,9 +17,11 @@ from ray import tune
 
 from trainables.config import TrialConfig
 from trainables.data import SplitData
+from trainables.errors import ConfigError
 from trainables.trial import TrialRun, effective_source
 
 CHECKPOINT_FILE = "trial.pt"
+CONTINUES = "continues"  # extra config key of a trial that continues another (tunedepth extend): its trial id
 
 
 def _threads_for_trial() -> int:
@@ -34,7 +37,12 @@ def _device_for_trial() -> str:
     return "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
 
 
-def train_depth(config: dict, data: SplitData, weights: dict[str, dict | None]) -> None:
+def train_depth(config: dict, data: SplitData, weights: dict[str, dict | None],
+                start: dict[str, tune.Checkpoint] | None = None) -> None:
+    """``start`` (``tunedepth extend``): trial id -> its latest checkpoint of the run it continues; a trial
+    whose config names one under ``CONTINUES`` (popped here) starts from it, unless Tune restores its own."""
+    config = dict(config)
+    continues = config.pop(CONTINUES, None)
     cfg = TrialConfig.from_dict(config)
     torch.set_num_threads(_threads_for_trial())
     node_id = ray.get_runtime_context().get_node_id()
@@ -43,6 +51,10 @@ def train_depth(config: dict, data: SplitData, weights: dict[str, dict | None]) 
     print(f"trial {cfg.depth} @ budget {cfg.budget:g} on {device}: feature cache {run.cache.reason}", flush=True)
 
     checkpoint = tune.get_checkpoint()
+    if checkpoint is None and continues is not None:
+        checkpoint = (start or {}).get(str(continues))
+        if checkpoint is None:
+            raise ConfigError(f"trial {continues} to continue has no checkpoint; it cannot be extended")
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             run.load_state_dict(torch.load(os.path.join(d, CHECKPOINT_FILE), map_location=device, weights_only=True))

@@ -274,7 +274,10 @@ class TrialRun:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if state["config"] != self.cfg.to_dict():
+        """Restore a checkpoint of this trial; its config may differ in ``epochs`` alone (a higher cap:
+        ``tunedepth extend`` continues a capped trial)."""
+        saved, own = dict(state["config"]), self.cfg.to_dict()
+        if {**saved, "epochs": own["epochs"]} != own:
             raise ConfigError("checkpoint was written by a trial with a different config; start a new run")
         self.load_trained_state(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
