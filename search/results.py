@@ -44,8 +44,9 @@ class EpochLog(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         row = {k: result[k] for k in REPORTED if k in result}
-        if CONTINUES in trial.config:  # tunedepth extend: logged under the id of the trial it continues
-            row = {**row, "trial_id": str(trial.config[CONTINUES]), TUNE_TRIAL_ID: result.get("trial_id")}
+        config = getattr(trial, "config", None) or {}
+        if CONTINUES in config:  # tunedepth extend: logged under the id of the trial it continues
+            row = {**row, "trial_id": str(config[CONTINUES]), TUNE_TRIAL_ID: result.get("trial_id")}
         append_json_line(row, Path(self.path))
 
 

@@ -44,7 +44,8 @@ TRIAL_COLUMNS = (
 # ``test_<name>`` columns after these (point estimates of App.all_metrics besides the main metric)
 SUMMARY_COLUMNS = (
     "app", "backbone", "source", "metric", "mode", "budget", "n_train", "depth", "depth_index",
-    "trial_id", "trial_ids", "lr", "seed", "n_seeds", "seeds", "selected_epoch", "evaluated_epoch", "epochs_run", "complete",
+    "trial_id", "trial_ids", "lr", "schedule", "seed", "n_seeds", "seeds", "selected_epoch", "evaluated_epoch",
+    "epochs_run", "complete", "converged", "capped",
     "trials", "epochs_spent", "val_metric", "n_test", "test_metric", "test_metric_low", "test_metric_high",
     "is_best", "verdict", "indistinguishable_from_best", "p_vs_best", "p_vs_best_holm",
     "delta_vs_best", "delta_vs_best_low", "delta_vs_best_high",

@@ -44,7 +44,7 @@ def _start_search(tmp_path: Path, name: str) -> subprocess.Popen:
     env = {**os.environ, "TUNEDEPTH_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
     exe = str(Path(sys.executable).with_name("tunedepth"))
     return subprocess.Popen([exe, "run", "--smoke", "--backbone", "tiny-alexnet", "--source", "scratch",
-                             "--depths", "scratch", "--epochs", "40", "--grace-period", "40", "--patience", "0",
+                             "--depths", "scratch", "--epochs", "40", "--grace-period", "40", "--patience-steps", "0",
                              "--samples", "1", "--name", name,
                              "--results-dir", str(tmp_path / "results")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)

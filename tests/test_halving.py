@@ -195,4 +195,4 @@ def test_state_file_round_trip(tmp_path):
     b = StratifiedHalving(metric="val_metric", mode="max", state_file=str(tmp_path / "p.json"), **KW)
     b.on_trial_add(None, trials[0])  # loads the file
     resume, stop = b.decide(search_finished=True)
-    assert sorted(b._group_of[t] for t in resume) == [(1e-2,), (1e-2,)] and len(stop) == 4
+    assert sorted(b._group_of[t] for t in resume) == [(1e-2, None), (1e-2, None)] and len(stop) == 4  # (lr, schedule)

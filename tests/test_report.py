@@ -32,7 +32,8 @@ def _probs(separation: float, seed: int, noise: float = 0.0) -> np.ndarray:
     return np.column_stack([1 - p1, p1])
 
 
-def write_run(run_dir: Path, cells: dict, groups: np.ndarray | None = None, app: str = "colonoscopy-frames") -> Path:
+def write_run(run_dir: Path, cells: dict, groups: np.ndarray | None = None, app: str = "colonoscopy-frames",
+              status: str = "early-stopped") -> Path:
     """A run folder by hand: cells = {(budget, depth): (val_metric, probs)}; two epochs per trial."""
     labels = np.repeat([0, 1], [N_NEG, N_POS])
     trials, preds = [], []
@@ -43,7 +44,7 @@ def write_run(run_dir: Path, cells: dict, groups: np.ndarray | None = None, app:
                            "source": "scratch" if depth == "scratch" else "fractal", "depth": depth,
                            "depth_index": DEPTH_INDEX[depth], "budget": budget, "lr": 1e-3, "schedule": "paper",
                            "seed": 0, "epoch": epoch, "val_metric": v, "val_loss": 0.5, "train_loss": 0.5,
-                           "time_s": float(epoch), "n_train": int(1000 * budget), "metric": "auc", "status": "ok"})
+                           "time_s": float(epoch), "n_train": int(1000 * budget), "metric": "auc", "status": status})
         info = {"app": app, "backbone": "tiny-alexnet", "source": "fractal", "budget": budget,
                 "depth": depth, "depth_index": DEPTH_INDEX[depth], "trial_id": tid, "lr": 1e-3, "seed": 0,
                 "selected_epoch": 2, "evaluated_epoch": 2}
@@ -73,6 +74,36 @@ def known_cells() -> dict:
         (1.0, "fc8"): (0.93, STRONG), (1.0, "conv4-fc8"): (0.95, STRONG),
         (1.0, "conv1-fc8"): (0.94, STRONG), (1.0, "scratch"): (0.92, STRONG),
     }
+
+
+def test_a_capped_cell_is_a_lower_bound_never_worse(tmp_path):
+    """The same known answer with every trial run to the cap (no plateau): the weak depths are behind, but their
+    scores are lower bounds, so no verdict calls them worse; the table marks them and says how to continue."""
+    from search.analysis.render import format_answer
+
+    a = analyse(write_run(tmp_path / "capped", known_cells(), status="ok"), n_boot=500, seed=0)
+    small = a.answers[0]
+    assert small.verdicts == {"fc8": "lower bound", "conv1-fc8": "equivalent", "scratch": "lower bound"}
+    assert small.scratch_verdict == "scratch capped (lower bound)"
+    s = a.summary.set_index(["budget", "depth"])
+    assert s.loc[(0.1, "fc8"), "capped"] == 1 and not s.loc[(0.1, "fc8"), "converged"]
+    text = format_answer(a)
+    assert "fc8*" in text and "scratch*" in text and "0/4" in text and "tunedepth extend" in text
+    converged = analyse(write_run(tmp_path / "plateau", known_cells()), n_boot=200, seed=0)
+    assert "4/4" in format_answer(converged) and "tunedepth extend" not in format_answer(converged)
+    assert converged.summary["converged"].all() and (converged.summary["capped"] == 0).all()
+
+
+def test_selection_races_lr_and_schedule_pairs():
+    """Two schedules at one lr are two candidates: the better pair wins its cell, and carries its schedule."""
+    from search.analysis.selecting import select_cells
+
+    rows = [{"trial_id": f"t{i}", "budget": 1.0, "depth": "fc8", "depth_index": 1, "lr": 1e-3, "schedule": sched,
+             "seed": 0, "epoch": 1, "val_metric": v, "n_train": 10, "status": "early-stopped"}
+            for i, (sched, v) in enumerate([("paper", 0.80), ("cosine", 0.85)])]
+    cells = select_cells(pd.DataFrame(rows), "max")
+    assert cells["schedule"].tolist() == ["cosine"] and cells["val_metric"].tolist() == [0.85]
+    assert cells["converged"].tolist() == [True]
 
 
 def test_known_answer_verdicts_scratch_and_guideline(tmp_path):
@@ -230,8 +261,8 @@ def test_parquet_schemas_are_pinned(tmp_path):
         "epoch", "val_metric", "val_loss", "train_loss", "time_s", "n_train", "metric", "status")
     assert SUMMARY_COLUMNS == (
         "app", "backbone", "source", "metric", "mode", "budget", "n_train", "depth", "depth_index",
-        "trial_id", "trial_ids", "lr", "seed", "n_seeds", "seeds", "selected_epoch", "evaluated_epoch", "epochs_run",
-        "complete", "trials", "epochs_spent", "val_metric", "n_test", "test_metric", "test_metric_low",
+        "trial_id", "trial_ids", "lr", "schedule", "seed", "n_seeds", "seeds", "selected_epoch", "evaluated_epoch",
+        "epochs_run", "complete", "converged", "capped", "trials", "epochs_spent", "val_metric", "n_test", "test_metric", "test_metric_low",
         "test_metric_high", "is_best", "verdict", "indistinguishable_from_best", "p_vs_best", "p_vs_best_holm",
         "delta_vs_best", "delta_vs_best_low", "delta_vs_best_high",
         "delta_vs_scratch", "delta_vs_scratch_low", "delta_vs_scratch_high")

@@ -89,7 +89,7 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path):
     """SIGKILL of the process running a trial: Tune retries the trial from its last checkpoint (max_failures 1)
     and the run completes with exit 0; no epoch is lost and training resumes after the checkpointed epoch."""
     run = [EXE, "run", "--smoke", "--backbone", "tiny-alexnet", "--source", "scratch", "--depths", "scratch",
-           "--budgets", "1.0", "--epochs", "6", "--scheduler", "none", "--samples", "1", "--patience", "0",
+           "--budgets", "1.0", "--epochs", "6", "--scheduler", "none", "--samples", "1", "--patience-steps", "0",
            "--name", "k", "--results-dir", str(tmp_path)]
     driver = subprocess.Popen(run, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     exp = tmp_path / "k" / "tune"
@@ -131,7 +131,7 @@ def test_two_node_cluster_uses_both_nodes_and_survives_losing_one(tmp_path):
     try:
         cluster.wait_for_nodes()
         run = [EXE, "run", "--smoke", "--name", "c", "--results-dir", str(tmp_path), "--address", cluster.address,
-               "--scheduler", "none", "--samples", "1", "--epochs", "4", "--patience", "0", "--data-samples", "1200",
+               "--scheduler", "none", "--samples", "1", "--epochs", "4", "--patience-steps", "0", "--data-samples", "1200",
                "--backbone", "tiny-alexnet", "--source", "fractal"]
         driver = subprocess.Popen(run, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True)

@@ -145,7 +145,7 @@ def test_replicates_run_only_for_the_surviving_learning_rate(ray_local, tmp_path
     seed runs (to the end, unpaused) only for the winner; the losers' second seeds never start. The cell's
     replicates are then that learning rate's two full-length seeds."""
     cfg = SearchConfig(name="rep", backbone="tiny-alexnet", depths=("scratch",), budgets=(1.0,), epochs=3,
-                       samples=3, seeds=(0, 1), patience=0, data_samples=120, batch_size=16,
+                       samples=3, seeds=(0, 1), patience_steps=0, data_samples=120, batch_size=16,
                        results_dir=str(tmp_path))
     with caplog.at_level(logging.WARNING, logger="ray.tune"):
         out = run_search(cfg, log=lambda s: None)

@@ -89,6 +89,7 @@ def test_guideline_judges_an_lr_by_its_seeds_mean_and_takes_min_delta_from_their
 @pytest.mark.slow
 def test_guideline_finds_the_known_best_depth_with_fewer_trials_than_grid(ray_local, tmp_path):
     cfg = SearchConfig(searcher="guideline", budgets=(0.1, 1.0), lr_min=1e-3, lr_max=1e-3, epochs=2,
+                       scratch_lr_min=1e-3, scratch_lr_max=1e-3,
                        guideline_min_delta=0.005)
     plan = make_plan(cfg, DEPTHS, {}, "val_metric", "max")
     results = tune.Tuner(
@@ -134,7 +135,9 @@ def test_optuna_search_end_to_end(ray_local, tmp_path, capsys):
     assert all(run_of[t]["params.depth"].iloc[0] == d for t, d in out.trials.groupby("trial_id")["depth"].first().items())
     per_budget = out.trials.groupby("budget")["trial_id"].nunique().to_dict()
     assert per_budget == {0.25: 3, 1.0: 3}
-    assert out.trials["lr"].between(cfg.lr_min, cfg.lr_max).all()
+    scratch = out.trials["depth"] == "scratch"  # each depth draws in its own range
+    assert out.trials.loc[~scratch, "lr"].between(cfg.lr_min, cfg.lr_max).all()
+    assert out.trials.loc[scratch, "lr"].between(cfg.scratch_lr_min, cfg.scratch_lr_max).all()
     assert set(out.trials["depth"]) <= {"fc8", "conv4-fc8", "conv1-fc8", "scratch"}
     assert np.isfinite(out.table["best_val"]).all()
     import optuna

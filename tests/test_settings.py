@@ -24,9 +24,9 @@ def test_every_trial_setting_is_a_flag_a_search_key_and_reaches_every_trial():
     flags = run_cmd.flags()
     assert {"--" + n.replace("_", "-") for n in shared} <= set(flags)
     assert all(f.metadata.get("help") for f in flags.values())  # every flag has help text
-    cfg = _parse("--momentum", "0.8", "--epoch-steps", "20", "--patience", "2", "--freeze-bn", "false",
+    cfg = _parse("--momentum", "0.8", "--epoch-steps", "20", "--patience-steps", "2", "--freeze-bn", "false",
                  "--budgets", "0.5,1.0", "--seeds", "3,4")
-    assert (cfg.momentum, cfg.epoch_steps, cfg.patience, cfg.freeze_bn) == (0.8, 20, 2, False)
+    assert (cfg.momentum, cfg.epoch_steps, cfg.patience_steps, cfg.freeze_bn) == (0.8, 20, 2, False)
     assert cfg.budgets == (0.5, 1.0) and cfg.seeds == (3, 4)
     keys = fixed_trial_keys(cfg)
     assert set(keys) == shared and keys["momentum"] == 0.8  # momentum no longer falls through

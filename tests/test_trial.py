@@ -158,12 +158,28 @@ def test_every_budget_gets_the_same_optimizer_steps_per_epoch_equivalent(data, w
 
 
 def test_patience_ends_a_trial_that_stops_improving(data, weights):
-    run = TrialRun(_cfg(lr=1e-12, epochs=6, patience=2), data, weights)  # lr ~0: validation never improves
+    """Patience counts optimizer steps: 5 steps at 3 steps per validation end the trial 2 validations after its
+    best (a plateau, not the cap); it reports its noise and chance level."""
+    run = TrialRun(_cfg(lr=1e-12, epochs=6, epoch_steps=3, patience_steps=5), data, weights)  # lr ~0: no gain
     history = []
     while not run.finished:
         history.append(run.step())
     assert len(history) == 3 and history[-1]["early_stopped"] and not history[-2]["early_stopped"]
-    assert history[-1]["best_epoch"] == 1
+    assert history[-1]["best_epoch"] == 1 and not history[-1]["capped"]
+    assert all(h["val_se"] > 0 and 0.0 <= h["val_chance"] <= 1.0 for h in history)
+
+
+def test_a_trial_without_a_plateau_is_capped(data, weights):
+    run = TrialRun(_cfg(epochs=2, patience_steps=0), data, weights)
+    history = [run.step(), run.step()]
+    assert run.finished and history[-1]["capped"] and not history[0]["capped"]
+
+
+def test_scratch_warms_up_linearly_before_its_schedule(data, weights):
+    run = TrialRun(_cfg(depth="scratch", epochs=4, epoch_steps=4, scratch_warmup_epochs=1.0, schedule="constant"),
+                   data, weights)
+    factors = [run.lr_scheduler.lr_lambdas[0](k) for k in range(6)]
+    assert factors[0] == 0.01 and factors[2] == 0.01 + 0.99 * 2 / 4 and factors[4:] == [1.0, 1.0]
 
 
 def test_fine_tuning_applies_the_normalisation_saved_with_the_weights(data, tmp_path):

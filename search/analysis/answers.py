@@ -80,9 +80,13 @@ def _scratch_answer(g: pd.DataFrame, best: pd.Series, mode) -> tuple[str | None,
     # the two are compared in the best depth's family: scratch vs best, or the best fine-tune vs scratch (best)
     other = scratch.iloc[0] if best["depth"] != SCRATCH else ft
     v = str(other["verdict"])
-    if v in ("better", "worse"):
+    if v in ("better", "worse", "lower bound"):
         scratch_wins = Mode.of(mode).gain(delta[0]) > 0
-        v = "scratch better" if scratch_wins else "fine-tuning better"
+        loser = ft if scratch_wins else scratch.iloc[0]
+        if int(loser.get("capped", 0) or 0) > 0:  # the losing side was capped: its score is a lower bound
+            v = f"{'fine-tune' if scratch_wins else 'scratch'} capped (lower bound)"
+        else:
+            v = "scratch better" if scratch_wins else "fine-tuning better"
     elif v not in ("equivalent", "inconclusive"):
         v = "n/a"
     return str(ft["depth"]), delta, v

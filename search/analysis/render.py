@@ -30,23 +30,73 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def _others(a, word: str) -> str:
-    return ", ".join(a.having(word)) or "-"
+CAPPED_MARK = "*"
+
+
+def capped_cells(analysis: Analysis) -> set[tuple[float, str]]:
+    """(budget, depth) of the cells with a selected replicate that ran to the cap without a plateau."""
+    s = analysis.summary
+    if s.empty or "capped" not in s:
+        return set()
+    return {(float(r.budget), str(r.depth)) for r in s.itertuples(index=False) if int(r.capped or 0) > 0}
+
+
+def _marked(depths, budget: float, capped: set) -> list[str]:
+    return [d + (CAPPED_MARK if (budget, d) in capped else "") for d in depths]
+
+
+def _others(a, *words: str, capped: set = frozenset()) -> str:
+    return ", ".join(_marked(a.having(*words), a.budget, capped)) or "-"
+
+
+def _converged(analysis: Analysis, budget: float) -> str:
+    s = analysis.summary
+    if s.empty or "converged" not in s:
+        return "-"
+    g = s[s["budget"] == budget]
+    return f"{int(g['converged'].astype(bool).sum())}/{len(g)}"
+
+
+def capped_footnote(analysis: Analysis) -> str:
+    """One line under the table when a cell is capped (its score, and any verdict against it, a lower bound)."""
+    if not capped_cells(analysis):
+        return ""
+    cap = analysis.config.get("epochs", "?")
+    return (f"{CAPPED_MARK} capped at {cap} epoch-equivalents before a plateau: its score is a lower bound, and "
+            f"'worse' against it is listed as inconclusive (continue it: tunedepth extend "
+            f"{analysis.name} --epochs {int(cap) * 2 if str(cap).isdigit() else 'N'})")
+
+
+def convergence_lines(analysis: Analysis) -> list[str]:
+    """Per budget, one sentence: how many selected cells stopped on a plateau, which were capped."""
+    s = analysis.summary
+    if s.empty or "converged" not in s:
+        return ["this run's files predate convergence tracking"]
+    out = []
+    for budget, g in s.groupby("budget"):
+        capped = [str(r.depth) for r in g.itertuples(index=False) if int(r.capped or 0) > 0]
+        text = (f"budget {pct(float(budget))}: {int(g['converged'].astype(bool).sum())} of {len(g)} selected cells "
+                f"stopped on a plateau")
+        out.append(text + (f"; capped (score a lower bound): {', '.join(capped)}" if capped else ""))
+    foot = capped_footnote(analysis)
+    return out + ([foot] if foot else [])
 
 
 def answer_rows(analysis: Analysis) -> tuple[list[str], list[list[str]]]:
     lvl = f"{100 * analysis.level:g}%"
-    header = ["budget", "n_train", "best depth (validation)", f"test {analysis.metric} [{lvl} CI]", "equivalent",
-              "inconclusive", "worse", f"scratch − best fine-tune [{lvl} CI]", "scratch verdict"]
+    header = ["budget", "n_train", "best depth (validation)", f"test {analysis.metric} [{lvl} CI]", "converged",
+              "equivalent", "inconclusive", "worse", f"scratch − best fine-tune [{lvl} CI]", "scratch verdict"]
     rows = []
+    capped = capped_cells(analysis)
     for a in analysis.answers:
         d = a.scratch_vs_finetune
         sc = "n/a" if d is None else f"{fmt_ci(*d, signed=True)} (vs {a.best_finetune})"
-        worse = _others(a, "worse")
+        worse = _others(a, "worse", capped=capped)
         if a.better_on_test:
             worse += f"; better on test (warning): {', '.join(a.better_on_test)}"
-        rows.append([pct(a.budget), str(a.n_train), a.best_depth, fmt_ci(*a.best), _others(a, "equivalent"),
-                     _others(a, "inconclusive"), worse, sc, a.scratch_verdict])
+        rows.append([pct(a.budget), str(a.n_train), _marked([a.best_depth], a.budget, capped)[0], fmt_ci(*a.best),
+                     _converged(analysis, a.budget), _others(a, "equivalent", capped=capped),
+                     _others(a, "inconclusive", "lower bound", capped=capped), worse, sc, a.scratch_verdict])
     if any(a.not_trained for a in analysis.answers):  # named, never judged
         header.append("not trained")
         for row, a in zip(rows, analysis.answers):
@@ -67,7 +117,8 @@ def format_answer(analysis: Analysis) -> str:
     header, rows = answer_rows(analysis)
     guide = "\n".join(f"  - {s}" for s in analysis.guideline)
     warn = "".join(f"\n{w}" for w in analysis.warnings)
-    return f"{text_table(header, rows)}{warn}\n\nguideline:\n{guide}"
+    foot = capped_footnote(analysis)
+    return f"{text_table(header, rows)}{chr(10) + foot if foot else ''}{warn}\n\nguideline:\n{guide}"
 
 
 def detail_rows(analysis: Analysis, budget: float) -> list[list[str]]:
@@ -124,6 +175,7 @@ def render_markdown(analysis: Analysis) -> str:
     out = _header_lines(analysis) + ["## Answer", ""]
     if analysis.answers:
         out += [md_table(*answer_rows(analysis)), ""] + [f"> {w}" for w in analysis.warnings]
+        out += ["", "Convergence:", ""] + [f"- {line}" for line in convergence_lines(analysis)]
         out += ["", "Guideline (derived from the table above):", ""] + [f"- {s}" for s in analysis.guideline]
     else:
         out += ["No budget has test results."]

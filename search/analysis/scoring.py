@@ -15,7 +15,7 @@ import pandas as pd
 from search.analysis.resampling import (DEFAULT_BOOTSTRAP, DEFAULT_LEVEL, bootstrap_values, combine_seeds,
                                         make_resamples, percentile_ci, resampling_units)
 from search.analysis.selecting import best_by_validation, select_cells
-from search.analysis.verdicts import BEST, MISSING, compare_with_best
+from search.analysis.verdicts import BEST, LOWER_BOUND, MISSING, compare_with_best
 from search.run_files import SUMMARY_COLUMNS, RunFiles
 from trainables.errors import ConfigError
 from trainables.errors import MetricError
@@ -77,9 +77,11 @@ def _cell_row(app, sel) -> dict:
     return {
         "app": sel.app, "backbone": sel.backbone, "source": sel.source, "metric": app.metric, "mode": app.mode,
         "budget": float(sel.budget), "n_train": int(sel.n_train), "depth": sel.depth,
-        "depth_index": int(sel.depth_index), "trial_id": sel.trial_id, "trial_ids": str(sel.trial_ids), "lr": float(sel.lr), "seed": int(sel.seed),
+        "depth_index": int(sel.depth_index), "trial_id": sel.trial_id, "trial_ids": str(sel.trial_ids), "lr": float(sel.lr),
+        "schedule": str(getattr(sel, "schedule", "paper")), "seed": int(sel.seed),
         "n_seeds": int(sel.n_seeds), "seeds": str(sel.seeds), "selected_epoch": int(sel.epoch),
         "evaluated_epoch": -1, "epochs_run": int(sel.epochs_run), "complete": bool(sel.complete),
+        "converged": bool(getattr(sel, "converged", False)), "capped": int(getattr(sel, "capped", 0)),
         "trials": int(sel.trials), "epochs_spent": int(sel.epochs_spent), "val_metric": float(sel.val_metric),
         "n_test": 0, "test_metric": np.nan, "test_metric_low": np.nan, "test_metric_high": np.nan,
     }
@@ -161,8 +163,12 @@ def add_verdicts(summary: pd.DataFrame, boot: dict, mode, margin: float, alpha: 
         if best in have:
             cols["delta_vs_best"][best] = cols["delta_vs_best_low"][best] = cols["delta_vs_best_high"][best] = 0.0
     summary = summary.assign(is_best=is_best, verdict=verdicts, **cols)
+    # a capped cell's score is a lower bound: "worse" on it is no verdict (it would only be trained further)
+    capped = summary["capped"].fillna(0).astype(int) > 0 if "capped" in summary else np.zeros(n, bool)
+    summary.loc[capped & (summary["verdict"] == "worse"), "verdict"] = LOWER_BOUND
     summary["verdict"] = summary["verdict"].astype(str)
-    summary["indistinguishable_from_best"] = summary["verdict"].isin([BEST, "equivalent", "inconclusive", "better"])
+    summary["indistinguishable_from_best"] = summary["verdict"].isin([BEST, "equivalent", "inconclusive", "better",
+                                                                                LOWER_BOUND])
     return summary.sort_values(["budget", "depth_index"], ignore_index=True)
 
 

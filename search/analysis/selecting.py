@@ -8,6 +8,8 @@
    learning rate). A diverged seed (NaN/inf loss) scores the worst value, so its learning rate loses. The best
    learning rate wins (ties: more seeds, then the smaller learning rate); its seed trials are the cell's
    *replicates* (never a max over seeds).
+   A replicate that ran to the cap without a plateau is *capped* (status ``ok``): its cell's score is a lower
+   bound (``capped`` counts them, ``converged`` says every replicate stopped on a plateau).
 3. Per budget, the best depth is the cell with the best score, the shallower depth on ties
    (``best_by_validation``).
 """
@@ -59,10 +61,15 @@ def select_replicates(trials: pd.DataFrame, mode) -> pd.DataFrame:
     any_complete = t.groupby(cell)["complete"].transform("any")
     # complete trials compete, when the cell has any; a diverged seed stays in, so its learning rate loses
     pool = t[t["complete"] | ~any_complete | (status == "diverged")].copy()
-    per_lr = pool.groupby(cell + ["lr"], as_index=False).agg(cell_val=("val_metric", "mean"), n=("trial_id", "size"))
-    per_lr = per_lr.sort_values(cell + ["cell_val", "n", "lr"], ascending=[True, True, m.ascending, False, True])
-    chosen = per_lr.groupby(cell, sort=False).head(1)[cell + ["lr", "cell_val"]]
-    out = pool.merge(chosen, on=cell + ["lr"], how="inner")
+    if "schedule" not in pool:  # trials from before schedules were searched: one schedule
+        pool["schedule"] = "paper"
+    pool["schedule"] = pool["schedule"].fillna("paper").astype(str)
+    cand = ["lr", "schedule"]  # a cell's candidates: (lr, schedule), its seeds judged together
+    per_lr = pool.groupby(cell + cand, as_index=False).agg(cell_val=("val_metric", "mean"), n=("trial_id", "size"))
+    per_lr = per_lr.sort_values(cell + ["cell_val", "n", "lr", "schedule"],
+                                ascending=[True, True, m.ascending, False, True, True])
+    chosen = per_lr.groupby(cell, sort=False).head(1)[cell + cand + ["cell_val"]]
+    out = pool.merge(chosen, on=cell + cand, how="inner")
     sizes = trials.groupby(cell).agg(trials=("trial_id", "nunique"), epochs_spent=("trial_id", "size")).reset_index()
     out = out.merge(sizes, on=cell, how="left")
     return out.sort_values(["budget", "depth_index", "seed", "trial_id"], ignore_index=True)
@@ -77,9 +84,12 @@ def select_cells(trials: pd.DataFrame, mode) -> pd.DataFrame:
         return reps.assign(n_seeds=[], seeds=[], trial_ids=[])
     cell = ["budget", "depth"]
     by_seed = reps.sort_values(cell + ["seed", "trial_id"])
+    status = by_seed["status"] if "status" in by_seed else pd.Series("ok", index=by_seed.index)
+    by_seed = by_seed.assign(_capped=(status == "ok").to_numpy(), _plateau=(status == "early-stopped").to_numpy())
     lists = by_seed.groupby(cell, sort=False).agg(
         n_seeds=("trial_id", "size"), seeds=("seed", lambda v: ",".join(str(int(x)) for x in v)),
-        trial_ids=("trial_id", lambda v: ",".join(map(str, v)))).reset_index()
+        trial_ids=("trial_id", lambda v: ",".join(map(str, v))), capped=("_capped", "sum"),
+        converged=("_plateau", "all")).reset_index()
     top = reps.sort_values(cell + ["val_metric", "trial_id"], ascending=[True, True, m.ascending, True])
     top = top.groupby(cell, sort=False).head(1)
     out = top.merge(lists, on=cell).assign(val_metric=lambda d: d["cell_val"].astype(float))

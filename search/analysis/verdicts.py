@@ -25,6 +25,7 @@ from search.analysis.resampling import p_value, percentile_ci
 
 VERDICTS = ("better", "worse", "equivalent", "inconclusive")
 BEST, MISSING = "best", "n/a"
+LOWER_BOUND = "lower bound"  # "worse" on a capped cell: its score would only rise with more training
 DEFAULT_ALPHA = 0.05
 # equivalence margin per metric, in the metric's units (override: --margin)
 EQUIVALENCE_MARGINS = {"auc": 0.01, "froc_pauc": 0.01, "mae_um": 5.0}

@@ -36,10 +36,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 # The demo: a documented subset of the full protocol (the defaults of `tunedepth run`: every depth x 5 budgets on
-# the app's 1000 frames), sized to finish within 6 minutes on 2 CPU cores (README, "What the demo does"). Every
-# trial keeps the protocol: 3 lrs x 2 seeds per (budget, depth), equal optimizer steps at every budget, pruning
-# only among a depth's learning rates.
-DEMO: dict = {"budgets": (0.05, 0.25, 1.0), "epochs": 4}
+# the app's 1000 frames). Every trial keeps the protocol: it trains until validation plateaus (63 optimizer steps,
+# three validations, without a better score) or hits the cap of 20 validations; 3 lrs per depth (scratch its own
+# range) race on evidence, the surviving one gets its second seed; equal optimizer steps per validation at every
+# budget.
+DEMO: dict = {"budgets": (0.05, 0.25, 1.0), "epochs": 20, "patience_steps": 63, "samples": 3}
 DEMO_FRAMES = 360  # colonoscopy-frames units generated for the default demo (the app's own default: 1000)
 DEMO_TUNED_DEPTHS = 3  # efficientnet-lite0: head, b4-head, stem-head (+ scratch)
 

@@ -76,6 +76,20 @@ def make_plan(cfg: SearchConfig, depths: list[str], fixed: dict[str, Any], metri
     return SearchPlan({**fixed, "schedule": space.schedules[0]}, trials, guideline, guideline, trials=trials)
 
 
+@dataclass(frozen=True)
+class UnitLr:
+    """Optuna's draw as trial keys: its unit lr mapped onto the drawn depth's own range (picklable: Tune saves
+    the searcher)."""
+
+    space: Space
+
+    def __call__(self, config: dict) -> dict:
+        out = {k: v for k, v in config.items() if k != "lr_unit"}
+        out["lr"] = self.space.lr_from_unit(out["depth"], config.get("lr_unit", 0.5))
+        out.setdefault("schedule", self.space.schedules[0])
+        return out
+
+
 def enqueued_depths(depths: list[str], trials: int) -> list[str]:
     """The depths enqueued in every budget's Optuna study: all of them, or, when a budget affords fewer
     ``trials``, that many spread evenly from head-only to the deepest (scratch last)."""
@@ -100,14 +114,8 @@ def _optuna_plan(cfg: SearchConfig, space: Space, metric: str, mode: str) -> Sea
                                        study_name=study_name(budget), storage_url=url,
                                        enqueue=enqueued_depths(depths, cfg.samples))
 
-    def resolve(config: dict) -> dict:
-        """Optuna's draw as trial keys: the unit lr mapped onto the drawn depth's own range."""
-        out = {k: v for k, v in config.items() if k != "lr_unit"}
-        out["lr"] = space.lr_from_unit(out["depth"], config.get("lr_unit", 0.5))
-        out.setdefault("schedule", space.schedules[0])
-        return out
-
-    inner = PerBudgetSearcher(make, list(cfg.budgets), cfg.samples, metric=metric, mode=mode, resolve=resolve)
+    inner = PerBudgetSearcher(make, list(cfg.budgets), cfg.samples, metric=metric, mode=mode,
+                              resolve=UnitLr(space))
     n = cfg.samples * len(cfg.budgets)
     return SearchPlan({**space.fixed, "seed": int(cfg.seeds[0])}, n, ConcurrencyLimiter(inner, cfg.max_concurrent or 2),
                       trials=n)
