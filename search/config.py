@@ -54,8 +54,9 @@ class SearchConfig(TrialSettings):
                                            "the learning rates, the other seeds run only for the surviving one; "
                                            "'all' = every seed races, judged by their mean", REPLICATES)
     search_seed: int = setting(0, "permutes the lr grid's order and seeds random/optuna draws (`demo --seed`)")
-    grace_period: int = setting(2, "first rung of the scheduler, in epoch-equivalents (a rung where every candidate "
-                                   "is still within noise of chance decides nothing: the race waits for the next)")
+    grace_period: int = setting(0, "first rung of the scheduler, in epoch-equivalents; 0 = 2 (or the cap, if lower). "
+                                   "A rung where every candidate is still within noise of chance decides nothing: "
+                                   "the race waits for the next")
     reduction_factor: int = setting(2, "scheduler: rungs at grace_period x reduction_factor^k; asha keeps the best "
                                        "1/reduction_factor of each rung")
     prune_z: float = setting(2.0, "per-depth/per-budget halving: drop a candidate at a rung only when it is behind "
@@ -122,10 +123,15 @@ class SearchConfig(TrialSettings):
             raise ConfigError("seeds is empty; give at least one, e.g. --seeds 0")
         if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
             raise ConfigError("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
-        if self.grace_period > self.epochs:
+        if self.grace_period < 0 or self.grace_period > self.epochs:
             raise ConfigError(f"grace_period ({self.grace_period}) exceeds epochs ({self.epochs}); lower it")
         if self.stream not in STREAM_MODES:
             raise ConfigError(f"stream must be one of {', '.join(STREAM_MODES)}, got {self.stream!r}")
+
+    @property
+    def first_rung(self) -> int:
+        """``grace_period``, with 0 resolved: 2 epoch-equivalents, or the cap if it is lower."""
+        return self.grace_period or min(2, self.epochs)
 
     @property
     def effective_scheduler(self) -> str:

@@ -128,7 +128,7 @@ def make_scheduler(cfg: SearchConfig, run_dir: Path | None = None, depths: list[
     name = cfg.effective_scheduler
     if name == "none":
         return None
-    rungs = dict(max_t=cfg.epochs, grace_period=cfg.grace_period, reduction_factor=cfg.reduction_factor)
+    rungs = dict(max_t=cfg.epochs, grace_period=cfg.first_rung, reduction_factor=cfg.reduction_factor)
     if name in ("per-depth", "per-budget"):
         space = make_space(cfg, list(depths or ["head"]))
         grid = cfg.searcher == "grid"
@@ -248,7 +248,7 @@ def _rungs(cfg: SearchConfig) -> str:
 
     if cfg.effective_scheduler == "none":
         return "none"
-    return ", ".join(map(str, rung_milestones(cfg.epochs, cfg.grace_period, cfg.reduction_factor))) or "none"
+    return ", ".join(map(str, rung_milestones(cfg.epochs, cfg.first_rung, cfg.reduction_factor))) or "none"
 
 
 def run_search(cfg: SearchConfig, log: Log = print, trainable=None) -> Outcome:
