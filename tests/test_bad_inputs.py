@@ -154,7 +154,7 @@ CASES = {
     "unknown optimizer": _run("--optimizer", "adam"),
     "unknown lr protocol": _run("--lr-protocol", "foo"),
     "unknown augment": _run("--augment", "foo"),
-    "unknown schedule": _run("--schedules", "paper,foo"),
+    "unknown schedule": _run("--schedules", "foo"),
     "batch size zero": _run("--batch-size", "0"),
     "samples zero": _run("--samples", "0"),
     "bool not a bool": _run("--freeze-bn", "maybe"),

@@ -22,7 +22,7 @@ from search.run_files import EXTENSIONS_FILE, trial_checkpoint_files, write_parq
 # fc8 on random features and scratch, 2 lrs x 1 seed per (budget, depth); per-depth halving prunes one lr of
 # each depth after epoch 1, the other runs to the cap (patience off: no plateau ends it)
 TINY = dict(smoke=True, backbone="tiny-alexnet", source="scratch", depths=["fc8", "scratch"], budgets=[0.5, 1.0],
-            epochs=2, patience=0, batch_size=16)
+            epochs=2, patience_steps=0, batch_size=16, prune_z=0.0)  # z 0: any lr behind the best is dropped
 
 
 def tiny_run(tmp_path, name: str, **changes):
@@ -40,7 +40,7 @@ def files(run_dir):
 def test_a_checkpoint_continues_under_a_higher_cap_as_if_it_had_been_the_cap():
     data = get_app("colonoscopy-frames").build_data(120, 64, 0)
     base = dict(backbone="tiny-alexnet", source="scratch", depth="scratch", budget=1.0, lr=1e-3, epochs=1,
-                batch_size=16, patience=0)
+                batch_size=16, patience_steps=0)
     straight = TrialRun(TrialConfig.from_dict({**base, "epochs": 3}), data, {})
     expected = [straight.step()["val_metric"] for _ in range(2)]
     short = TrialRun(TrialConfig.from_dict(base), data, {})

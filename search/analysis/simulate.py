@@ -37,7 +37,7 @@ def simulate_run(run_dir: Path, n_budgets: int = 200, quality: float = 1.0, bett
     cells["trial_id"] = [f"b{b:g}_{d}" for b, d in zip(cells["budget"], cells["depth"])]
     common = {"app": APP, "backbone": "sim", "source": "sim", "lr": 1e-3, "seed": 0}
     trials = cells.assign(**common, schedule="paper", epoch=1, val_metric=val.ravel(), val_loss=0.0, train_loss=0.0,
-                          time_s=0.0, n_train=1000, metric="auc", status="ok")
+                          time_s=0.0, n_train=1000, metric="auc", status="early-stopped")  # converged trials
     preds = cells.assign(**common, selected_epoch=1, evaluated_epoch=1).loc[cells.index.repeat(n_test)]
     preds = preds[list(PREDICTION_RUN_COLUMNS)].reset_index(drop=True)
     p1 = test_p1.reshape(-1)
