@@ -53,9 +53,14 @@ def test_smoke_search_end_to_end(demo_smoke):
     assert set(table.loc[table.depth != "scratch", "source"]) == {"imagenet"}
     n_train = table.groupby("budget")["n_train"].first()
     assert n_train[0.25] < n_train[1.0]
-    # the default scheduler prunes lrs within a depth: every depth of every budget has one lr run to max_t
-    reached = table.groupby(["budget", "depth", "trial_id"])["epoch"].max()
-    assert (reached.eq(2).groupby(["budget", "depth"]).sum() == 1).all()
+    # the default scheduler prunes lrs within a depth only on evidence: every rung decision is recorded, and
+    # exactly the lrs it kept run on to max_t; a rung at chance level (scratch after 1 epoch) keeps every lr
+    reached = table.groupby(["budget", "depth", "trial_id"])["epoch"].max().eq(2).groupby(["budget", "depth"]).sum()
+    decisions = json.loads((run_dir / "promotion.json").read_text())["decisions"]
+    assert len(decisions) == 8 and {d["rule"] for d in decisions} <= {"chance", "evidence"}
+    for d in decisions:
+        assert d["groups"] == 2 and reached[tuple(d["stratum"])] == d["kept"] >= 1, d
+        assert d["rule"] != "chance" or d["kept"] == 2, d
 
     check = json.loads((run_dir / "source_check.json").read_text())  # the probe ran before tuning
     assert check["source"] == "imagenet" and check["better_than_random"] and check["n_train"] == n_train[1.0]
@@ -91,14 +96,18 @@ def test_impossible_budget_fails_before_any_trial(tmp_path):
 
 
 def _report_once_then_fail(config, data, weights):
-    """The real trainable, with a crash injected right after its first checkpointed report."""
+    """The real trainable, with a crash injected after its first checkpointed report: the second epoch trains
+    and crashes before it reports (a crash at once after a report would race Tune's handling of that report)."""
     if tune.get_checkpoint() is not None:
         return train_depth(config, data, weights)
     original = ray.tune.report
+    calls = []
 
     def report_then_crash(metrics, checkpoint=None):
+        calls.append(metrics["epoch"])
+        if len(calls) > 1:
+            raise RuntimeError("injected crash in the second epoch")
         original(metrics, checkpoint=checkpoint)
-        raise RuntimeError("injected crash after the first epoch")
 
     ray.tune.report = report_then_crash
     try:
@@ -141,11 +150,12 @@ def test_cli_demo_smoke_and_listing(demo_smoke, tmp_path):
 
 @pytest.mark.slow
 def test_replicates_run_only_for_the_surviving_learning_rate(ray_local, tmp_path, caplog):
-    """The default ``--replicates survivors`` on real Tune: the first seed races 3 learning rates; the second
+    """The default ``--replicates survivors`` on real Tune (z 0: every lr behind the best is dropped): the first
+    seed races 3 learning rates; the second
     seed runs (to the end, unpaused) only for the winner; the losers' second seeds never start. The cell's
     replicates are then that learning rate's two full-length seeds."""
     cfg = SearchConfig(name="rep", backbone="tiny-alexnet", depths=("scratch",), budgets=(1.0,), epochs=3,
-                       samples=3, seeds=(0, 1), patience_steps=0, data_samples=120, batch_size=16,
+                       samples=3, seeds=(0, 1), patience_steps=0, prune_z=0.0, grace_period=1, data_samples=120, batch_size=16,
                        results_dir=str(tmp_path))
     with caplog.at_level(logging.WARNING, logger="ray.tune"):
         out = run_search(cfg, log=lambda s: None)
