@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo smoke test clean
+.PHONY: setup demo smoke test test-fast clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,10 @@ smoke: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# the edit loop: everything but the end-to-end runs on a real Ray (marked slow)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) *.egg-info

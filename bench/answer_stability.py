@@ -1,17 +1,21 @@
-"""Can the search's answer be trusted? The demo search with 3 search seeds vs the exhaustive grid, once.
+"""Can the search's answer be trusted? The demo search with 3 search seeds vs the converged exhaustive grid, once.
 
-Runs the demo's search (``tunedepth demo``'s config: pruned by the default scheduler) with ``--seed`` 0, 1, 2
-(trial seeds shifted, lr-grid order permuted; data and splits fixed), then the same space as an exhaustive grid
-(every depth x lr x seed trained to the end: ``--scheduler none``). Prints per budget each run's recommended
-depth and the set of depths tied with it on the test split (``search.report``'s paired bootstrap), then
+Runs the demo's search (``tunedepth demo``'s config: evidence-based halving, replicates on demand) with
+``--seed`` 0, 2, 4 (trial seeds shifted, lr-grid order permuted; data and splits fixed), then the same space as
+an exhaustive converged grid (every depth x lr x schedule x seed trained to its plateau: ``--scheduler none``,
+cap x ``--grid-cap-factor``). Prints per budget each run's recommended depth and its "not worse" set (the pick
+and the depths tied with it on the test split, ``search.report``'s paired bootstrap), then
 
-- stability: budgets at which the three pruned runs' recommended sets (best + tied) share a depth, of all budgets;
-- agreement: budgets at which a pruned run's pick lies in the grid's tied set (per run, then all three);
-- the optimizer steps each pruned run spent as a fraction of the grid's (target <= 1/3).
+- stability: budgets at which the pruned runs' not-worse sets share a depth, and the mean size of those sets
+  (how decisive the answer is: 1 = one depth, 4 = nothing told apart);
+- convergence: selected (budget, depth) cells that reached the cap, per run (goal: none);
+- agreement: budgets at which a pruned run's pick lies in the grid's not-worse set (per run, then all);
+- the optimizer steps each pruned run spent as a fraction of the grid's (goal <= 1/3);
+- scratch - best fine-tune (test, point) per budget and run.
 
-    PYTHONPATH=$PWD python bench/answer_stability.py --smoke      # ~2 min on 2 cores
-    PYTHONPATH=$PWD python bench/answer_stability.py              # the demo's size: 4 searches
-    PYTHONPATH=$PWD python bench/answer_stability.py --results-dir D --reuse   # run only what D lacks
+    PYTHONPATH=$PWD python bench/answer_stability.py --smoke      # minutes: a check that it runs
+    PYTHONPATH=$PWD python bench/answer_stability.py --results-dir D             # the demo's size: 4 searches
+    PYTHONPATH=$PWD python bench/answer_stability.py --results-dir D --reuse     # run only what D lacks
 
 Each search is an ordinary run folder under ``--results-dir``; the figures are read from their files
 (``summary.parquet``: best and tied depths; ``trials.parquet``: epoch-equivalents run).
@@ -46,6 +50,20 @@ def recommended(run_dir: Path) -> dict[float, tuple[str, set[str]]]:
     return out
 
 
+def cell_facts(run_dir: Path) -> dict[float, dict]:
+    """Per budget: selected cells that reached the cap, and scratch - best fine-tune by validation (test, point)."""
+    s = pd.read_parquet(run_dir / "summary.parquet")
+    out = {}
+    for b, g in s.groupby("budget"):
+        capped = g.loc[g["capped"].fillna(0).astype(int) > 0, "depth"].tolist()
+        ft = g[g["depth"] != "scratch"].sort_values("val_metric", ascending=g["mode"].iloc[0] == "min")
+        scratch = g[g["depth"] == "scratch"]
+        gap = (float(scratch["test_metric"].iloc[0] - ft["test_metric"].iloc[0])
+               if len(ft) and len(scratch) else float("nan"))
+        out[float(b)] = {"capped": capped, "gap": gap, "cells": len(g)}
+    return out
+
+
 def steps_spent(run_dir: Path) -> int:
     """Optimizer steps of every trial of the run: epoch-equivalents reported x steps per epoch-equivalent."""
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -57,9 +75,10 @@ def steps_spent(run_dir: Path) -> int:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds of the pruned runs")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 2, 4], help="search seeds of the pruned runs")
     p.add_argument("--results-dir", default=None)
     p.add_argument("--reuse", action="store_true", help="keep runs already complete under --results-dir")
+    p.add_argument("--grid-cap-factor", type=int, default=2, help="the grid's cap = the demo's cap x this")
     p.add_argument("--report-only", action="store_true", help="run nothing: the figures of the runs there")
     args = p.parse_args()
     results_dir = args.results_dir or tempfile.mkdtemp(prefix="tunedepth-stability-")
@@ -67,7 +86,8 @@ def main() -> None:
     quiet = lambda s: None  # noqa: E731
     t0 = time.time()
     configs = {f"seed {seed}": demo_config(base.replace(name=f"seed{seed}"), args.smoke, seed) for seed in args.seeds}
-    configs["grid"] = demo_config(base.replace(name="grid"), args.smoke, 0).replace(scheduler="none")
+    demo = demo_config(base.replace(name="grid"), args.smoke, 0)
+    configs["grid"] = demo.replace(scheduler="none", epochs=demo.epochs * args.grid_cap_factor)
     walls: dict[str, float] = {}
     for name, cfg in configs.items():
         run_dir = Path(results_dir) / cfg.name
@@ -95,8 +115,17 @@ def report(runs: dict[str, Path], walls: dict[str, float], wall: float, results_
             print(f"    {name:<8} {best:<11} [{', '.join(sorted(tied))}]")
     if pruned:
         shared = [b for b in budgets if set.intersection(*(rec[n].get(b, ("", set()))[1] for n in pruned))]
-        print(f"\nstability: {len(shared)}/{len(budgets)} budgets where the {len(pruned)} pruned runs' recommended "
-              f"sets share a depth")
+        sizes = [len(rec[n][b][1]) for n in pruned for b in budgets if b in rec[n]]
+        print(f"\nstability: {len(shared)}/{len(budgets)} budgets where the {len(pruned)} pruned runs' not-worse "
+              f"sets share a depth; mean not-worse set size {sum(sizes) / max(len(sizes), 1):.2f} "
+              f"(of {cell_facts(runs[pruned[0]])[budgets[0]]['cells']} depths)")
+    facts = {name: cell_facts(d) for name, d in runs.items()}
+    for name in runs:
+        capped = {b: f["capped"] for b, f in facts[name].items() if f["capped"]}
+        gaps = ", ".join(f"{b:g}: {f['gap']:+.3f}" for b, f in sorted(facts[name].items()))
+        print(f"{name}: capped selected cells {sum(map(len, capped.values()))}"
+              + (f" ({'; '.join(f'{b:g}: ' + ', '.join(d) for b, d in sorted(capped.items()))})" if capped else "")
+              + f"; scratch - best fine-tune (test) {gaps}")
     if "grid" not in rec:
         print("no exhaustive grid run yet: agreement and step fraction need it (rerun with --reuse)")
         return
