@@ -14,8 +14,8 @@ picked (by validation), whether the per-epoch numbers agree where both ran the s
 Ray overhead: the share of the search's worker-seconds (concurrent trial slots x ``Tuner.fit`` wall time)
 spent inside training steps (an epoch of training plus its validation, ``TrialRun.step``).
 
-    python bench/demo_speed.py            # the demo's size (measured before issue 14's larger demo: ~4 min)
-    python bench/demo_speed.py --smoke    # seconds-size check of the script itself
+    PYTHONPATH=$PWD python bench/demo_speed.py            # the demo's size (~20 min on 2 cores)
+    PYTHONPATH=$PWD python bench/demo_speed.py --smoke    # seconds-size check of the script itself
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from search.config import SearchConfig
 from search.runner import Outcome, run_search
 from trainables.apps import build_split_data, get_app
 from trainables.models import get_backbone
+from trainables.models.backbones import sized
 from trainables.models.sources import get_source_weights
 from trainables.trainable import train_depth
 
@@ -40,7 +41,8 @@ def naive_trainable(cfg: SearchConfig):
 
     def naive_train_depth(config: dict) -> None:
         c = SearchConfig.from_dict(search)
-        app, spec = get_app(c.app), get_backbone(c.backbone)
+        # as search.validate.check_search resolves them: the app with its metric, the backbone at the run's size
+        app, spec = get_app(c.app, c.metric, c.resize), sized(get_backbone(c.backbone), c.input_size)
         data = build_split_data(app, c.data, spec.input_size, c.data_seed, smoke=c.smoke, n=c.data_samples,
                                 log=lambda s: None)
         weights = {c.source: get_source_weights(c.source, spec, smoke=c.smoke, log=lambda s: None)}

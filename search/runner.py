@@ -235,7 +235,8 @@ def plan_text(cfg: SearchConfig, prep: Prepared) -> str:
                   if cfg.replicates == "survivors" else " (an lr's seeds race together, judged by their mean)")
     return (f"search: {cfg.searcher}, depths {', '.join(prep.depths)}; budgets {budgets}"
             f"; lr {lrs}; {seeds}\n"
-            f"        trials: a validation every {steps} optimizer steps (batch {cfg.batch_size}, the same at every "
+            f"        trials: {prep.spec.input_size}px input; a validation every {steps} optimizer steps (batch "
+            f"{cfg.batch_size}, the same at every "
             f"budget), cap {cfg.epochs} validations = {cfg.epochs * steps} steps{stop}{warm}\n"
             f"        scheduler {cfg.effective_scheduler}: rungs {_rungs(cfg)}" + (
                 f"; a candidate is dropped only when {cfg.prune_z:g} standard errors behind the cell's best, "

@@ -445,8 +445,12 @@ def test_report_from_a_real_tiny_run_and_offline_rebuild(ray_local, tmp_path):
     assert out.report is not None  # no note but, possibly, the source check's on the smoke fractal weights
     # no note but, possibly, the source check's, or (rarely, when a paused trial's pre-pause epoch was re-run
     # after its restore) that a cell's best epoch had no checkpoint left and the nearest kept one was scored
+    # and the smoke's 2-point lr grids put every choice at an edge of its range (search.analysis.lr_edges)
     fallback = [n for n in out.report.notes if "had no checkpoint left" in n]
-    assert not [n for n in out.report.notes if "does no better than random weights" not in n and n not in fallback]
+    edges = [n for n in out.report.notes if n.startswith(("learning rate at the", "with 2 learning rates"))]
+    assert edges and edges[-1].startswith("with 2 learning rates per depth every choice is at an edge")
+    assert not [n for n in out.report.notes if "does no better than random weights" not in n and n not in fallback
+                and n not in edges]
     for name in ("trials.parquet", "predictions.parquet", "summary.parquet", "report.md", "config.yaml"):
         assert (run / name).exists(), name
 

@@ -16,6 +16,7 @@ from typing import Callable
 
 from search.analysis.answers import Analysis, budget_answers, planned_depths
 from search.analysis.guideline import guideline, test_disagreement_warnings
+from search.analysis.lr_edges import lr_edge_notes
 from search.analysis.render import render_markdown
 from search.analysis.resampling import DEFAULT_BOOTSTRAP, DEFAULT_LEVEL
 from search.analysis.scoring import summarise
@@ -52,7 +53,7 @@ def analyse(run_dir: Path, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0, level
     app = get_app(files.config["app"], files.config.get("metric", ""))
     margin = default_margin(app.metric) if margin is None else float(margin)
     scored = summarise(files, app, n_boot, seed, level, margin, extras)
-    notes = scored.notes + run_notes(files)
+    notes = scored.notes + run_notes(files) + lr_edge_notes(scored.summary, files.config)
     planned = planned_depths(files.config, files.trials)
     answers = budget_answers(scored.summary, app.mode, planned)
     answered = {a.budget for a in answers}

@@ -13,9 +13,12 @@ and the depths tied with it on the test split, ``search.report``'s paired bootst
 - the optimizer steps each pruned run spent as a fraction of the grid's (goal <= 1/3);
 - scratch - best fine-tune (test, point) per budget and run.
 
-    PYTHONPATH=$PWD python bench/answer_stability.py --smoke      # minutes: a check that it runs
-    PYTHONPATH=$PWD python bench/answer_stability.py --results-dir D             # the demo's size: 4 searches
-    PYTHONPATH=$PWD python bench/answer_stability.py --results-dir D --reuse     # run only what D lacks
+    PYTHONPATH=$PWD python bench/converged_answer.py --smoke      # minutes: a check that it runs
+    PYTHONPATH=$PWD python bench/converged_answer.py --results-dir D             # the demo's size: 4 searches
+    PYTHONPATH=$PWD python bench/converged_answer.py --results-dir D --reuse     # run only what D lacks
+
+The pruned runs are named as ``tunedepth demo [--seed N] --results-dir D`` names them, so demo runs already
+there are reused.
 
 Each search is an ordinary run folder under ``--results-dir``; the figures are read from their files
 (``summary.parquet``: best and tied depths; ``trials.parquet``: epoch-equivalents run).
@@ -85,7 +88,10 @@ def main() -> None:
     base = SearchConfig(results_dir=results_dir)
     quiet = lambda s: None  # noqa: E731
     t0 = time.time()
-    configs = {f"seed {seed}": demo_config(base.replace(name=f"seed{seed}"), args.smoke, seed) for seed in args.seeds}
+    # the pruned runs are named as `tunedepth demo --seed N --results-dir D` names them, so --reuse takes those
+    smoke = "demo-smoke" if args.smoke else "demo"
+    configs = {f"seed {seed}": demo_config(base.replace(name=f"{smoke}-seed{seed}" if seed else smoke), args.smoke,
+                                           seed) for seed in args.seeds}
     demo = demo_config(base.replace(name="grid"), args.smoke, 0)
     configs["grid"] = demo.replace(scheduler="none", epochs=demo.epochs * args.grid_cap_factor)
     walls: dict[str, float] = {}
@@ -103,42 +109,46 @@ def main() -> None:
 
 def report(runs: dict[str, Path], walls: dict[str, float], wall: float, results_dir: str) -> None:
     rec = {name: recommended(d) for name, d in runs.items()}
+    facts = {name: cell_facts(d) for name, d in runs.items()}
     pruned = [n for n in runs if n != "grid"]
     budgets = sorted(set().union(*(r.keys() for r in rec.values())))
+    grid = rec.get("grid", {})
     print(f"\nresults under {results_dir}; wall {wall:.0f}s in all; per run: "
           + ", ".join(f"{n} {w:.0f}s" for n, w in walls.items()) + "\n")
-    print("recommended depth per budget [tied with it on the test split]:")
+    print("per budget and run: pick [not worse: the pick + depths tied with it on test] · inside the grid's "
+          "not-worse set · selected cells capped / cells · scratch − best fine-tune (test)\n")
+    print("| budget | " + " | ".join(runs) + " |")
+    print("|---" * (len(runs) + 1) + "|")
     for b in budgets:
-        print(f"  budget {b:g}:")
-        for name in runs:
-            best, tied = rec[name].get(b, ("-", set()))
-            print(f"    {name:<8} {best:<11} [{', '.join(sorted(tied))}]")
-    if pruned:
+        cells = []
+        for n in runs:
+            pick, tied = rec[n].get(b, ("-", set()))
+            f = facts[n].get(b, {"capped": [], "cells": 0, "gap": float("nan")})
+            inside = "" if n == "grid" or not grid else (" ✓" if pick in grid.get(b, ("", set()))[1] else " ✗")
+            cells.append(f"`{pick}`{inside} [{', '.join(sorted(tied))}] · capped {len(f['capped'])}/{f['cells']}"
+                         + (f" ({', '.join(f['capped'])})" if f["capped"] else "") + f" · {f['gap']:+.3f}")
+        print(f"| {b:g} | " + " | ".join(cells) + " |")
+    if len(pruned) > 1:
         shared = [b for b in budgets if set.intersection(*(rec[n].get(b, ("", set()))[1] for n in pruned))]
+        # each run's pick is best or not worse in every other run
+        mutual = [b for b in budgets if all(rec[a].get(b, ("-",))[0] in rec[o].get(b, ("", set()))[1]
+                                            for a in pruned for o in pruned)]
         sizes = [len(rec[n][b][1]) for n in pruned for b in budgets if b in rec[n]]
-        print(f"\nstability: {len(shared)}/{len(budgets)} budgets where the {len(pruned)} pruned runs' not-worse "
-              f"sets share a depth; mean not-worse set size {sum(sizes) / max(len(sizes), 1):.2f} "
-              f"(of {cell_facts(runs[pruned[0]])[budgets[0]]['cells']} depths)")
-    facts = {name: cell_facts(d) for name, d in runs.items()}
-    for name in runs:
-        capped = {b: f["capped"] for b, f in facts[name].items() if f["capped"]}
-        gaps = ", ".join(f"{b:g}: {f['gap']:+.3f}" for b, f in sorted(facts[name].items()))
-        print(f"{name}: capped selected cells {sum(map(len, capped.values()))}"
-              + (f" ({'; '.join(f'{b:g}: ' + ', '.join(d) for b, d in sorted(capped.items()))})" if capped else "")
-              + f"; scratch - best fine-tune (test) {gaps}")
-    if "grid" not in rec:
+        print(f"\nstability ({len(pruned)} pruned runs): each run's pick is best or not worse in every other run at "
+              f"{len(mutual)}/{len(budgets)} budgets; their not-worse sets share a depth at {len(shared)}/"
+              f"{len(budgets)}; mean not-worse set size {sum(sizes) / max(len(sizes), 1):.2f} of "
+              f"{facts[pruned[0]][budgets[0]]['cells']} depths")
+    capped = {n: sum(len(f["capped"]) for f in facts[n].values()) for n in runs}
+    print("capped selected cells: " + ", ".join(f"{n} {c}" for n, c in capped.items()) + " (goal: 0)")
+    if not grid:
         print("no exhaustive grid run yet: agreement and step fraction need it (rerun with --reuse)")
         return
-    agree = {n: [b for b in budgets if rec[n].get(b, ("-",))[0] in rec["grid"].get(b, ("", set()))[1]]
-             for n in pruned}
-    for n in pruned:
-        print(f"agreement ({n}): {len(agree[n])}/{len(budgets)} budgets where its pick lies in the grid's tied set")
-    every = [b for b in budgets if all(b in agree[n] for n in pruned)]
-    print(f"agreement (all {len(pruned)} runs): {len(every)}/{len(budgets)} budgets")
     grid_steps = steps_spent(runs["grid"])
     for n in pruned:
+        inside = sum(rec[n].get(b, ("-",))[0] in grid.get(b, ("", set()))[1] for b in budgets)
         s = steps_spent(runs[n])
-        print(f"optimizer steps ({n}): {s} of the grid's {grid_steps} = {s / grid_steps:.2f}")
+        print(f"{n}: pick inside the grid's not-worse set at {inside}/{len(budgets)} budgets; optimizer steps "
+              f"{s} of the grid's {grid_steps} = {s / grid_steps:.2f} (goal <= 0.33)")
 
 
 if __name__ == "__main__":
