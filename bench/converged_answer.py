@@ -82,6 +82,9 @@ def main() -> None:
     p.add_argument("--results-dir", default=None)
     p.add_argument("--reuse", action="store_true", help="keep runs already complete under --results-dir")
     p.add_argument("--grid-cap-factor", type=int, default=2, help="the grid's cap = the demo's cap x this")
+    p.add_argument("--samples", type=int, default=0, help="learning rates per depth (default: the demo's); "
+                                                          "with --budgets, runs are named s<N>-... (no demo reuse)")
+    p.add_argument("--budgets", default="", help="comma-separated budgets (default: the demo's)")
     p.add_argument("--report-only", action="store_true", help="run nothing: the figures of the runs there")
     args = p.parse_args()
     results_dir = args.results_dir or tempfile.mkdtemp(prefix="tunedepth-stability-")
@@ -90,9 +93,16 @@ def main() -> None:
     t0 = time.time()
     # the pruned runs are named as `tunedepth demo --seed N --results-dir D` names them, so --reuse takes those
     smoke = "demo-smoke" if args.smoke else "demo"
-    configs = {f"seed {seed}": demo_config(base.replace(name=f"{smoke}-seed{seed}" if seed else smoke), args.smoke,
-                                           seed) for seed in args.seeds}
-    demo = demo_config(base.replace(name="grid"), args.smoke, 0)
+    space = {**({"samples": args.samples} if args.samples else {}),
+             **({"budgets": tuple(float(b) for b in args.budgets.split(","))} if args.budgets else {})}
+    prefix = f"s{args.samples or 'd'}-b{args.budgets or 'd'}-" if space else ""
+
+    def sized(cfg: SearchConfig) -> SearchConfig:
+        return cfg.replace(**space, name=prefix + cfg.name)
+
+    configs = {f"seed {seed}": sized(demo_config(base.replace(name=f"{smoke}-seed{seed}" if seed else smoke),
+                                                 args.smoke, seed)) for seed in args.seeds}
+    demo = sized(demo_config(base.replace(name="grid"), args.smoke, 0))
     configs["grid"] = demo.replace(scheduler="none", epochs=demo.epochs * args.grid_cap_factor)
     walls: dict[str, float] = {}
     for name, cfg in configs.items():
