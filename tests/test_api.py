@@ -12,6 +12,7 @@ TINY = dict(smoke=True, backbone="tiny-alexnet", source="scratch", depths=["fc8"
             epochs=1, samples=1, seeds=[0])
 
 
+@pytest.mark.slow
 def test_a_scripted_search_returns_the_answer_per_budget(ray_local, tmp_path):
     result = tunedepth.search({"name": "api", "results_dir": str(tmp_path)}, **TINY, log=lambda s: None)
     assert result.path == tmp_path / "api" and result.report == tmp_path / "api" / "report.md"
