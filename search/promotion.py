@@ -43,6 +43,7 @@ from ray.tune.schedulers import TrialScheduler
 
 from search import jsonstate
 from search.schedulers import StratifiedScheduler
+from trainables.metrics.noise import paired_se
 from trainables.mode import Mode
 
 
@@ -76,7 +77,7 @@ def rung_milestones(max_t: int, grace_period: int, reduction_factor: float) -> l
 class StratifiedHalving(StratifiedScheduler):
     STATE_KEYS = ("_members", "_stratum_of", "_group_of", "_scores", "_final", "_done", "_survivors", "_decided",
                   "paused_at", "stopped_at_rung", "_to_resume", "_to_stop", "_held", "_free", "_noise",
-                  "_final_noise", "decisions")
+                  "_final_noise", "_halves", "_final_halves", "decisions")
 
     def __init__(self, *, stratify_by: tuple[str, ...] = ("budget", "depth"),
                  group_by: tuple[str, ...] = ("lr", "schedule"),
@@ -107,6 +108,9 @@ class StratifiedHalving(StratifiedScheduler):
         self._free: set[str] = set()  # released replicates: run to the end, never paused
         self._noise: dict[str, dict[int, tuple[float, float]]] = {}  # trial -> milestone -> (se, signed chance)
         self._final_noise: dict[str, tuple[float, float]] = {}
+        # trial -> milestone -> its score on the run's fixed validation halves (signed: higher is better)
+        self._halves: dict[str, dict[int, list[float]]] = {}
+        self._final_halves: dict[str, list[float]] = {}
         self.decisions: list[dict] = []  # every rung decided: stratum, milestone, scores, kept, the rule used
 
     # -- state ------------------------------------------------------------------------------------
@@ -159,10 +163,17 @@ class StratifiedHalving(StratifiedScheduler):
         chance = result.get("val_chance")
         self._final_noise[tid] = (float(se) if _finite(se) else math.nan,
                                   self._sign() * float(chance) if _finite(chance) else math.nan)
+        halves = result.get("best_val_halves") if best is not None and _finite(best) else result.get("val_halves")
+        if isinstance(halves, (list, tuple, np.ndarray)) and len(halves):
+            self._final_halves[tid] = [self._sign() * float(v) if _finite(v) else math.nan for v in halves]
+        else:
+            self._final_halves.pop(tid, None)
         if t not in self.milestones or t in self._scores.get(tid, {}) or tid in self._free:
             return TrialScheduler.CONTINUE
         self._scores.setdefault(tid, {})[t] = self._final[tid]
         self._noise.setdefault(tid, {})[t] = self._final_noise[tid]
+        if tid in self._final_halves:
+            self._halves.setdefault(tid, {})[t] = self._final_halves[tid]
         if result.get("early_stopped"):  # it ends now anyway; it is scored with this value at later rungs
             return TrialScheduler.CONTINUE
         if self._settled(self._stratum_of[tid], search_finished=False):  # nothing left to decide: no pause
@@ -177,6 +188,7 @@ class StratifiedHalving(StratifiedScheduler):
     def on_trial_error(self, tune_controller, trial: Trial) -> None:
         self._final.pop(trial.trial_id, None)
         self._final_noise.pop(trial.trial_id, None)
+        self._final_halves.pop(trial.trial_id, None)
         self._end(trial.trial_id)
 
     def on_trial_remove(self, tune_controller, trial: Trial) -> None:
@@ -214,15 +226,43 @@ class StratifiedHalving(StratifiedScheduler):
                 per.setdefault(self._group_of[t], []).append(noise)
         return {g: (float(np.mean([n[0] for n in v])), float(np.mean([n[1] for n in v]))) for g, v in per.items()}
 
-    def winners(self, scores: dict[tuple, float], noise: dict[tuple, tuple[float, float]]) -> tuple[set, str]:
+    def _group_halves(self, s: Any, m: int) -> dict[tuple, np.ndarray]:
+        """Per group at milestone ``m``: its trials' mean score on each validation half (groups whose trials all
+        report halves of one length only)."""
+        per: dict[tuple, list[list[float]]] = {}
+        missing: set[tuple] = set()
+        for t in self._survivors[s]:
+            h = self._halves.get(t, {}).get(m, self._final_halves.get(t) if t in self._done else None)
+            if h is None:
+                missing.add(self._group_of[t])
+            else:
+                per.setdefault(self._group_of[t], []).append(h)
+        out = {}
+        for g, v in per.items():
+            if g not in missing and len({len(h) for h in v}) == 1:
+                out[g] = np.mean(np.asarray(v, float), axis=0)
+        return out
+
+    def _margin(self, top: tuple, g: tuple, noise: dict, halves: dict) -> float:
+        """``z`` standard errors of score(top) - score(g): paired over the validation halves where both report
+        them (what the two share cancels), else from the two standard errors as if independent."""
+        se = paired_se(halves[top], halves[g]) if top in halves and g in halves else math.nan
+        if not math.isfinite(se):
+            se = math.hypot(noise[top][0], noise[g][0])
+        return self._z * se
+
+    def winners(self, scores: dict[tuple, float], noise: dict[tuple, tuple[float, float]],
+                halves: dict[tuple, np.ndarray] | None = None) -> tuple[set, str]:
         """The groups that go on from a rung, and the rule that chose them.
 
         - ``chance``: every group is still within ``z`` standard errors of its chance level: nothing is
           decided on such a rung (every group goes on);
         - ``evidence``: a group goes on unless it is behind the best by more than ``z`` standard errors of the
-          difference (a diverged group, at -inf, never goes on);
+          difference, paired on the validation halves both report (``trainables.metrics.noise.paired_se``),
+          else unpaired (a diverged group, at -inf, never goes on);
         - ``top-k``: a group without a noise estimate (a trainable that reports none): the best
           ``1/reduction_factor``, as plain successive halving."""
+        halves = halves or {}
         ranked = sorted(scores, key=lambda g: (-scores[g], repr(g)))
         finite = [g for g in ranked if math.isfinite(scores[g])]
         if not finite:
@@ -231,8 +271,7 @@ class StratifiedHalving(StratifiedScheduler):
             if all(math.isfinite(noise[g][1]) and scores[g] - noise[g][1] <= self._z * noise[g][0] for g in finite):
                 return set(finite), "chance"
             top = finite[0]
-            keep = {g for g in finite
-                    if scores[top] - scores[g] <= self._z * math.hypot(noise[top][0], noise[g][0])}
+            keep = {g for g in finite if scores[top] - scores[g] <= self._margin(top, g, noise, halves)}
             return keep, "evidence"
         return set(ranked[:max(1, int(len(scores) // self._rf))]), "top-k"
 
@@ -245,9 +284,11 @@ class StratifiedHalving(StratifiedScheduler):
                 if not self._rung_ready(s, m):
                     break
                 scores = self._group_scores(s, m)
-                winners, rule = self.winners(scores, self._group_noise(s, m))
+                halves = self._group_halves(s, m)
+                winners, rule = self.winners(scores, self._group_noise(s, m), halves)
                 self.decisions.append({"stratum": list(s) if isinstance(s, tuple) else s, "milestone": m,
-                                       "rule": rule, "groups": len(scores), "kept": len(winners)})
+                                       "rule": rule, "groups": len(scores), "kept": len(winners),
+                                       "paired": bool(scores) and set(scores) <= set(halves)})
                 for t in sorted(self._survivors[s]):
                     if self.paused_at.get(t) != m:
                         continue

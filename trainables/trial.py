@@ -8,7 +8,9 @@ training time is the same optimizer steps everywhere.
 A trial trains to convergence: it ends on a validation *plateau* (``patience_steps`` optimizer steps without a
 better validation metric: ``early_stopped``), or at the *cap* of ``epochs`` epoch-equivalents (``capped``: its
 score is then a lower bound). Each validation also reports the score's noise (``val_se``, its standard error over
-halves of the validation units) and its chance level (``val_chance``), which the scheduler prunes on.
+halves of the validation units), the metric on each of those halves (``val_halves``: the same halves for every
+trial, so two trials' scores are compared paired) and its chance level (``val_chance``), which the scheduler
+prunes on.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from trainables.models.depth import set_train_mode
 from trainables.models.sources import load_pretrained
 from trainables.mode import Mode
 from trainables.models.weights import input_norm
-from trainables.metrics.noise import compute_noise
+from trainables.metrics.noise import compute_chance, compute_halves, halves_se
 from trainables.schedules import check_schedule, trial_lr_factor
 from trainables.stream import on_device, select
 
@@ -186,23 +188,25 @@ class TrialRun:
             )
             val = evaluate(net, val_inputs, self.val_y, self.app.loss, self.app.compute_metric, self.val_meta,
                            amp=self.amp)
-            se, chance = (compute_noise(self.app.compute_metric, val["labels"], val["probs"], val["meta"],
-                                        seed=self.epoch) if math.isfinite(float(val["metric"])) else (math.nan,) * 2)
+            halves, se, chance = self._noise(val)
         except DivergedError as e:  # an outcome of this lr, not a crash: the trial ends and its lr loses
             self.diverged = str(e)
             train_loss, val = float("nan"), {"metric": float("nan"), "loss": float("nan")}
             se = chance = float("nan")
+            halves = None
         self.epoch += 1
         self.elapsed += time.perf_counter() - t0
-        self._track_best(val["metric"], se)
+        self._track_best(val["metric"], se, halves)
         return {
             "epoch": self.epoch,
             "step": self.epoch * self.steps_per_epoch,  # optimizer steps so far (the same at every budget)
             "best_epoch": self.best["epoch"],
             "best_val_metric": self.best["val_metric"],
             "best_val_se": self.best.get("val_se"),
+            "best_val_halves": self.best.get("val_halves"),
             "val_metric": float(val["metric"]),
             "val_se": se,
+            "val_halves": halves,
             "val_chance": chance,
             "val_loss": val["loss"],
             "train_loss": train_loss,
@@ -245,14 +249,23 @@ class TrialRun:
             raise ConfigError("checkpoint does not match this trial's model and depth; start a new run")
         self.model.load_state_dict(state, strict=False)
 
-    def _track_best(self, value: float, se: float = float("nan")) -> None:
+    def _noise(self, val: dict) -> tuple[list[float] | None, float, float]:
+        """The validation score's half values (the same halves for every trial and epoch: they pair up across
+        trials), its standard error and its chance level."""
+        if not math.isfinite(float(val["metric"])):
+            return None, math.nan, math.nan
+        halves = compute_halves(self.app.compute_metric, val["labels"], val["probs"], val["meta"], seed=0)
+        chance = compute_chance(self.app.compute_metric, val["labels"], val["probs"], val["meta"], seed=self.epoch)
+        return [float(v) for v in halves], halves_se(halves), chance
+
+    def _track_best(self, value: float, se: float = float("nan"), halves: list[float] | None = None) -> None:
         if not math.isfinite(value):
             return
         best = self.best["val_metric"]
         if Mode(self.app.mode).better(value, best):
             model = {k: v.detach().to("cpu", copy=True) for k, v in self.trained_state().items()}
             self.best = {"epoch": self.epoch, "val_metric": float(value), "model": model,
-                         "val_se": float(se) if math.isfinite(se) else None}
+                         "val_se": float(se) if math.isfinite(se) else None, "val_halves": halves}
 
     def load_best_model(self) -> int:
         """Put the best validation epoch's weights into the model; returns that epoch (0 if none yet)."""
