@@ -60,8 +60,8 @@ class SearchConfig(TrialSettings):
     reduction_factor: int = setting(2, "scheduler: rungs at grace_period x reduction_factor^k; asha keeps the best "
                                        "1/reduction_factor of each rung")
     prune_z: float = setting(2.0, "per-depth/per-budget halving: drop a candidate at a rung only when it is behind "
-                                  "the best by more than prune_z standard errors of the difference (each score's "
-                                  "error from halves of the validation split); larger = fewer drops")
+                                  "the best by more than prune_z standard errors of the difference (paired: over "
+                                  "the same halves of the validation split for every trial); larger = fewer drops")
     scheduler: str = setting("auto", "per-depth: per (budget, depth) successive halving over learning rates; "
                                      "per-budget: over (depth, lr) per budget; asha: Ray's stopping ASHA per "
                                      "budget; none; auto: per-depth (optuna: asha; guideline: none)", SCHEDULERS)

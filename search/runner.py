@@ -239,7 +239,7 @@ def plan_text(cfg: SearchConfig, prep: Prepared) -> str:
             f"{cfg.batch_size}, the same at every "
             f"budget), cap {cfg.epochs} validations = {cfg.epochs * steps} steps{stop}{warm}\n"
             f"        scheduler {cfg.effective_scheduler}: rungs {_rungs(cfg)}" + (
-                f"; a candidate is dropped only when {cfg.prune_z:g} standard errors behind the cell's best, "
+                f"; a candidate is dropped only when {cfg.prune_z:g} paired standard errors behind the cell's best, "
                 "never while every candidate is at chance" if cfg.effective_scheduler in ("per-depth", "per-budget")
                 else ""))
 
