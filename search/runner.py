@@ -72,7 +72,7 @@ def prepare(cfg: SearchConfig, log: Log, checked: Checked | None = None) -> Prep
         weights[cfg.source] = get_source_weights(cfg.source, spec, smoke=cfg.smoke, log=log)
     t0 = time.time()
     data = build_split_data(app, cfg.data, spec.input_size, cfg.data_seed, smoke=cfg.smoke, n=cfg.data_samples,
-                            log=log, stream=cfg.stream, stream_bytes=cfg.stream_bytes)
+                            log=log, stream=cfg.stream, stream_bytes=cfg.stream_bytes, masks=cfg.masks)
     for b in cfg.budgets:
         data.budget_indices(b)  # an impossible budget fails here, before any trial starts
     for split in ("train", "val"):

@@ -14,6 +14,7 @@ LR_PROTOCOLS = ("paper", "uniform")  # see trainables.models.depth.configure_dep
 OPTIMIZERS = ("sgd", "adamw")
 AUGMENTS = ("none", "hflip", "flip-rotate")  # see trainables.engine.AUGMENT_VIEWS
 RESIZES = ("resize", "pad", "crop")  # see trainables.apps.patches.fit_square
+MASK_MODES = ("auto", "binary", "semantic")  # see trainables.loaders.segmentation.read_as
 
 
 def from_mapping(cls: type[T], values: Mapping[str, Any]) -> T:
