@@ -134,3 +134,22 @@ def test_dice_per_class_by_hand():
     assert m["dice_class1"] == pytest.approx((6 / 7 + 1.0) / 2)
     assert m["dice_class2"] == pytest.approx(0.0)  # image 1 has no class 2: not counted
     assert m["dice"] == pytest.approx(((6 / 7 + 0.0) / 2 + 1.0) / 2)
+
+
+def test_random_features_are_never_called_fine_tuning(tmp_path):
+    from search.analysis.answers import BudgetAnswer, as_random_features
+    from search.analysis.guideline import recommendation, scratch_sentence
+    from search.source_check import random_features_reason
+
+    def answer():
+        return BudgetAnswer(1.0, 10, "enc1-decoder", (0.8, 0.7, 0.9), {"scratch": "worse"}, "enc1-decoder",
+                            (-0.2, -0.3, -0.1), "fine-tuning better")
+
+    assert random_features_reason({"source": "scratch"}, tmp_path / "none.json").startswith("source scratch")
+    assert random_features_reason({"source": "imagenet"}, tmp_path / "none.json") == ""
+    a = as_random_features([answer()])[0]
+    assert a.scratch_verdict == "random features better"
+    assert "random features" in recommendation(a, random=True) and "tune" not in recommendation(a, random=True)
+    sentence = scratch_sentence([a], [1.0], random=True)
+    assert "random features" in sentence and "fine-tun" not in sentence
+    assert recommendation(answer()) == "tune enc1-decoder (chosen by validation)"
