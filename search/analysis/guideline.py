@@ -69,7 +69,11 @@ def scratch_sentence(answers: list[BudgetAnswer], budgets: list[float], random: 
     if not pairs:
         return None
     better = f"{RANDOM} better" if random else "fine-tuning better"
-    parts = _by_word(pairs, budgets, (better, "scratch better", "equivalent", "inconclusive"))
+    capped = f"{RANDOM if random else 'fine-tune'} capped (lower bound)"
+    parts = _by_word(pairs, budgets, (better, "scratch better", "equivalent", "inconclusive",
+                                      "scratch capped (lower bound)", capped))
+    if not parts:
+        return None
     what = f"the best {RANDOM} depth" if random else "the best fine-tuned depth"
     return f"Scratch vs {what}: " + "; ".join(parts) + "."
 
