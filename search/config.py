@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from trainables.config import TrialSettings, from_mapping, setting
+from trainables.config import MASK_MODES, TrialSettings, from_mapping, setting
 from trainables.errors import ConfigError
 from trainables.schedules import check_schedule
 from trainables.stream import DEFAULT_STREAM_BYTES, STREAM_MODES
@@ -34,6 +34,10 @@ DERIVED_KEYS = frozenset({"n_train", "n_val", "n_test", "mode", "experiment_path
 class SearchConfig(TrialSettings):
     name: str = setting("demo", "run name: results go to <results_dir>/<name>")
     data: str = setting("", "real data for the app (see trainables.loaders); empty = the app's embedded generator")
+    masks: str = setting("auto", "segmentation --data: how mask values are read: 'binary' (0 = background, any other "
+                                 "value foreground), 'semantic' (each value a class), 'auto' (semantic, but a run "
+                                 "stops on masks that look like instance labels: many labels, each one blob)",
+                         MASK_MODES)
     depths: tuple[str, ...] = setting((), "depths to try; empty = every depth of the backbone, plus scratch",
                                       item=str)
     budgets: tuple[float, ...] = setting((0.05, 0.1, 0.25, 0.5, 1.0), "data budgets: fractions of the training "
@@ -125,6 +129,8 @@ class SearchConfig(TrialSettings):
             raise ConfigError("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
         if self.grace_period < 0 or self.grace_period > self.epochs:
             raise ConfigError(f"grace_period ({self.grace_period}) exceeds epochs ({self.epochs}); lower it")
+        if self.masks not in MASK_MODES:
+            raise ConfigError(f"unknown masks {self.masks!r}; choose one of: {', '.join(MASK_MODES)}")
         if self.stream not in STREAM_MODES:
             raise ConfigError(f"stream must be one of {', '.join(STREAM_MODES)}, got {self.stream!r}")
 

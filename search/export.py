@@ -172,7 +172,7 @@ def stored_examples(run_dir: Path, preds: dict | None, choice: Choice, spec, app
         return None
     cfg = load_config(str(run_dir))
     data = build_split_data(app, cfg.data, spec.input_size, cfg.data_seed, smoke=cfg.smoke, n=cfg.data_samples,
-                            log=log, stream=cfg.stream, stream_bytes=cfg.stream_bytes)
+                            log=log, stream=cfg.stream, stream_bytes=cfg.stream_bytes, masks=cfg.masks)
     if len(data.test_y) != len(block["labels"]) or not np.array_equal(data.test_y.numpy(), block["labels"]):
         raise ConfigError(f"the test split rebuilt from {cfg.data or 'the embedded data'} differs from the run's "
                           f"stored one (changed data?); export with --examples 0")

@@ -72,7 +72,7 @@ def prepare(cfg: SearchConfig, log: Log, checked: Checked | None = None) -> Prep
         weights[cfg.source] = get_source_weights(cfg.source, spec, smoke=cfg.smoke, log=log)
     t0 = time.time()
     data = build_split_data(app, cfg.data, spec.input_size, cfg.data_seed, smoke=cfg.smoke, n=cfg.data_samples,
-                            log=log, stream=cfg.stream, stream_bytes=cfg.stream_bytes)
+                            log=log, stream=cfg.stream, stream_bytes=cfg.stream_bytes, masks=cfg.masks)
     for b in cfg.budgets:
         data.budget_indices(b)  # an impossible budget fails here, before any trial starts
     for split in ("train", "val"):
@@ -86,9 +86,9 @@ def prepare(cfg: SearchConfig, log: Log, checked: Checked | None = None) -> Prep
 
 def source_check(cfg: SearchConfig, prep: Prepared, run_dir: Path, log: Log) -> None:
     """The source's frozen features vs random-init ones, by linear probe (seconds), in source_check.json;
-    nothing for a scratch-only search or a mask app."""
+    nothing for a scratch-only search (a mask app's network is probed per pixel, trainables.models.probe)."""
     weights = prep.weights.get(cfg.source)
-    if weights is None or prep.app.target != "label" or prep.spec.output != "label":
+    if weights is None or prep.app.target != prep.spec.output:
         return
     check = check_source(prep.app, prep.spec, prep.data, cfg.source, weights).to_dict()
     write_source_check(check, run_dir)

@@ -22,6 +22,24 @@ def describe(check: dict) -> str:
             f"{check['random_val']:.3f} (validation {check['metric']})")
 
 
+RANDOM = "random features"  # what a depth other than scratch trains on when its frozen layers are random
+
+
+def random_features_reason(config: dict, path: Path) -> str:
+    """Why the run's depths other than scratch train on random features ("" if they fine-tune): source scratch
+    (nothing pretrained: the frozen layers are random init), or a source whose linear probe did no better than
+    random-init weights (source_check.json)."""
+    if str(config.get("source", "")) == "scratch":
+        return "source scratch: the frozen layers are random init, nothing is pretrained"
+    try:
+        check = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return ""
+    if check.get("better_than_random", True):
+        return ""
+    return f"source {check['source']}'s features do no better than random-init weights ({describe(check)})"
+
+
 def source_check_note(path: Path) -> str | None:
     """The report's note if the run's source did no better than random weights; None otherwise or if absent."""
     try:

@@ -14,6 +14,7 @@ LR_PROTOCOLS = ("paper", "uniform")  # see trainables.models.depth.configure_dep
 OPTIMIZERS = ("sgd", "adamw")
 AUGMENTS = ("none", "hflip", "flip-rotate")  # see trainables.engine.AUGMENT_VIEWS
 RESIZES = ("resize", "pad", "crop")  # see trainables.apps.patches.fit_square
+MASK_MODES = ("auto", "binary", "semantic")  # see trainables.loaders.segmentation.read_as
 
 
 def from_mapping(cls: type[T], values: Mapping[str, Any]) -> T:
@@ -70,7 +71,9 @@ class TrialSettings:
     them (flags, YAML keys) and ``TrialConfig`` adds what varies per trial (depth, budget, lr, seed)."""
 
     app: str = setting("colonoscopy-frames", "application (`tunedepth apps` lists them)")
-    backbone: str = setting("efficientnet-lite0", "network (`tunedepth backbones` lists them, or timm:NAME; the default has ImageNet weights offline)")
+    backbone: str = setting("", "network (`tunedepth backbones` lists them, or timm:NAME, unet-timm:NAME); '' = the "
+                                "app's default, with ImageNet weights offline: efficientnet-lite0, for mask apps "
+                                "(segmentation, intima-media-seg) unet-efficientnet-lite0")
     source: str = setting("imagenet", "where pretrained weights come from (imagenet, fractal, scratch, file:PATH); depth scratch ignores it")
     lr_protocol: str = setting("paper", "'paper': new head 10x lr, biases 2x; 'uniform': every tuned parameter "
                                         "gets lr", LR_PROTOCOLS)
@@ -106,6 +109,10 @@ class TrialSettings:
     data_seed: int = setting(0, "seed of the embedded dataset and splits (the same for every trial of a run)")
 
     def __post_init__(self) -> None:
+        if not self.backbone:  # resolved here, so config.yaml and every trial record the network that ran
+            from trainables.apps.registry import default_backbone
+
+            object.__setattr__(self, "backbone", default_backbone(self.app))
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:

@@ -53,6 +53,9 @@ class Analysis:
     unit: str = "sample"  # the bootstrap's resampling unit
     warnings: list[str] = field(default_factory=list)
     plots: list[tuple[str, str]] = field(default_factory=list)  # (title, path relative to run_dir)
+    # why the depths other than scratch train on random features, not fine-tune ("" = they fine-tune):
+    # source scratch, or a source no better than random by its linear probe (search.source_check)
+    random_features: str = ""
 
     @property
     def name(self) -> str:
@@ -90,6 +93,15 @@ def _scratch_answer(g: pd.DataFrame, best: pd.Series, mode) -> tuple[str | None,
     elif v not in ("equivalent", "inconclusive"):
         v = "n/a"
     return str(ft["depth"]), delta, v
+
+
+def as_random_features(answers: list[BudgetAnswer]) -> list[BudgetAnswer]:
+    """The answers with their scratch verdicts worded for a run whose non-scratch depths train on random features
+    (never called fine-tuning)."""
+    for a in answers:
+        a.scratch_verdict = (a.scratch_verdict.replace("fine-tuning better", "random features better")
+                             .replace("fine-tune capped", "random features capped"))
+    return answers
 
 
 def planned_depths(config: dict, trials: pd.DataFrame) -> list[str]:

@@ -14,14 +14,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from search.analysis.answers import Analysis, budget_answers, planned_depths
+from search.analysis.answers import Analysis, as_random_features, budget_answers, planned_depths
 from search.analysis.guideline import guideline, test_disagreement_warnings
 from search.analysis.lr_edges import lr_edge_notes
 from search.analysis.render import render_markdown
 from search.analysis.resampling import DEFAULT_BOOTSTRAP, DEFAULT_LEVEL
 from search.analysis.scoring import summarise
 from search.analysis.verdicts import default_margin
-from search.source_check import FILE as SOURCE_CHECK_FILE, source_check_note
+from search.source_check import FILE as SOURCE_CHECK_FILE, random_features_reason, source_check_note
 from search.run_files import REPORT_FILE, SUMMARY_FILE, RunFiles, load_run, write_parquet, write_text
 from trainables.apps import get_app
 
@@ -56,13 +56,16 @@ def analyse(run_dir: Path, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0, level
     notes = scored.notes + run_notes(files) + lr_edge_notes(scored.summary, files.config)
     planned = planned_depths(files.config, files.trials)
     answers = budget_answers(scored.summary, app.mode, planned)
+    random = random_features_reason(files.config, Path(run_dir) / SOURCE_CHECK_FILE)
+    if random:
+        answers = as_random_features(answers)
     answered = {a.budget for a in answers}
     notes += [f"budget {b:g}: no depth trained (no trial reported a result); nothing is judged there"
               for b in files.config.get("budgets", []) if float(b) not in answered]
-    lines = guideline(scored.summary, answers, 1 - level, files.config.get("epochs")) if answers else []
+    lines = guideline(scored.summary, answers, 1 - level, files.config.get("epochs"), random) if answers else []
     return Analysis(Path(run_dir), files.config, app, scored.summary, files.trials, answers, lines, notes,
                     n_boot, seed, level, margin, scored.boot, scored.labels, scored.unit,
-                    warnings=test_disagreement_warnings(answers))
+                    warnings=test_disagreement_warnings(answers), random_features=random)
 
 
 def write_report(analysis: Analysis, plots: bool = True) -> Path:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from search.analysis.answers import BudgetAnswer
 from search.analysis.verdicts import trend_test
+from search.source_check import RANDOM
 from trainables.models import SCRATCH
 
 # run-level notes (errored trials, the source check...) are built by ``build.run_notes``, not here
@@ -34,10 +35,13 @@ def span(chosen: list[float], budgets: list[float]) -> str:
     return f"at budgets {pct(chosen[0])}–{pct(chosen[-1])}"
 
 
-def recommendation(a: BudgetAnswer) -> str:
+def recommendation(a: BudgetAnswer, random: bool = False) -> str:
     """What to do at one budget: the validation choice, the depths the test split finds equivalent, and the
-    depths never trained there (the choice is among the trained ones only)."""
-    do = "train from scratch" if a.best_depth == SCRATCH else f"tune {a.best_depth}"
+    depths never trained there (the choice is among the trained ones only). ``random``: the depths other than
+    scratch train on random features (never "tune")."""
+    do = ("train from scratch" if a.best_depth == SCRATCH else
+          f"train {a.best_depth} on {RANDOM} (its frozen layers are random, not pretrained)" if random else
+          f"tune {a.best_depth}")
     same = a.having("equivalent")
     why = "the only depth trained" if a.not_trained and not a.verdicts else "chosen by validation"
     parts = [why] + ([f"equivalent on test: {', '.join(same)}"] if same else []) + \
@@ -45,10 +49,10 @@ def recommendation(a: BudgetAnswer) -> str:
     return f"{do} ({'; '.join(parts)})"
 
 
-def recommendation_sentences(answers: list[BudgetAnswer], budgets: list[float]) -> list[str]:
+def recommendation_sentences(answers: list[BudgetAnswer], budgets: list[float], random: bool = False) -> list[str]:
     runs: list[tuple[str, list[float]]] = []
     for a in answers:
-        phrase = recommendation(a)
+        phrase = recommendation(a, random)
         if runs and runs[-1][0] == phrase:
             runs[-1][1].append(a.budget)
         else:
@@ -60,15 +64,22 @@ def _by_word(pairs: list[tuple[float, str]], budgets: list[float], words: tuple[
     return [f"{w} {span([b for b, v in pairs if v == w], budgets)}" for w in words if any(v == w for _, v in pairs)]
 
 
-def scratch_sentence(answers: list[BudgetAnswer], budgets: list[float]) -> str | None:
+def scratch_sentence(answers: list[BudgetAnswer], budgets: list[float], random: bool = False) -> str | None:
     pairs = [(a.budget, a.scratch_verdict) for a in answers if a.scratch_verdict != "n/a"]
     if not pairs:
         return None
-    parts = _by_word(pairs, budgets, ("fine-tuning better", "scratch better", "equivalent", "inconclusive"))
-    return "Scratch vs the best fine-tuned depth: " + "; ".join(parts) + "."
+    better = f"{RANDOM} better" if random else "fine-tuning better"
+    capped = f"{RANDOM if random else 'fine-tune'} capped (lower bound)"
+    parts = _by_word(pairs, budgets, (better, "scratch better", "equivalent", "inconclusive",
+                                      "scratch capped (lower bound)", capped))
+    if not parts:
+        return None
+    what = f"the best {RANDOM} depth" if random else "the best fine-tuned depth"
+    return f"Scratch vs {what}: " + "; ".join(parts) + "."
 
 
-def head_sentence(answers: list[BudgetAnswer], summary: pd.DataFrame, budgets: list[float]) -> str | None:
+def head_sentence(answers: list[BudgetAnswer], summary: pd.DataFrame, budgets: list[float],
+                  random: bool = False) -> str | None:
     head = summary.loc[summary["depth_index"] == 1, "depth"]
     if head.empty:
         return None
@@ -79,7 +90,8 @@ def head_sentence(answers: list[BudgetAnswer], summary: pd.DataFrame, budgets: l
         return None
     parts = _by_word(pairs, budgets, ("best", "equivalent", "better", "worse", "inconclusive"))
     parts = [p.replace("best ", "chosen by validation ", 1) if p.startswith("best ") else p for p in parts]
-    return f"Tuning the head only ({head}, the cheapest option) compared with the best depth: " + "; ".join(parts) + "."
+    what = f"Training the head only on {RANDOM}" if random else "Tuning the head only"
+    return f"{what} ({head}, the cheapest option) compared with the best depth: " + "; ".join(parts) + "."
 
 
 def trend_sentence(answers: list[BudgetAnswer], summary: pd.DataFrame, alpha: float) -> str | None:
@@ -127,14 +139,19 @@ def test_disagreement_warnings(answers: list[BudgetAnswer]) -> list[str]:
 
 
 def guideline(summary: pd.DataFrame, answers: list[BudgetAnswer], alpha: float,
-              max_epochs: int | None = None) -> list[str]:
+              max_epochs: int | None = None, random_features: str = "") -> list[str]:
+    """The sentences; ``random_features`` (why, or "") words every depth but scratch as random features."""
     answers = [a for a in answers if np.isfinite(a.best[0])]
     if not answers:
         return ["no test results: the best depth above is by validation only; a guideline needs test intervals "
                 "(rerun the search to evaluate the selected checkpoints)"]
     budgets = [a.budget for a in answers]
-    lines = recommendation_sentences(answers, budgets)
-    for s in (scratch_sentence(answers, budgets), head_sentence(answers, summary, budgets),
+    random = bool(random_features)
+    lines = recommendation_sentences(answers, budgets, random)
+    if random:
+        lines.append(f"Every depth but scratch trains on {RANDOM}, not fine-tuning ({random_features}); its "
+                     "comparison with scratch is one of learning-rate protocols on the same random network.")
+    for s in (scratch_sentence(answers, budgets, random), head_sentence(answers, summary, budgets, random),
               trend_sentence(answers, summary, alpha), undecided_sentence(answers, summary, budgets),
               stopped_sentence(summary, max_epochs)):
         if s:

@@ -6,6 +6,8 @@ import numpy as np
 from search.analysis.answers import Analysis
 from search.analysis.guideline import pct
 from search.run_files import SUMMARY_COLUMNS
+from search.source_check import RANDOM
+from trainables.models.depth import SCRATCH
 
 
 def fmt_ci(value: float, low: float, high: float, digits: int = 3, signed: bool = False) -> str:
@@ -84,8 +86,9 @@ def convergence_lines(analysis: Analysis) -> list[str]:
 
 def answer_rows(analysis: Analysis) -> tuple[list[str], list[list[str]]]:
     lvl = f"{100 * analysis.level:g}%"
+    other = f"best {RANDOM} depth" if analysis.random_features else "best fine-tune"
     header = ["budget", "n_train", "best depth (validation)", f"test {analysis.metric} [{lvl} CI]", "converged",
-              "equivalent", "inconclusive", "worse", f"scratch − best fine-tune [{lvl} CI]", "scratch verdict"]
+              "equivalent", "inconclusive", "worse", f"scratch − {other} [{lvl} CI]", "scratch verdict"]
     rows = []
     capped = capped_cells(analysis)
     for a in analysis.answers:
@@ -94,7 +97,10 @@ def answer_rows(analysis: Analysis) -> tuple[list[str], list[list[str]]]:
         worse = _others(a, "worse", capped=capped)
         if a.better_on_test:
             worse += f"; better on test (warning): {', '.join(a.better_on_test)}"
-        rows.append([pct(a.budget), str(a.n_train), _marked([a.best_depth], a.budget, capped)[0], fmt_ci(*a.best),
+        best = _marked([a.best_depth], a.budget, capped)[0]
+        if analysis.random_features and a.best_depth != SCRATCH:
+            best += f" ({RANDOM})"
+        rows.append([pct(a.budget), str(a.n_train), best, fmt_ci(*a.best),
                      _converged(analysis, a.budget), _others(a, "equivalent", capped=capped),
                      _others(a, "inconclusive", "lower bound", capped=capped), worse, sc, a.scratch_verdict])
     if any(a.not_trained for a in analysis.answers):  # named, never judged
@@ -118,7 +124,14 @@ def format_answer(analysis: Analysis) -> str:
     guide = "\n".join(f"  - {s}" for s in analysis.guideline)
     warn = "".join(f"\n{w}" for w in analysis.warnings)
     foot = capped_footnote(analysis)
+    if analysis.random_features:
+        foot = (foot + "\n" if foot else "") + random_footnote(analysis)
     return f"{text_table(header, rows)}{chr(10) + foot if foot else ''}{warn}\n\nguideline:\n{guide}"
+
+
+def random_footnote(analysis: Analysis) -> str:
+    return (f"{RANDOM}: every depth but scratch trains its top groups over frozen random layers, not fine-tuning "
+            f"({analysis.random_features})")
 
 
 def detail_rows(analysis: Analysis, budget: float) -> list[list[str]]:
@@ -175,6 +188,7 @@ def render_markdown(analysis: Analysis) -> str:
     out = _header_lines(analysis) + ["## Answer", ""]
     if analysis.answers:
         out += [md_table(*answer_rows(analysis)), ""] + [f"> {w}" for w in analysis.warnings]
+        out += [f"> {random_footnote(analysis)}"] if analysis.random_features else []
         out += ["", "Convergence:", ""] + [f"- {line}" for line in convergence_lines(analysis)]
         out += ["", "Guideline (derived from the table above):", ""] + [f"- {s}" for s in analysis.guideline]
     else:

@@ -13,19 +13,20 @@ from trainables.stream import DEFAULT_STREAM_BYTES, is_lazy, stream_store
 
 def build_split_data(app, data_path: str = "", image_size: int = 64, seed: int = 0, smoke: bool = False,
                      n: int = 0, neg_per_pos: float | None = None, log: Log | None = None,
-                     stream: str = "auto", stream_bytes: int = DEFAULT_STREAM_BYTES) -> SplitData:
+                     stream: str = "auto", stream_bytes: int = DEFAULT_STREAM_BYTES, masks: str = "auto") -> SplitData:
     """The run's data for ``app``: embedded (``data_path`` empty) or real files at ``data_path``.
 
     ``n``: units to generate (embedded; 0 = the app's size, smaller with ``smoke``), or the most units to use
     (real data; 0 = all, ``app.sizes.smoke`` with ``smoke``). ``neg_per_pos``: negative down-sampling of the
     training split, at most this many samples of any class per sample of the rarest (None = the app's
     default, 0 = off). ``stream`` / ``stream_bytes``: samples decoded to disk and read per batch
-    (``trainables.stream``) when "on", or "auto" above that many bytes.
+    (``trainables.stream``) when "on", or "auto" above that many bytes. ``masks``: how the mask values of
+    real segmentation data are read (``trainables.loaders.segmentation.read_as``).
     """
     log = log or (lambda s: None)
     t0 = time.time()
     if data_path:
-        raw = load_units(data_path, app)
+        raw = load_units(data_path, app, masks=masks)
         cap = n or (app.sizes.smoke if smoke else 0)
         if cap and len(raw) > cap:
             raw = subsample_units(raw, cap, seed)

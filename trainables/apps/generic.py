@@ -137,3 +137,45 @@ def image_masks(raw: RawSet, split: str, size: int, seed: int, train_raw=None, r
     return Samples(x=torch.stack(xs) if xs else torch.zeros(0, 3, size, size, dtype=torch.uint8),
                    y=torch.as_tensor(raw.labels), meta={"unit": np.arange(len(raw))},
                    mask=torch.stack(ms) if ms else empty)
+
+
+def write_mask_folder(root, n: int, size: int, seed: int, instances: bool = False) -> "Path":
+    """A generated image/mask folder on disk (``root/images``, ``root/masks``, PNG; for tests, benches and a first
+    try of ``--data``): each grey image holds a disc (class 1) and a square (class 2) on noise, its mask the
+    two classes (8-bit). ``instances``: masks of 6-9 small discs instead, each its own label (1, 2, ...), as an
+    instance-segmentation tool writes them (16-bit)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([int(seed), 2025])
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    for i in range(n):
+        mask = np.zeros((size, size), dtype=np.int64)
+        if instances:
+            for label in range(1, int(rng.integers(6, 10))):
+                r = size * 0.05
+                for _ in range(50):  # a free spot: blobs never touch, so each label is one blob
+                    cy, cx = rng.uniform(r + 1, size - r - 1, size=2)
+                    disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r ** 2
+                    grown = (yy - cy) ** 2 + (xx - cx) ** 2 <= (r + 2) ** 2
+                    if not (mask[grown] > 0).any():
+                        mask[disc] = label
+                        break
+        else:
+            r = rng.uniform(0.12, 0.2) * size
+            cy, cx = rng.uniform(r, size / 2 - 1), rng.uniform(r, size - r)
+            mask[(yy - cy) ** 2 + (xx - cx) ** 2 <= r ** 2] = 1
+            s = rng.uniform(0.1, 0.18) * size
+            cy, cx = rng.uniform(size / 2 + s, size - s), rng.uniform(s, size - s)
+            mask[(np.abs(yy - cy) <= s) & (np.abs(xx - cx) <= s)] = 2
+        img = rng.normal(0.3, 0.08, size=(size, size)) + 0.25 * (mask > 0) + 0.15 * (mask == 2)
+        Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(root / "images" / f"img{i:03d}.png")
+        if instances:
+            Image.fromarray(mask.astype(np.uint16)).save(root / "masks" / f"img{i:03d}.png")
+        else:
+            Image.fromarray(mask.astype(np.uint8)).save(root / "masks" / f"img{i:03d}.png")
+    return root

