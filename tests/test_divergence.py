@@ -38,3 +38,13 @@ def test_a_range_whose_every_trial_diverged_is_named():
     some = _trials([("1", "head", "diverged"), ("2", "head", "ok"), ("3", "scratch", "ok")])
     assert diverged_range(some) == ""  # some lrs diverged: an answer, not a failure
     assert diverged_range(pd.DataFrame()) == ""
+
+
+def test_a_cell_whose_every_lr_diverged_is_named_for_the_table():
+    from search.analysis.answers import diverged_cells
+
+    t = pd.DataFrame({"trial_id": ["1", "1", "2", "3", "4"], "depth": ["head", "head", "head", "b3-head", "scratch"],
+                      "depth_index": [0, 0, 0, 1, 9], "budget": [1.0] * 5,
+                      "status": ["ok", "diverged", "diverged", "diverged", "ok"]})
+    assert diverged_cells(t, 1.0) == ["head", "b3-head"]  # a trial's last row is its state
+    assert diverged_cells(t, 0.5) == []
