@@ -116,6 +116,8 @@ def diverged_cells(trials: pd.DataFrame, budget: float) -> list[str]:
     if trials is None or trials.empty or "status" not in trials:
         return []
     t = trials[trials["budget"] == budget]
+    if t.empty:
+        return []
     last = t.groupby("trial_id").agg(depth=("depth", "first"), depth_index=("depth_index", "first"),
                                      status=("status", "last"))
     gone = last.groupby("depth").agg(all_gone=("status", lambda s: bool((s == "diverged").all())),
