@@ -41,41 +41,48 @@ class SearchConfig(TrialSettings):
     depths: tuple[str, ...] = setting((), "depths to try; empty = every depth of the backbone, plus scratch",
                                       item=str)
     budgets: tuple[float, ...] = setting((0.05, 0.1, 0.25, 0.5, 1.0), "data budgets: fractions of the training "
-                                         "split", item=float)
-    lr_min: float = setting(3e-4, "smallest learning rate (alpha) of the grid / range")
-    lr_max: float = setting(3e-3, "largest learning rate (alpha) of the grid / range")
+                                         "split", item=float, above=0, at_most=1)
+    lr_min: float = setting(3e-4, "smallest learning rate (alpha) of the grid / range", above=0)
+    lr_max: float = setting(3e-3, "largest learning rate (alpha) of the grid / range", above=0)
     scratch_lr_min: float = setting(3e-3, "depth scratch: smallest learning rate of its own grid / range (every "
-                                          "layer gets it: random weights are trained, not nudged)")
-    scratch_lr_max: float = setting(3e-2, "depth scratch: largest learning rate of its own grid / range")
+                                          "layer gets it: random weights are trained, not nudged)", above=0)
+    scratch_lr_max: float = setting(3e-2, "depth scratch: largest learning rate of its own grid / range",
+                                  above=0)
     schedules: tuple[str, ...] = setting(("paper",), "lr schedules raced in every cell with the learning rates "
                                          "(trainables.schedules: paper, constant, step, cosine, warmup-cosine, "
                                          "one-cycle); a cell's candidates are lr x schedule", item=str)
     samples: int = setting(5, "grid: learning rates per depth, log-spaced over [lr_min, lr_max]; random/optuna: "
-                              "trials per budget (x seed)")
+                              "trials per budget (x seed)", at_least=1)
     seeds: tuple[int, ...] = setting((0, 1), "trial seeds: every (depth, budget, lr) runs once per seed; seeds are "
-                                             "replicates (judged by their mean)", item=int)
+                                             "replicates (judged by their mean)", item=int,
+                                   at_least=0)
     replicates: str = setting("survivors", "grid + per-depth/per-budget scheduler: 'survivors' = the first seed races "
                                            "the learning rates, the other seeds run only for the surviving one; "
                                            "'all' = every seed races, judged by their mean", REPLICATES)
-    search_seed: int = setting(0, "permutes the lr grid's order and seeds random/optuna draws (`demo --seed`)")
+    search_seed: int = setting(0, "permutes the lr grid's order and seeds random/optuna draws (`demo --seed`)",
+                              at_least=0)
     grace_period: int = setting(0, "first rung of the scheduler, in epoch-equivalents; 0 = 2 (or the cap, if lower). "
                                    "A rung where every candidate is still within noise of chance decides nothing: "
-                                   "the race waits for the next")
+                                   "the race waits for the next", at_least=0)
     reduction_factor: int = setting(2, "scheduler: rungs at grace_period x reduction_factor^k; asha keeps the best "
-                                       "1/reduction_factor of each rung")
+                                       "1/reduction_factor of each rung", at_least=2)
     prune_z: float = setting(2.0, "per-depth/per-budget halving: drop a candidate at a rung only when it is behind "
                                   "the best by more than prune_z standard errors of the difference (paired: over "
-                                  "the same halves of the validation split for every trial); larger = fewer drops")
+                                  "the same halves of the validation split for every trial); larger = fewer drops",
+                             at_least=0)
     scheduler: str = setting("auto", "per-depth: per (budget, depth) successive halving over learning rates; "
                                      "per-budget: over (depth, lr) per budget; asha: Ray's stopping ASHA per "
                                      "budget; none; auto: per-depth (optuna: asha; guideline: none)", SCHEDULERS)
     searcher: str = setting("grid", "how trials are proposed (search/searchers)", SEARCHERS)
     guideline_min_delta: float = setting(-1.0, "guideline: a deeper level must beat the best by more than this; "
                                                "< 0 = the seeds' spread (0.01 with one seed)")
-    guideline_patience: int = setting(1, "guideline: stop after this many deeper levels without such a gain")
-    cpus_per_trial: float = setting(1.0, "CPUs per trial")
-    gpus_per_trial: float = setting(0.0, "GPUs per trial; fractions allowed, e.g. 0.25 = four trials share one")
-    max_concurrent: int = setting(0, "trials at once; 0 = as many as the cluster's resources allow")
+    guideline_patience: int = setting(1, "guideline: stop after this many deeper levels without such a gain",
+                                    at_least=1)
+    cpus_per_trial: float = setting(1.0, "CPUs per trial", above=0)
+    gpus_per_trial: float = setting(0.0, "GPUs per trial; fractions allowed, e.g. 0.25 = four trials share one",
+                                   at_least=0)
+    max_concurrent: int = setting(0, "trials at once; 0 = as many as the cluster's resources allow",
+                                 at_least=0)
     reuse_actors: bool = setting(True, "a finished trial's Ray actor runs the next (no process start)")
     address: str = setting("", "a cluster's head HOST:PORT (`ray start --head --port`), 'auto' or "
                                   "ray://HOST:10001; its token is read from $RAY_AUTH_TOKEN or ~/.ray/auth_token; "
@@ -85,12 +92,13 @@ class SearchConfig(TrialSettings):
     mlflow: str = setting("", "MLflow tracking URI (file:///path, sqlite:///mlflow.db, http://host:5000): one MLflow "
                               "run per trial in the experiment named after the run; '' = none (needs "
                               "pip install 'tunedepth[mlflow]')")
-    data_samples: int = setting(0, "units to generate, or at most to use from --data; 0 = the app's default")
+    data_samples: int = setting(0, "units to generate, or at most to use from --data; 0 = the app's default",
+                                 at_least=0)
     smoke: bool = setting(False, "tiny data, 2 budgets, 4 depths, short trials")
     stream: str = setting("auto", "data beyond memory: samples decoded once to disk and read per batch (on), kept "
                           "in memory (off), or on above stream_bytes (auto)", choices=STREAM_MODES)
     stream_bytes: int = setting(DEFAULT_STREAM_BYTES, "with stream auto: stream above this many bytes of decoded "
-                                "uint8 samples (units x 3 x size x size)")
+                                "uint8 samples (units x 3 x size x size)", at_least=0)
     results_dir: str = setting("results", "folder of the runs")
 
     def __post_init__(self) -> None:
@@ -162,12 +170,7 @@ class SearchConfig(TrialSettings):
         values.pop("schedule", None)
         if "patience" in values:  # epoch-equivalents before patience was counted in optimizer steps
             values.pop("patience")
-        for key in ("depths", "budgets", "seeds", "schedules"):
-            if key in values and not isinstance(values[key], tuple):
-                values[key] = tuple(values[key])
-        values["budgets"] = tuple(float(b) for b in values.get("budgets", cls.budgets))
-        values["seeds"] = tuple(int(s) for s in values.get("seeds", cls.seeds))
-        return from_mapping(cls, values)
+        return from_mapping(cls, values)  # list keys become tuples of their item type there
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

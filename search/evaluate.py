@@ -2,14 +2,16 @@
 
 For each budget x depth the learning rate is selected by validation only (``search.analysis.selecting``),
 and every replicate seed trial of it is evaluated at its best validation epoch. Its checkpoint of that epoch
-is loaded (Tune keeps each trial's
-2 best checkpoints by validation metric); if that epoch's checkpoint is gone, the best kept one is used
-and the evaluated epoch is recorded. The test split is predicted once per replicate and the per-sample class
+is loaded: Tune keeps each trial's latest 2 checkpoints (``search.runner.make_run_config``: the snapshot a
+resume needs always names one of them), and every checkpoint carries the weights of the trial's best validation
+epoch so far; if no kept checkpoint offers that epoch, the best kept one is used and the evaluated epoch is
+recorded. A trial that diverged before any finite validation offers no weights and is not evaluated. The test split is predicted once per replicate and the per-sample class
 probabilities go to ``predictions.parquet`` (one block per budget x depth x seed); everything after that
 (metrics, intervals, verdicts, the report) is computed offline from files by ``search.analysis``.
 """
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import time
@@ -55,6 +57,8 @@ def kept_checkpoints(result_grid: Iterable) -> dict[str, list[KeptCheckpoint]]:
             # a checkpoint carries the best epoch's weights so far (TrialRun.best): that is what it offers
             epoch = metrics.get("best_epoch") or metrics["epoch"]
             val = metrics.get("best_val_metric", metrics["val_metric"])
+            if val is None or not math.isfinite(float(val)):  # diverged before any finite validation: no weights
+                continue
             kept.append(KeptCheckpoint(int(epoch), float(val), checkpoint))
         out[trial_id] = kept
     return out

@@ -162,7 +162,44 @@ CASES = {
     "dead cluster address": lambda tmp: (["run", "--smoke", "--address", f"127.0.0.1:{(p := _dead_port())}"], str(p)),
     "name with a path": lambda tmp: (["run", "--smoke", "--name", "../x"], "../x"),
     "name dot dot": lambda tmp: (["run", "--smoke", "--name", ".."], ".."),
+    # issue 27: every numeric flag range-checked before the data is built
+    "negative data samples": lambda tmp: (["run", "--smoke", "--data-samples=-5"], "data_samples"),
+    "lr max infinite": _run("--lr-max", "inf"),
+    "lr min not a number": _run("--lr-min", "nan"),
+    "lr min negative": lambda tmp: (["run", "--smoke", "--lr-min=-1e-3"], "lr_min"),
+    "scratch lr max infinite": _run("--scratch-lr-max", "inf"),
+    "negative epochs": lambda tmp: (["run", "--smoke", "--epochs=-3"], "epochs"),
+    "negative batch size": lambda tmp: (["run", "--smoke", "--batch-size=-8"], "batch_size"),
+    "cpus per trial zero": lambda tmp: (["run", "--smoke", "--cpus-per-trial", "0"], "cpus_per_trial"),
+    "gpus per trial negative": lambda tmp: (["run", "--smoke", "--gpus-per-trial=-1"], "gpus_per_trial"),
+    "max concurrent negative": lambda tmp: (["run", "--smoke", "--max-concurrent=-2"], "max_concurrent"),
+    "momentum one": lambda tmp: (["run", "--smoke", "--momentum", "1"], "momentum"),
+    "negative seed": lambda tmp: (["run", "--smoke", "--seeds=-1"], "seeds"),
+    "negative search seed": lambda tmp: (["run", "--smoke", "--search-seed=-3"], "search_seed"),
+    "negative data seed": lambda tmp: (["run", "--smoke", "--data-seed=-1"], "data_seed"),
+    "reduction factor one": lambda tmp: (["run", "--smoke", "--reduction-factor", "1"], "reduction_factor"),
+    "prune z not a number": lambda tmp: (["run", "--smoke", "--prune-z", "nan"], "prune_z"),
+    "negative stream bytes": lambda tmp: (["run", "--smoke", "--stream-bytes=-1"], "stream_bytes"),
+    "guideline patience zero": lambda tmp: (["run", "--smoke", "--guideline-patience", "0"], "guideline_patience"),
+    "negative patience steps": lambda tmp: (["run", "--smoke", "--patience-steps=-1"], "patience_steps"),
+    "layer decay zero": lambda tmp: (["run", "--smoke", "--layer-decay", "0"], "layer_decay"),
+    "weight decay negative": lambda tmp: (["run", "--smoke", "--weight-decay=-1"], "weight_decay"),
+    "epochs not an integer": lambda tmp: (["run", "--smoke", "--epochs", "2.5"], "epochs"),
     # config files
+    "config is a folder": lambda tmp: (["run", "--config", str(tmp)], "is a folder"),
+    "config binary": lambda tmp: (["run", "--config", str((tmp / "b.yaml", (tmp / "b.yaml").write_bytes(
+        b"\xff\xfe\x00\x01binary"))[0])], "b.yaml"),
+    "config with NUL bytes": lambda tmp: (["run", "--config", str((tmp / "n.yaml", (tmp / "n.yaml").write_bytes(
+        b"epochs\x00: 2\n"))[0])], "NUL"),
+    "config a plain string": _yaml("just words\n", "mapping"),
+    "config key not a name": _yaml("1: 2\n", "not names"),
+    "config key without a value": _yaml("epochs:\n", "epochs"),
+    "config list item wrong type": _yaml("budgets: [abc]\n", "budgets"),
+    "config list given a mapping": _yaml("seeds: {a: 1}\n", "seeds"),
+    "config bool for a number": _yaml("epochs: true\n", "epochs"),
+    "config number out of range": _yaml("data_samples: -5\n", "data_samples"),
+    "config lr infinite": _yaml("lr_max: .inf\n", "lr_max"),
+    "config string given a list": _yaml("app: [a, b]\n", "app"),
     "config file missing": lambda tmp: (["run", "--config", str(tmp / "nope.yaml")], "nope.yaml"),
     "config malformed yaml": _yaml("app: [unclosed\nbudgets: 0.1\n", "cfg.yaml"),
     "config not a mapping": _yaml("- a\n- b\n", "cfg.yaml"),
@@ -238,7 +275,7 @@ def _checksums(root: Path) -> dict[str, str]:
 
 
 def test_the_catalogue_is_large_enough():
-    assert len(CASES) >= 40
+    assert len(CASES) >= 60
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -35,8 +35,28 @@ def from_mapping(cls: type[T], values: Mapping[str, Any]) -> T:
 
 
 def _coerce(f: dataclasses.Field, value: Any) -> Any:
+    item = f.metadata.get("item")
+    if item is not None:  # a list setting: a YAML list, a tuple, or one scalar (a list of one)
+        values = value if isinstance(value, (list, tuple)) else [] if value is None else [value]
+        if isinstance(value, (dict, set)) or any(isinstance(v, (list, tuple, dict, bool)) for v in values):
+            raise ConfigError(f"config key {f.name!r} must be a list of {item.__name__}, got {value!r}") from None
+        try:
+            return tuple(_scalar(item.__name__, f.name, v) for v in values)
+        except ConfigError:
+            raise ConfigError(f"config key {f.name!r} must be a list of {item.__name__}, got {value!r}") from None
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    if value is None and kind in ("float", "int", "str", "bool"):
+        raise ConfigError(f"config key {f.name!r} has no value; give a {kind} (e.g. {f.name}: {f.default!r}) or "
+                          f"drop the key")
+    return _scalar(kind, f.name, value)
+
+
+def _scalar(kind: str, name: str, value: Any) -> Any:
+    if kind == "str" and isinstance(value, (list, tuple, dict, set)):
+        raise ConfigError(f"config key {name!r} must be str, got {value!r}")
     try:
+        if kind in ("float", "int") and (isinstance(value, (bool, list, dict)) or value is None):
+            raise ValueError
         if kind == "float" and value is not None:
             return float(value)
         if kind == "int" and value is not None:
@@ -52,17 +72,63 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
             if text in ("false", "0", "no"):
                 return False
             raise ValueError
-    except (TypeError, ValueError):
-        raise ConfigError(f"config key {f.name!r} must be {kind}, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"config key {name!r} must be {kind}, got {value!r}") from None
     return value
 
 
-def setting(default: Any, help: str, choices: tuple | None = None, item: type | None = None) -> Any:
-    """A dataclass field declared once with what the CLI and docs need: help text, choices, list item type.
+def setting(default: Any, help: str, choices: tuple | None = None, item: type | None = None, *,
+            at_least: float | None = None, above: float | None = None, at_most: float | None = None,
+            below: float | None = None) -> Any:
+    """A dataclass field declared once with what the CLI and docs need: help text, choices, list item type, and
+    its range (``at_least``/``above``: the lower bound, inclusive/exclusive; ``at_most``/``below``: the upper;
+    for a list, of every item). Every float setting must also be finite. ``check_ranges`` enforces the ranges
+    of every setting of an object, before anything else looks at it.
 
     ``search.commands.run`` derives its flags from these fields, YAML keys are the field names, and the
     search passes every ``TrialSettings`` field to every trial unchanged."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "item": item})
+    bounds = {k: v for k, v in (("at_least", at_least), ("above", above), ("at_most", at_most), ("below", below))
+              if v is not None}
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "item": item, **bounds})
+
+
+_RULES = (("at_least", ">=", lambda v, b: v >= b), ("above", ">", lambda v, b: v > b),
+          ("at_most", "<=", lambda v, b: v <= b), ("below", "<", lambda v, b: v < b))
+
+
+def range_text(f: dataclasses.Field) -> str:
+    """The declared range of a setting, e.g. ">= 1" or "> 0 and <= 1" ('' when it has none)."""
+    return " and ".join(f"{sign} {f.metadata[key]:g}" for key, sign, _ in _RULES if key in f.metadata)
+
+
+def _example(f: dataclasses.Field) -> str:
+    default = f.default
+    if isinstance(default, tuple):
+        default = ",".join(map(str, default))
+    return f"--{f.name.replace('_', '-')} {default}"
+
+
+def check_ranges(obj: Any) -> None:
+    """Every setting of ``obj`` within its declared range (floats also finite), else one ``ConfigError`` line
+    naming the setting, its range and an example value."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        kind = f.metadata.get("item") or f.type
+        kind = kind if isinstance(kind, str) else getattr(kind, "__name__", "")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            rule = range_text(f)
+            finite = math.isfinite(v)
+            if finite and all(ok(v, f.metadata[key]) for key, _, ok in _RULES if key in f.metadata):
+                continue
+            if not rule and finite:
+                continue
+            need = " ".join(x for x in ("a finite number" if kind == "float" or not finite else "", rule) if x)
+            where = " (every item)" if isinstance(value, tuple) else ""
+            raise ConfigError(f"{f.name} (--{f.name.replace('_', '-')}){where} must be {need}, got {v:g}; "
+                              f"e.g. {_example(f)}")
 
 
 @dataclass(frozen=True)
@@ -78,13 +144,14 @@ class TrialSettings:
     lr_protocol: str = setting("paper", "'paper': new head 10x lr, biases 2x; 'uniform': every tuned parameter "
                                         "gets lr", LR_PROTOCOLS)
     optimizer: str = setting("sgd", "'sgd' (with momentum, the paper) or 'adamw'", OPTIMIZERS)
-    momentum: float = setting(0.9, "SGD's momentum (AdamW keeps its default betas)")
-    weight_decay: float = setting(5e-4, "on weights only: biases and normalisation parameters get none")
-    layer_decay: float = setting(1.0, "pretrained groups' lr x layer_decay**d, d = groups below the head; 1 = off")
-    warmup_epochs: float = setting(1.0, "epoch-equivalents of linear warmup of schedule 'warmup-cosine'")
+    momentum: float = setting(0.9, "SGD's momentum (AdamW keeps its default betas)", at_least=0, below=1)
+    weight_decay: float = setting(5e-4, "on weights only: biases and normalisation parameters get none", at_least=0)
+    layer_decay: float = setting(1.0, "pretrained groups' lr x layer_decay**d, d = groups below the head; 1 = off",
+                                  above=0, at_most=1)
+    warmup_epochs: float = setting(1.0, "epoch-equivalents of linear warmup of schedule 'warmup-cosine'", at_least=0)
     scratch_warmup_epochs: float = setting(1.0, "depth scratch: linear warmup from 1% of its lr over this many "
                                                 "epoch-equivalents, before any schedule (random weights need it); "
-                                                "0 = off")
+                                                "0 = off", at_least=0)
     freeze_bn: bool = setting(True, "BatchNorm in frozen groups keeps its running statistics (eval mode)")
     feature_cache: bool = setting(True, "frozen groups run once per sample, not every epoch (trainables.features)")
     augment: str = setting("none", "'none', 'hflip' (random left-right mirror per sample and step) or 'flip-rotate' "
@@ -97,22 +164,24 @@ class TrialSettings:
     input_size: int = setting(0, "side of the square network input in px; 0 = the backbone's own (a backbone with "
                                  "global pooling takes any size, e.g. resnet18; tiny-alexnet only 64)")
     amp: bool = setting(True, "on CUDA: bfloat16 autocast and channels_last; ignored on the CPU")
-    batch_size: int = setting(32, "mini-batch size")
+    batch_size: int = setting(32, "mini-batch size", at_least=1)
     epochs: int = setting(40, "cap: at most this many epoch-equivalents per trial (the scheduler's max_t). A ceiling, "
                               "not the trial's length: a trial ends on a validation plateau (patience_steps); one that "
-                              "reaches the cap is 'capped' and its score is a lower bound")
+                              "reaches the cap is 'capped' and its score is a lower bound", at_least=1)
     epoch_steps: int = setting(0, "optimizer steps per epoch-equivalent (one validation, one scheduler time "
-                                  "unit), equal at every budget; 0 = one pass over the full training split")
+                                  "unit), equal at every budget; 0 = one pass over the full training split", at_least=0)
     patience_steps: int = setting(240, "plateau: end a trial after this many optimizer steps without a better "
                                        "validation metric (the same at every budget; checked at each validation, "
-                                       "every epoch_steps); 0 = off (every trial runs to the cap)")
-    data_seed: int = setting(0, "seed of the embedded dataset and splits (the same for every trial of a run)")
+                                       "every epoch_steps); 0 = off (every trial runs to the cap)", at_least=0)
+    data_seed: int = setting(0, "seed of the embedded dataset and splits (the same for every trial of a run)",
+                             at_least=0)
 
     def __post_init__(self) -> None:
         if not self.backbone:  # resolved here, so config.yaml and every trial record the network that ran
             from trainables.apps.registry import default_backbone
 
             object.__setattr__(self, "backbone", default_backbone(self.app))
+        check_ranges(self)  # every declared range (a SearchConfig's too), before the checks below read them
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:

@@ -120,6 +120,23 @@ def not_trained(summary: pd.DataFrame, planned: list[str], budget: float) -> lis
     return [d for d in planned if d not in seen]
 
 
+DIVERGED_EVERYWHERE = "diverged at every lr: lower the lr range"
+
+
+def diverged_cells(trials: pd.DataFrame, budget: float) -> list[str]:
+    """Depths at ``budget`` whose every trial (every lr, schedule and seed) diverged, shallow to deep."""
+    if trials is None or trials.empty or "status" not in trials:
+        return []
+    t = trials[trials["budget"] == budget]
+    if t.empty:
+        return []
+    last = t.groupby("trial_id").agg(depth=("depth", "first"), depth_index=("depth_index", "first"),
+                                     status=("status", "last"))
+    gone = last.groupby("depth").agg(all_gone=("status", lambda s: bool((s == "diverged").all())),
+                                     order=("depth_index", "first"))
+    return [str(d) for d in gone[gone["all_gone"]].sort_values("order").index]
+
+
 def budget_answers(summary: pd.DataFrame, mode, planned: list[str] = ()) -> list[BudgetAnswer]:
     """Per budget with a result: the choice, the verdicts of the other *trained* depths, and the planned depths
     that were never trained there (named, not judged)."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from search.analysis.answers import Analysis
+from search.analysis.answers import DIVERGED_EVERYWHERE, Analysis, diverged_cells
 from search.analysis.guideline import pct
 from search.run_files import SUMMARY_COLUMNS
 from search.source_check import RANDOM
@@ -103,6 +103,11 @@ def answer_rows(analysis: Analysis) -> tuple[list[str], list[list[str]]]:
         rows.append([pct(a.budget), str(a.n_train), best, fmt_ci(*a.best),
                      _converged(analysis, a.budget), _others(a, "equivalent", capped=capped),
                      _others(a, "inconclusive", "lower bound", capped=capped), worse, sc, a.scratch_verdict])
+    gone = [diverged_cells(analysis.trials, a.budget) for a in analysis.answers]
+    if any(gone):  # every lr of these cells diverged: named, never judged
+        header.append(DIVERGED_EVERYWHERE)
+        for row, depths in zip(rows, gone):
+            row.append(", ".join(depths) or "-")
     if any(a.not_trained for a in analysis.answers):  # named, never judged
         header.append("not trained")
         for row, a in zip(rows, analysis.answers):

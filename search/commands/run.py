@@ -59,18 +59,7 @@ def config_from_args(args: argparse.Namespace):
 
     values: dict = {}
     if args.config:
-        path = Path(args.config)
-        if not path.exists():
-            raise ConfigError(f"config file {path} not found; pass an existing YAML file to --config")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ConfigError(f"config file {path} is not valid YAML ({getattr(e, 'problem', None) or e}{where}); "
-                              f"fix it or pass flags instead") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of SearchConfig keys")
+        loaded = read_config_file(Path(args.config))
         values.update(loaded)
     for flag, f in flags().items():
         raw = getattr(args, f.name)
@@ -85,6 +74,62 @@ def config_from_args(args: argparse.Namespace):
         if getattr(args, flag):
             values[flag] = True
     return build_config(values)
+
+
+def read_config_file(path: Path) -> dict:
+    """A --config file's mapping of SearchConfig keys; every problem with the file is one ``ConfigError`` line."""
+    if not path.exists():
+        raise ConfigError(f"config file {path} not found; pass an existing YAML file to --config")
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder, not a file; pass a YAML file to --config, "
+                          f"e.g. {path / 'config.yaml'}")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read ({e.strerror or type(e).__name__}); check its "
+                          f"permissions or pass another file to --config") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}: "
+                          f"a binary file?); pass a YAML file of SearchConfig keys to --config") from None
+    if "\x00" in text:
+        raise ConfigError(f"config file {path} holds NUL bytes (a binary file?); pass a YAML file of SearchConfig "
+                          f"keys to --config")
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML ({getattr(e, 'problem', None) or e}{where}); "
+                          f"fix it or pass flags instead") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of SearchConfig keys (key: value lines), got a "
+                          f"{type(loaded).__name__}; e.g. 'epochs: 2'")
+    bad = [k for k in loaded if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"config file {path} has key(s) {', '.join(map(repr, bad))} that are not names; its keys "
+                          f"are SearchConfig fields, e.g. 'epochs: 2'")
+    return loaded
+
+
+def diverged_range(trials) -> str:
+    """'' unless every trial of a learning-rate range diverged: then which range ("of the fine-tuned depths",
+    "of depth scratch" or "" for every trial of the run), in words."""
+    if trials is None or trials.empty or "status" not in trials:
+        return ""
+    last = trials.groupby("trial_id").agg(depth=("depth", "first"), status=("status", "last"))
+    gone = last["status"] == "diverged"
+    if gone.all():
+        return "of the run"
+    scratch = last["depth"] == "scratch"
+    if (~scratch).any() and gone[~scratch].all():
+        return "of the fine-tuned depths (--lr-min/--lr-max)"
+    if scratch.any() and gone[scratch].all():
+        return "of depth scratch (--scratch-lr-min/--scratch-lr-max)"
+    return ""
 
 
 def print_outcome(outcome, cfg) -> int:
@@ -107,6 +152,12 @@ def print_outcome(outcome, cfg) -> int:
         print(f"failed: {e}")
     print(f"\nresults: {outcome.run_dir}  (report.md, summary.parquet, predictions.parquet, plots/, trials.parquet, "
           f"config.yaml)   wall {outcome.wall_s:.0f}s")
+    diverged = diverged_range(outcome.trials)
+    if diverged:
+        print(f"tunedepth: error: every trial {diverged} diverged (NaN/inf loss): lower the lr range and run again "
+              f"(e.g. {'--scratch-lr-min 3e-3 --scratch-lr-max 3e-2' if 'scratch' in diverged else '--lr-min 3e-4 --lr-max 3e-3'}); this run's files stay readable: `tunedepth status "
+              f"{outcome.run_dir.name}`, `tunedepth report {outcome.run_dir}`", file=sys.stderr)
+        return 2
     if outcome.errors:
         print(f"tunedepth: error: {len(outcome.errors)} trial(s) ended in error (listed above, after one retry each); "
               f"fix the cause, then `tunedepth resume {outcome.run_dir.name}` reruns them", file=sys.stderr)
