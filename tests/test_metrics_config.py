@@ -39,7 +39,7 @@ def test_trial_config_rejects_unknown_keys_and_bad_values():
 def test_search_config_validates():
     with pytest.raises(ConfigError, match="unknown config key"):
         SearchConfig.from_dict({"budget": [0.1]})
-    with pytest.raises(ConfigError, match="fractions in"):
+    with pytest.raises(ConfigError, match=r"budgets .*must be a finite number > 0 and <= 1"):
         SearchConfig.from_dict({"budgets": [0.1, 2.0]})
     cfg = SearchConfig.from_dict({"budgets": [0.1, 1], "seeds": [0, 1]})
     assert cfg.budgets == (0.1, 1.0) and SearchConfig.from_dict(cfg.to_dict()) == cfg

@@ -128,7 +128,7 @@ def test_new_trial_keys_are_validated():
         TrialConfig(optimizer="adam")
     with pytest.raises(ConfigError, match="unknown lr_protocol"):
         TrialConfig(lr_protocol="fancy")
-    with pytest.raises(ConfigError, match="layer_decay must be in"):
+    with pytest.raises(ConfigError, match=r"layer_decay .*must be a finite number > 0 and <= 1"):
         TrialConfig(layer_decay=1.5)
     assert TrialConfig.from_dict({"freeze_bn": "false"}).freeze_bn is False
     with pytest.raises(ConfigError, match="'freeze_bn' must be bool"):
