@@ -1,13 +1,13 @@
 """How far a validation score is from noise: its standard error and its chance level, from the split alone.
 
-``compute_noise(compute, labels, probs, meta)`` returns ``(se, chance)`` for any ``compute_*`` metric:
+For any ``compute_*`` metric, from ``(compute, labels, probs, meta)``:
 
-- ``se``: the standard deviation of the metric over random halves of the split's units (``split_group``,
+- ``se`` (``halves_se``): the standard deviation of the metric over random halves of the split's units (``split_group``,
   ``group``, else samples), drawn without replacement. For a mean-like statistic the variance of a half-sample
   mean is sigma^2/n x (n - n/2)/(n - 1), about sigma^2/n: the full split's squared standard error. Halves are
   subsets, so every metric takes them as it takes any smaller split (no duplicated units to confuse
   per-unit grouping, as a bootstrap would).
-- ``chance``: the mean metric with the predictions shuffled across samples (the same predictions, no link to
+- ``chance`` (``compute_chance``): the mean metric with the predictions shuffled across samples (the same predictions, no link to
   the labels), the score a model that learned nothing about the task reaches on this split.
 
 - ``halves``: the metric on each of those halves (``compute_halves``). The halves are drawn from a fixed seed,
@@ -100,9 +100,3 @@ def compute_chance(compute: Compute, labels: np.ndarray, probs: np.ndarray, meta
     ok = [v for v in values if math.isfinite(v)]
     return float(np.mean(ok)) if ok else math.nan
 
-
-def compute_noise(compute: Compute, labels: np.ndarray, probs: np.ndarray, meta: Mapping[str, np.ndarray] | None,
-                  seed: int = 0, halves: int = HALVES, shuffles: int = SHUFFLES) -> tuple[float, float]:
-    """(standard error of ``compute`` on this split, its chance level); NaN where it cannot be told."""
-    se = halves_se(compute_halves(compute, labels, probs, meta, seed=seed, halves=halves))
-    return se, compute_chance(compute, labels, probs, meta, seed=seed + 1, shuffles=shuffles)
