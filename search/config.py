@@ -20,7 +20,7 @@ from trainables.stream import DEFAULT_STREAM_BYTES, STREAM_MODES
 SEARCHERS = ("grid", "random", "optuna", "guideline")  # see search/searchers
 # see search.promotion ("per-depth", "per-budget": synchronous successive halving) and search.schedulers ("asha")
 SCHEDULERS = ("auto", "per-depth", "per-budget", "asha", "none")
-REPLICATES = ("survivors", "all")  # see search.promotion: when a learning rate's further seeds run
+REPLICATES = ("leader", "survivors", "all")  # see search.promotion: when a learning rate's further seeds run
 # what "auto" means for each searcher: the guideline compares finished trials only; an adaptive searcher behind a
 # concurrency limit cannot wait for paused trials, so optuna gets the stopping ASHA
 AUTO_SCHEDULER = {"grid": "per-depth", "random": "per-depth", "optuna": "asha", "guideline": "none"}
@@ -56,9 +56,12 @@ class SearchConfig(TrialSettings):
     seeds: tuple[int, ...] = setting((0, 1), "trial seeds: every (depth, budget, lr) runs once per seed; seeds are "
                                              "replicates (judged by their mean)", item=int,
                                    at_least=0)
-    replicates: str = setting("survivors", "grid + per-depth/per-budget scheduler: 'survivors' = the first seed races "
-                                           "the learning rates, the other seeds run only for the surviving one; "
-                                           "'all' = every seed races, judged by their mean", REPLICATES)
+    replicates: str = setting("leader", "grid + per-depth/per-budget scheduler: 'leader' = the first seed races the "
+                                        "candidates, the other seeds run only for the best of those still in the race "
+                                        "at its end (the others are recorded as tied with it; per-budget: every depth "
+                                        "left); 'survivors' = for every "
+                                        "candidate still in the race; 'all' = every seed races, judged by their mean",
+                              REPLICATES)
     search_seed: int = setting(0, "permutes the lr grid's order and seeds random/optuna draws (`demo --seed`)",
                               at_least=0)
     grace_period: int = setting(0, "first rung of the scheduler, in epoch-equivalents; 0 = 2 (or the cap, if lower). "
