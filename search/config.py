@@ -73,6 +73,11 @@ class SearchConfig(TrialSettings):
                                   "the best by more than prune_z standard errors of the difference (paired: over "
                                   "the same halves of the validation split for every trial); larger = fewer drops",
                              at_least=0)
+    prune_growth: float = setting(1.0, "per-depth/per-budget halving: a candidate behind at a rung is dropped only "
+                                       "if it would still be behind after gaining prune_growth times what it gained "
+                                       "since the previous rung (a curve a - b/t gains 1x its last doubling's gain in "
+                                       "the rest of training; rungs double); 0 = judge the scores as they stand",
+                                  at_least=0)
     scheduler: str = setting("auto", "per-depth: per (budget, depth) successive halving over learning rates; "
                                      "per-budget: over (depth, lr) per budget; asha: Ray's stopping ASHA per "
                                      "budget; none; auto: per-depth (optuna: asha; guideline: none)", SCHEDULERS)

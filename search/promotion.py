@@ -94,12 +94,12 @@ class StratifiedHalving(StratifiedScheduler):
                  max_t: int = 8, grace_period: int = 1, reduction_factor: float = 3,
                  stratum_size: int | None = None, state_file: str | None = None,
                  replicate_key: str = "seed", lead_replicate: Any = None, replicate_tied: bool = False,
-                 z: float = 2.0):
+                 z: float = 2.0, growth: float = 0.0):
         super().__init__(stratify_by=tuple(stratify_by), metric=metric, mode=mode)
         self._group_by, self._time_attr, self._rf = tuple(group_by), time_attr, reduction_factor
         self._stratum_size, self._state_file = stratum_size, state_file
         self._replicate_key, self._lead, self._replicate_tied = replicate_key, lead_replicate, replicate_tied
-        self._z = float(z)
+        self._z, self._growth = float(z), float(growth)
         self.milestones = rung_milestones(max_t, grace_period, reduction_factor)
         self._loaded, self._requeued = False, set()
         self._members: dict[Any, list[str]] = {}  # stratum -> trial ids
@@ -262,15 +262,46 @@ class StratifiedHalving(StratifiedScheduler):
             se = math.hypot(noise[top][0], noise[g][0])
         return self._z * se
 
+    def _gains(self, s: Any, m: int, scores: dict, noise: dict, halves: dict) -> dict[tuple, tuple[float, float]]:
+        """Per group: (its gain since the previous rung, that gain's standard error). At the first rung the gain
+        is over its chance level. Paired over the group's own halves at the two rungs where it has both."""
+        i = self.milestones.index(m)
+        if i == 0:
+            return {g: (scores[g] - noise[g][1], noise[g][0]) for g in scores if g in noise}
+        prev = self.milestones[i - 1]
+        before, before_noise, before_halves = (self._group_scores(s, prev), self._group_noise(s, prev),
+                                               self._group_halves(s, prev))
+        out = {}
+        for g in scores:
+            if g not in before or g not in noise or g not in before_noise:
+                continue
+            se = paired_se(halves[g], before_halves[g]) if g in halves and g in before_halves else math.nan
+            out[g] = (scores[g] - before[g], se if math.isfinite(se) else math.hypot(noise[g][0], before_noise[g][0]))
+        return out
+
+    def _reach(self, g: tuple, score: float, gains: dict | None) -> float:
+        """The most group ``g`` can plausibly still reach: its score plus ``growth`` times its gain since the
+        previous rung (at the gain's upper ``z`` bound). A power-law learning curve ``a - b t^-0.5`` gains at most
+        1 / (2^0.5 - 1) = 2.4 times its last doubling's gain in the rest of training; rungs double. Without a
+        known gain a group could reach anything (``gains`` None: the plain rule, its score)."""
+        if gains is None or self._growth <= 0:
+            return score
+        gain, se = gains.get(g, (math.inf, math.inf))
+        up = gain + self._z * se if math.isfinite(se) else math.inf
+        return score + self._growth * max(0.0, up) if math.isfinite(up) else math.inf
+
     def winners(self, scores: dict[tuple, float], noise: dict[tuple, tuple[float, float]],
-                halves: dict[tuple, np.ndarray] | None = None) -> tuple[set, str]:
+                halves: dict[tuple, np.ndarray] | None = None,
+                gains: dict[tuple, tuple[float, float]] | None = None) -> tuple[set, str]:
         """The groups that go on from a rung, and the rule that chose them.
 
         - ``chance``: every group is still within ``z`` standard errors of its chance level: nothing is
           decided on such a rung (every group goes on);
         - ``evidence``: a group goes on unless it is behind the best by more than ``z`` standard errors of the
           difference, paired on the validation halves both report (``trainables.metrics.noise.paired_se``),
-          else unpaired (a diverged group, at -inf, never goes on);
+          else unpaired, *and* it would stay behind by that much even if it kept improving (``growth`` times its
+          gain since the previous rung, ``_reach``): a slow candidate that is still climbing is not dropped on
+          evidence that a longer run would overturn (a diverged group, at -inf, never goes on);
         - ``top-k``: a group without a noise estimate (a trainable that reports none): the best
           ``1/reduction_factor``, as plain successive halving."""
         halves = halves or {}
@@ -282,7 +313,8 @@ class StratifiedHalving(StratifiedScheduler):
             if all(math.isfinite(noise[g][1]) and scores[g] - noise[g][1] <= self._z * noise[g][0] for g in finite):
                 return set(finite), "chance"
             top = finite[0]
-            keep = {g for g in finite if scores[top] - scores[g] <= self._margin(top, g, noise, halves)}
+            keep = {g for g in finite
+                    if scores[top] - self._reach(g, scores[g], gains) <= self._margin(top, g, noise, halves)}
             return keep, "evidence"
         return set(ranked[:max(1, int(len(scores) // self._rf))]), "top-k"
 
@@ -296,7 +328,9 @@ class StratifiedHalving(StratifiedScheduler):
                     break
                 scores = self._group_scores(s, m)
                 halves = self._group_halves(s, m)
-                winners, rule = self.winners(scores, self._group_noise(s, m), halves)
+                noise = self._group_noise(s, m)
+                gains = self._gains(s, m, scores, noise, halves) if self._growth > 0 else None
+                winners, rule = self.winners(scores, noise, halves, gains)
                 self.decisions.append({"stratum": list(s) if isinstance(s, tuple) else s, "milestone": m,
                                        "rule": rule, "groups": len(scores), "kept": len(winners),
                                        "paired": bool(scores) and set(scores) <= set(halves)})

@@ -137,7 +137,7 @@ def make_scheduler(cfg: SearchConfig, run_dir: Path | None = None, depths: list[
                 sum(space.cell_size(d) for d in space.depths)) if grid else None
         return StratifiedHalving(stratify_by=("budget", "depth") if by_depth else ("budget",),
                                  group_by=("lr", "schedule") if by_depth else ("depth", "lr", "schedule"),
-                                 stratum_size=size, z=cfg.prune_z,
+                                 stratum_size=size, z=cfg.prune_z, growth=cfg.prune_growth,
                                  lead_replicate=cfg.seeds[0] if grid and cfg.replicates != "all" else None,
                                  # per-budget groups are depths: every depth still in the race gets its seeds
                                  replicate_tied=cfg.replicates == "survivors" or not by_depth,
@@ -244,7 +244,9 @@ def plan_text(cfg: SearchConfig, prep: Prepared) -> str:
             f"{cfg.batch_size}, the same at every "
             f"budget), cap {cfg.epochs} validations = {cfg.epochs * steps} steps{stop}{warm}\n"
             f"        scheduler {cfg.effective_scheduler}: rungs {_rungs(cfg)}" + (
-                f"; a candidate is dropped only when {cfg.prune_z:g} paired standard errors behind the cell's best, "
+                f"; a candidate is dropped only when {cfg.prune_z:g} paired standard errors behind the cell's best"
+                + (f" even after {cfg.prune_growth:g}x its gain since the previous rung" if cfg.prune_growth else "")
+                + ", "
                 "never while every candidate is at chance" if cfg.effective_scheduler in ("per-depth", "per-budget")
                 else ""))
 
