@@ -38,6 +38,9 @@ def test_a_config_resolves_to_the_sized_backbone_its_depth_and_effective_source(
     assert (deep.depth_index, deep.tuned_groups, deep.source) == (2, ("layer4", "fc"), "fractal")
     scratch = resolve_trial(_cfg(depth="scratch", source="fractal"), {})  # depth scratch ignores the source
     assert scratch.source == "scratch" and scratch.depth_index == len(scratch.spec.groups) + 1
+    generic = resolve_trial(_cfg(app="classification", resize="pad", metric="balanced-accuracy"), {})
+    assert generic.app.make_samples.keywords["resize"] == "pad" and generic.app.metric == "balanced-accuracy"
+    assert resolve_trial(_cfg(app="classification"), {}).app.make_samples.keywords["resize"] == "resize"
     with pytest.raises(ConfigError, match="no pretrained weights for source 'fractal'"):
         resolve_trial(_cfg(source="fractal"), {})
     with pytest.raises(ConfigError, match="cannot take 96px"):
