@@ -20,7 +20,7 @@ from trainables.stream import DEFAULT_STREAM_BYTES, STREAM_MODES
 SEARCHERS = ("grid", "random", "optuna", "guideline")  # see search/searchers
 # see search.promotion ("per-depth", "per-budget": synchronous successive halving) and search.schedulers ("asha")
 SCHEDULERS = ("auto", "per-depth", "per-budget", "asha", "none")
-REPLICATES = ("survivors", "all")  # see search.promotion: when a learning rate's further seeds run
+REPLICATES = ("leader", "survivors", "all")  # see search.promotion: when a learning rate's further seeds run
 # what "auto" means for each searcher: the guideline compares finished trials only; an adaptive searcher behind a
 # concurrency limit cannot wait for paused trials, so optuna gets the stopping ASHA
 AUTO_SCHEDULER = {"grid": "per-depth", "random": "per-depth", "optuna": "asha", "guideline": "none"}
@@ -56,9 +56,12 @@ class SearchConfig(TrialSettings):
     seeds: tuple[int, ...] = setting((0, 1), "trial seeds: every (depth, budget, lr) runs once per seed; seeds are "
                                              "replicates (judged by their mean)", item=int,
                                    at_least=0)
-    replicates: str = setting("survivors", "grid + per-depth/per-budget scheduler: 'survivors' = the first seed races "
-                                           "the learning rates, the other seeds run only for the surviving one; "
-                                           "'all' = every seed races, judged by their mean", REPLICATES)
+    replicates: str = setting("leader", "grid + per-depth/per-budget scheduler: 'leader' = the first seed races the "
+                                        "candidates, the other seeds run only for the best of those still in the race "
+                                        "at its end (the others are recorded as tied with it; per-budget: every depth "
+                                        "left); 'survivors' = for every "
+                                        "candidate still in the race; 'all' = every seed races, judged by their mean",
+                              REPLICATES)
     search_seed: int = setting(0, "permutes the lr grid's order and seeds random/optuna draws (`demo --seed`)",
                               at_least=0)
     grace_period: int = setting(0, "first rung of the scheduler, in epoch-equivalents; 0 = 2 (or the cap, if lower). "
@@ -70,6 +73,11 @@ class SearchConfig(TrialSettings):
                                   "the best by more than prune_z standard errors of the difference (paired: over "
                                   "the same halves of the validation split for every trial); larger = fewer drops",
                              at_least=0)
+    prune_growth: float = setting(1.0, "per-depth/per-budget halving: a candidate behind at a rung is dropped only "
+                                       "if it would still be behind after gaining prune_growth times what it gained "
+                                       "since the previous rung (a curve a - b/t gains 1x its last doubling's gain in "
+                                       "the rest of training; rungs double); 0 = judge the scores as they stand",
+                                  at_least=0)
     scheduler: str = setting("auto", "per-depth: per (budget, depth) successive halving over learning rates; "
                                      "per-budget: over (depth, lr) per budget; asha: Ray's stopping ASHA per "
                                      "budget; none; auto: per-depth (optuna: asha; guideline: none)", SCHEDULERS)

@@ -19,11 +19,20 @@ Tune does not checkpoint a scheduler's state, so with ``state_file`` (the runner
 ``results/<name>/promotion.json``) every decision is written there (JSON, see ``search.jsonstate``) and a resumed
 run reads it back.
 
-Replicates on demand (``lead_replicate``, ``--replicates survivors``, the default): only the trials of the first
-seed race; the other seeds' trials of a learning rate wait (PENDING, never started) until the stratum is
-settled (one group left, or every rung decided), then run to the end for the surviving group only, without
-pausing; the losing groups' waiting replicates are stopped unstarted. So learning rates are pruned on one seed,
-and the chosen learning rate still has all its seeds at full length: the cell's replicates.
+Replicates on demand (``lead_replicate``): only the trials of the first seed race; the other seeds' trials of a
+candidate wait (PENDING, never started) until the stratum is settled (one group left, or every rung decided),
+then run to the end, without pausing, for
+
+- ``--replicates leader`` (the default; ``replicate_tied=False``): the *leader* only, the group with the best
+  final score once every trial still in the race has ended. The other groups still in the race were never shown
+  worse (they are tied with it on the evidence); they are recorded as such (``decisions``: rule ``replicates``,
+  ``tied``) and their waiting seeds are stopped unstarted, like those of the groups that lost a rung. A cell
+  needs one candidate measured on every seed, not every tied candidate: selection ranks the candidates with the
+  most seeds first (``search.analysis.selecting``), so the leader is the cell's choice;
+- ``--replicates survivors`` (``replicate_tied=True``): every group still in the race.
+
+So candidates are pruned on one seed, and the chosen one still has all its seeds at full length: the cell's
+replicates.
 
 Works with searchers that propose trials without waiting for results (grid, random); ``SearchConfig`` refuses
 it with optuna and the guideline.
@@ -78,19 +87,20 @@ def rung_milestones(max_t: int, grace_period: int, reduction_factor: float) -> l
 class StratifiedHalving(StratifiedScheduler):
     STATE_KEYS = ("_members", "_stratum_of", "_group_of", "_scores", "_final", "_done", "_survivors", "_decided",
                   "paused_at", "stopped_at_rung", "_to_resume", "_to_stop", "_held", "_free", "_noise",
-                  "_final_noise", "_halves", "_final_halves", "decisions")
+                  "_final_noise", "_halves", "_final_halves", "_leader", "decisions")
 
     def __init__(self, *, stratify_by: tuple[str, ...] = ("budget", "depth"),
                  group_by: tuple[str, ...] = ("lr", "schedule"),
                  time_attr: str = "training_iteration", metric: str | None = None, mode: str | None = None,
                  max_t: int = 8, grace_period: int = 1, reduction_factor: float = 3,
                  stratum_size: int | None = None, state_file: str | None = None,
-                 replicate_key: str = "seed", lead_replicate: Any = None, z: float = 2.0):
+                 replicate_key: str = "seed", lead_replicate: Any = None, replicate_tied: bool = False,
+                 z: float = 2.0, growth: float = 0.0):
         super().__init__(stratify_by=tuple(stratify_by), metric=metric, mode=mode)
         self._group_by, self._time_attr, self._rf = tuple(group_by), time_attr, reduction_factor
         self._stratum_size, self._state_file = stratum_size, state_file
-        self._replicate_key, self._lead = replicate_key, lead_replicate
-        self._z = float(z)
+        self._replicate_key, self._lead, self._replicate_tied = replicate_key, lead_replicate, replicate_tied
+        self._z, self._growth = float(z), float(growth)
         self.milestones = rung_milestones(max_t, grace_period, reduction_factor)
         self._loaded, self._requeued = False, set()
         self._members: dict[Any, list[str]] = {}  # stratum -> trial ids
@@ -112,6 +122,7 @@ class StratifiedHalving(StratifiedScheduler):
         # trial -> milestone -> its score on the run's fixed validation halves (signed: higher is better)
         self._halves: dict[str, dict[int, list[float]]] = {}
         self._final_halves: dict[str, list[float]] = {}
+        self._leader: dict[Any, tuple] = {}  # stratum -> the groups whose waiting replicates run
         self.decisions: list[dict] = []  # every rung decided: stratum, milestone, scores, kept, the rule used
 
     # -- state ------------------------------------------------------------------------------------
@@ -252,15 +263,46 @@ class StratifiedHalving(StratifiedScheduler):
             se = math.hypot(noise[top][0], noise[g][0])
         return self._z * se
 
+    def _gains(self, s: Any, m: int, scores: dict, noise: dict, halves: dict) -> dict[tuple, tuple[float, float]]:
+        """Per group: (its gain since the previous rung, that gain's standard error). At the first rung the gain
+        is over its chance level. Paired over the group's own halves at the two rungs where it has both."""
+        i = self.milestones.index(m)
+        if i == 0:
+            return {g: (scores[g] - noise[g][1], noise[g][0]) for g in scores if g in noise}
+        prev = self.milestones[i - 1]
+        before, before_noise, before_halves = (self._group_scores(s, prev), self._group_noise(s, prev),
+                                               self._group_halves(s, prev))
+        out = {}
+        for g in scores:
+            if g not in before or g not in noise or g not in before_noise:
+                continue
+            se = paired_se(halves[g], before_halves[g]) if g in halves and g in before_halves else math.nan
+            out[g] = (scores[g] - before[g], se if math.isfinite(se) else math.hypot(noise[g][0], before_noise[g][0]))
+        return out
+
+    def _reach(self, g: tuple, score: float, gains: dict | None) -> float:
+        """The most group ``g`` can plausibly still reach: its score plus ``growth`` times its gain since the
+        previous rung (at the gain's upper ``z`` bound). A power-law learning curve ``a - b t^-0.5`` gains at most
+        1 / (2^0.5 - 1) = 2.4 times its last doubling's gain in the rest of training; rungs double. Without a
+        known gain a group could reach anything (``gains`` None: the plain rule, its score)."""
+        if gains is None or self._growth <= 0:
+            return score
+        gain, se = gains.get(g, (math.inf, math.inf))
+        up = gain + self._z * se if math.isfinite(se) else math.inf
+        return score + self._growth * max(0.0, up) if math.isfinite(up) else math.inf
+
     def winners(self, scores: dict[tuple, float], noise: dict[tuple, tuple[float, float]],
-                halves: dict[tuple, np.ndarray] | None = None) -> tuple[set, str]:
+                halves: dict[tuple, np.ndarray] | None = None,
+                gains: dict[tuple, tuple[float, float]] | None = None) -> tuple[set, str]:
         """The groups that go on from a rung, and the rule that chose them.
 
         - ``chance``: every group is still within ``z`` standard errors of its chance level: nothing is
           decided on such a rung (every group goes on);
         - ``evidence``: a group goes on unless it is behind the best by more than ``z`` standard errors of the
           difference, paired on the validation halves both report (``trainables.metrics.noise.paired_se``),
-          else unpaired (a diverged group, at -inf, never goes on);
+          else unpaired, *and* it would stay behind by that much even if it kept improving (``growth`` times its
+          gain since the previous rung, ``_reach``): a slow candidate that is still climbing is not dropped on
+          evidence that a longer run would overturn (a diverged group, at -inf, never goes on);
         - ``top-k``: a group without a noise estimate (a trainable that reports none): the best
           ``1/reduction_factor``, as plain successive halving."""
         halves = halves or {}
@@ -272,7 +314,8 @@ class StratifiedHalving(StratifiedScheduler):
             if all(math.isfinite(noise[g][1]) and scores[g] - noise[g][1] <= self._z * noise[g][0] for g in finite):
                 return set(finite), "chance"
             top = finite[0]
-            keep = {g for g in finite if scores[top] - scores[g] <= self._margin(top, g, noise, halves)}
+            keep = {g for g in finite
+                    if scores[top] - self._reach(g, scores[g], gains) <= self._margin(top, g, noise, halves)}
             return keep, "evidence"
         return set(ranked[:max(1, int(len(scores) // self._rf))]), "top-k"
 
@@ -286,7 +329,9 @@ class StratifiedHalving(StratifiedScheduler):
                     break
                 scores = self._group_scores(s, m)
                 halves = self._group_halves(s, m)
-                winners, rule = self.winners(scores, self._group_noise(s, m), halves)
+                noise = self._group_noise(s, m)
+                gains = self._gains(s, m, scores, noise, halves) if self._growth > 0 else None
+                winners, rule = self.winners(scores, noise, halves, gains)
                 self.decisions.append({"stratum": list(s) if isinstance(s, tuple) else s, "milestone": m,
                                        "rule": rule, "groups": len(scores), "kept": len(winners),
                                        "paired": bool(scores) and set(scores) <= set(halves)})
@@ -347,8 +392,11 @@ class StratifiedHalving(StratifiedScheduler):
             alive = {self._group_of[t] for t in self._survivors[s]}
             if self._group_of[tid] in alive and not self._settled(s, search_finished):
                 continue
+            replicated = self._replicated(s, alive)
+            if replicated is None:  # the leader is known once the race's last trials have ended
+                continue
             self._held.discard(tid)
-            if self._group_of[tid] in alive:
+            if self._group_of[tid] in replicated:
                 self._free.add(tid)
                 release.append(tid)
             else:
@@ -358,6 +406,26 @@ class StratifiedHalving(StratifiedScheduler):
         if release or drop:
             self._save()
         return release, drop
+
+    def _replicated(self, s: Any, alive: set[tuple]) -> set[tuple] | None:
+        """The groups of settled stratum ``s`` whose waiting replicates run: every one still in the race
+        (``replicate_tied``, or one left), else the leader by final score once every racing trial has ended
+        (None until then). The choice is recorded once per stratum."""
+        if self._replicate_tied or len(alive) <= 1:
+            return alive
+        if s not in self._leader:
+            if not all(t in self._done for t in self._survivors[s]):
+                return None
+            per: dict[tuple, list[float]] = {}
+            for t in self._survivors[s]:
+                per.setdefault(self._group_of[t], []).append(self._final.get(t, -math.inf))
+            score = {g: float(np.mean(v)) for g, v in per.items()}
+            leader = sorted(score, key=lambda g: (-score[g], repr(g)))[0]
+            self._leader[s] = leader
+            self.decisions.append({"stratum": list(s) if isinstance(s, tuple) else s, "milestone": None,
+                                   "rule": "replicates", "groups": len(alive), "kept": 1, "tied": len(alive) - 1,
+                                   "paired": False})
+        return {tuple(self._leader[s])}
 
     @property
     def waiting(self) -> frozenset[str]:

@@ -137,8 +137,10 @@ def make_scheduler(cfg: SearchConfig, run_dir: Path | None = None, depths: list[
                 sum(space.cell_size(d) for d in space.depths)) if grid else None
         return StratifiedHalving(stratify_by=("budget", "depth") if by_depth else ("budget",),
                                  group_by=("lr", "schedule") if by_depth else ("depth", "lr", "schedule"),
-                                 stratum_size=size, z=cfg.prune_z,
-                                 lead_replicate=cfg.seeds[0] if grid and cfg.replicates == "survivors" else None,
+                                 stratum_size=size, z=cfg.prune_z, growth=cfg.prune_growth,
+                                 lead_replicate=cfg.seeds[0] if grid and cfg.replicates != "all" else None,
+                                 # per-budget groups are depths: every depth still in the race gets its seeds
+                                 replicate_tied=cfg.replicates == "survivors" or not by_depth,
                                  state_file=str(run_dir / PROMOTION_FILE) if run_dir else None, **rungs)
     return BudgetStratifiedASHA(**rungs)
 
@@ -231,15 +233,20 @@ def plan_text(cfg: SearchConfig, prep: Prepared) -> str:
     halving = cfg.effective_scheduler in ("per-depth", "per-budget") and cfg.searcher == "grid"
     seeds = f"seeds {', '.join(map(str, cfg.seeds))}"
     if halving and len(cfg.seeds) > 1:
-        seeds += (f" (seed {cfg.seeds[0]} races the lrs; the others run for the surviving lr only)"
-                  if cfg.replicates == "survivors" else " (an lr's seeds race together, judged by their mean)")
+        seeds += {"leader": f" (seed {cfg.seeds[0]} races the candidates; the others run for the best one left at "
+                            "the end of the race only)",
+                  "survivors": f" (seed {cfg.seeds[0]} races the candidates; the others run for every one left at "
+                               "the end of the race)",
+                  "all": " (a candidate's seeds race together, judged by their mean)"}[cfg.replicates]
     return (f"search: {cfg.searcher}, depths {', '.join(prep.depths)}; budgets {budgets}"
             f"; lr {lrs}; {seeds}\n"
             f"        trials: {prep.spec.input_size}px input; a validation every {steps} optimizer steps (batch "
             f"{cfg.batch_size}, the same at every "
             f"budget), cap {cfg.epochs} validations = {cfg.epochs * steps} steps{stop}{warm}\n"
             f"        scheduler {cfg.effective_scheduler}: rungs {_rungs(cfg)}" + (
-                f"; a candidate is dropped only when {cfg.prune_z:g} paired standard errors behind the cell's best, "
+                f"; a candidate is dropped only when {cfg.prune_z:g} paired standard errors behind the cell's best"
+                + (f" even after {cfg.prune_growth:g}x its gain since the previous rung" if cfg.prune_growth else "")
+                + ", "
                 "never while every candidate is at chance" if cfg.effective_scheduler in ("per-depth", "per-budget")
                 else ""))
 

@@ -216,3 +216,64 @@ def test_save_and_restore_write_json_and_keep_every_decision(tmp_path):
     assert b.paused_at == a.paused_at and b._scores == a._scores
     assert b.decide(search_finished=True) == a.decide(search_finished=True)
     assert b.decisions == a.decisions and len(b.decisions) == 2
+
+
+def _tied(rng, se=0.05):
+    """Identical learning rates whose validation error (se 0.05) hides their differences: the evidence rule keeps
+    every one at every rung (and none is at chance: chance 0.3, scores from 0.72 up)."""
+    return _noisy(rng, sd=0.01), lambda tr, t: {"val_se": se, "val_chance": 0.3}
+
+
+def _simulate_noisy(sched, trials, score, extra, max_t=9):
+    """``_simulate`` with each report carrying ``extra(trial, t)`` (the noise estimate the evidence rule reads)."""
+    real = sched.on_trial_result
+
+    def on_result(controller, tr, result):
+        return real(controller, tr, {**result, **extra(tr, result["training_iteration"])})
+    sched.on_trial_result = on_result
+    return _simulate(sched, trials, score, max_t=max_t)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_leader_mode_replicates_only_the_best_of_the_tied_survivors(tied):
+    rng = np.random.default_rng(7)
+    lrs, seeds = (3e-4, 1e-3, 3e-3), (0, 1)
+    trials = _trials(["d0", "d1"], lrs, seeds)
+    sched = StratifiedHalving(metric="val_metric", mode="max", stratum_size=len(lrs) * len(seeds),
+                              lead_replicate=0, replicate_tied=tied, **KW)
+    score, extra = _tied(rng)
+    finals = {}
+
+    def recording(tr, t):
+        finals.setdefault(tr.trial_id, []).append(score(tr, t))
+        return finals[tr.trial_id][-1]
+    def with_best(tr, t):  # what a trial reports: its best validation so far, with that score's error
+        return {**extra(tr, t), "best_val_metric": max(finals[tr.trial_id]), "best_val_se": 0.05}
+    ran = _simulate_noisy(sched, trials, recording, with_best)
+    for d in ("d0", "d1"):
+        cell = [tr for tr in trials if tr.config["depth"] == d]
+        first = [tr for tr in cell if tr.config["seed"] == 0]
+        assert all(ran[tr.trial_id] == 9 for tr in first)  # tied: no lr is dropped at any rung
+        replicated = {tr.config["lr"] for tr in cell if tr.config["seed"] == 1 and ran[tr.trial_id] == 9}
+        if tied:
+            assert replicated == set(lrs)
+        else:  # the leader: the lr whose first seed ended with the best score (its best validation)
+            leader = max(first, key=lambda tr: max(finals[tr.trial_id])).config["lr"]
+            assert replicated == {leader}
+            assert sum(ran[tr.trial_id] == 0 for tr in cell) == len(lrs) - 1
+    rules = [x for x in sched.decisions if x["rule"] == "replicates"]
+    assert (rules == []) if tied else ([x["tied"] for x in rules] == [2, 2])
+    assert not sched.waiting
+
+
+def test_leader_mode_state_survives_a_reload(tmp_path):
+    rng = np.random.default_rng(8)
+    trials = _trials(["d0"], (3e-4, 1e-3), (0, 1))
+    kw = dict(metric="val_metric", mode="max", stratum_size=4, lead_replicate=0, state_file=str(tmp_path / "p.json"))
+    a = StratifiedHalving(**kw, **KW)
+    score, extra = _tied(rng)
+    _simulate_noisy(a, trials, score, extra)
+    b = StratifiedHalving(**kw, **KW)
+    b.on_trial_add(None, trials[0])
+    assert b._leader == a._leader and len(a._leader) == 1
+    assert [x["rule"] for x in b.decisions] == [x["rule"] for x in a.decisions]

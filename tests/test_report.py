@@ -511,3 +511,17 @@ def test_report_compare_and_status_import_neither_ray_nor_the_training_code(tmp_
     assert proc.returncode == 0, proc.stderr[-2000:]
     for command in ("report", "compare", "status"):
         assert f"AFTER {command} 0 []" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_selection_prefers_the_candidate_run_on_every_seed_over_a_tied_one_run_on_one():
+    """Replicates on demand: the race's leader (lr 1e-3) ran both seeds (0.90, 0.84: mean 0.87); a tied lr 3e-3
+    ran only its first seed (0.88, higher than that mean). The cell is the leader's, with both replicates."""
+    from search.analysis.selecting import select_cells
+
+    rows = []
+    for tid, lr, seed, vals in (("a", 1e-3, 0, (0.8, 0.90)), ("b", 1e-3, 1, (0.8, 0.84)), ("c", 3e-3, 0, (0.8, 0.88))):
+        for epoch, v in enumerate(vals, 1):
+            rows.append({"trial_id": tid, "budget": 1.0, "depth": "fc8", "depth_index": 1, "lr": lr, "seed": seed,
+                         "epoch": epoch, "val_metric": v, "n_train": 10, "status": "early-stopped"})
+    (cell,) = select_cells(pd.DataFrame(rows), "max").itertuples()
+    assert (cell.lr, cell.trial_ids, cell.n_seeds) == (1e-3, "a,b", 2) and cell.val_metric == pytest.approx(0.87)

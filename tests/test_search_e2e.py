@@ -150,7 +150,7 @@ def test_cli_demo_smoke_and_listing(demo_smoke, tmp_path):
 
 @pytest.mark.slow
 def test_replicates_run_only_for_the_surviving_learning_rate(ray_local, tmp_path, caplog):
-    """The default ``--replicates survivors`` on real Tune (z 0: every lr behind the best is dropped): the first
+    """The default replicates on demand (``--replicates leader``) on real Tune (z 0: every lr behind the best is dropped): the first
     seed races 3 learning rates; the second
     seed runs (to the end, unpaused) only for the winner; the losers' second seeds never start. The cell's
     replicates are then that learning rate's two full-length seeds."""

@@ -2,11 +2,12 @@
 
 1. A trial's score is its best validation metric over its epochs (early stopping on validation).
 2. Per budget x depth (a *cell*), trials are grouped by learning rate; a learning rate's seeds are judged
-   together: its score is the mean of its seeds' scores. Only *complete* trials compete when the cell has
+   together: its score is the mean of its seeds' scores, and the candidates run on the most seeds compete
+   (replicates on demand give only the race's leader its further seeds). Only *complete* trials compete when the cell has
    any: trials that ended on their own (their full length, or validation patience) and did not error (a
    trial the scheduler stopped early, or one that crashed, cannot win against complete ones of another
    learning rate). A diverged seed (NaN/inf loss) scores the worst value, so its learning rate loses. The best
-   learning rate wins (ties: more seeds, then the smaller learning rate); its seed trials are the cell's
+   learning rate wins (ties: the smaller learning rate); its seed trials are the cell's
    *replicates* (never a max over seeds).
    A replicate that ran to the cap without a plateau is *capped* (status ``ok``): its cell's score is a lower
    bound (``capped`` counts them, ``converged`` says every replicate stopped on a plateau).
@@ -66,8 +67,8 @@ def select_replicates(trials: pd.DataFrame, mode) -> pd.DataFrame:
     pool["schedule"] = pool["schedule"].fillna("paper").astype(str)
     cand = ["lr", "schedule"]  # a cell's candidates: (lr, schedule), its seeds judged together
     per_lr = pool.groupby(cell + cand, as_index=False).agg(cell_val=("val_metric", "mean"), n=("trial_id", "size"))
-    per_lr = per_lr.sort_values(cell + ["cell_val", "n", "lr", "schedule"],
-                                ascending=[True, True, m.ascending, False, True, True])
+    per_lr = per_lr.sort_values(cell + ["n", "cell_val", "lr", "schedule"],
+                                ascending=[True, True, False, m.ascending, True, True])
     chosen = per_lr.groupby(cell, sort=False).head(1)[cell + cand + ["cell_val"]]
     out = pool.merge(chosen, on=cell + cand, how="inner")
     sizes = trials.groupby(cell).agg(trials=("trial_id", "nunique"), epochs_spent=("trial_id", "size")).reset_index()
