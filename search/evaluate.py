@@ -27,11 +27,10 @@ from search.analysis.build import build_report
 from trainables.mode import Mode
 from search.analysis.selecting import select_replicates
 from search.run_files import prediction_rows, write_predictions
-from trainables.apps import get_app
 from trainables.config import TrialConfig
 from trainables.data import SplitData
-from trainables.trainable import CHECKPOINT_FILE
-from trainables.trial import TrialRun, effective_source
+from trainables.resolved import CHECKPOINT_FILE, ResolvedTrial, read_checkpoint
+from trainables.trial import TrialRun
 
 Log = Callable[[str], None]
 
@@ -85,18 +84,25 @@ def choose_checkpoint(kept: list[KeptCheckpoint], epoch: int, mode: str) -> Kept
     return max(kept, key=lambda k: (sign * k.val_metric, k.epoch))
 
 
-def predict_test(config: dict, checkpoint, data: SplitData, weights: dict) -> tuple[np.ndarray, int]:
-    """Class probabilities (N, C) of the test split from a trial's checkpoint, and the checkpoint's epoch.
+@dataclass(frozen=True)
+class TestPrediction:
+    probs: np.ndarray  # (N, C), or (N, C, H, W) per pixel for a whole-image segmentation backbone
+    epoch: int  # the epoch whose weights were evaluated
+    trial: ResolvedTrial  # the trial as it ran (its configured app, effective source, ...)
 
-    A whole-image segmentation backbone gives per-pixel probabilities (N, C, H, W) instead."""
+
+def predict_test(config: dict, checkpoint, data: SplitData, weights: dict) -> TestPrediction:
+    """Class probabilities of the test split from a trial's checkpoint (a Tune checkpoint: anything with
+    ``as_directory()`` holding ``CHECKPOINT_FILE``), predicted by the trial's own ``TrialRun`` (its resolved
+    network, through the cached frozen prefix as in training) at the checkpoint's best validation epoch."""
     with torch.random.fork_rng(devices=[]):  # building a TrialRun reseeds torch; keep the driver's RNG as it was
         run = TrialRun(TrialConfig.from_dict(config), data, weights)
         with checkpoint.as_directory() as d:
-            state = torch.load(os.path.join(d, CHECKPOINT_FILE), weights_only=True)
+            state = read_checkpoint(os.path.join(d, CHECKPOINT_FILE))
         run.load_state_dict(state)
         epoch = run.load_best_model()
     logits = run.predict("test")
-    return torch.softmax(logits.double(), dim=1).numpy(), epoch
+    return TestPrediction(torch.softmax(logits.double(), dim=1).numpy(), epoch, run.resolved)
 
 
 def evaluate_selected(trials: pd.DataFrame, result_grid, data: SplitData, weights: dict, mode: str,
@@ -115,25 +121,25 @@ def evaluate_selected(trials: pd.DataFrame, result_grid, data: SplitData, weight
             notes.append(f"{cell}: trial {row.trial_id} kept no checkpoint; not evaluated on test")
             continue
         try:
-            probs, epoch = predict_test(configs[row.trial_id], chosen.checkpoint, data, weights)
+            predicted = predict_test(configs[row.trial_id], chosen.checkpoint, data, weights)
         except (OSError, RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as e:
             first = (str(e).strip().splitlines() or [""])[0][:120]
             notes.append(f"{cell}: the checkpoint of epoch {chosen.epoch} could not be evaluated, is it corrupt? "
                          f"({type(e).__name__}: {first})")
             continue
+        probs, epoch, trial = predicted.probs, predicted.epoch, predicted.trial
         if epoch != int(row.epoch):
             notes.append(f"{cell}: best validation epoch {int(row.epoch)} had no checkpoint left; "
                          f"evaluated epoch {epoch} instead")
         info = {
-            "app": row.app, "backbone": row.backbone, "source": effective_source(TrialConfig.from_dict(configs[row.trial_id])),
+            "app": row.app, "backbone": row.backbone, "source": trial.source,
             "budget": float(row.budget), "depth": row.depth, "depth_index": int(row.depth_index),
             "trial_id": row.trial_id, "lr": float(row.lr), "seed": int(row.seed),
             "selected_epoch": int(row.epoch), "evaluated_epoch": epoch,
         }
         meta = data.test_meta
         if probs.ndim > 2:  # per-pixel output: keep the app's per-image summary, enough to score it again
-            app = get_app(row.app)
-            probs, meta = app.summarize(data.targets("test").numpy(), probs,
+            probs, meta = trial.app.summarize(data.targets("test").numpy(), probs,
                                         {k: v.numpy() for k, v in data.test_meta.items()})
         frames.append(prediction_rows(info, data.test_y.numpy(), probs, meta))
     for note in notes:

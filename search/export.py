@@ -2,10 +2,12 @@
 
 The chosen trial is the analysis's own choice (``search.analysis.selecting``): by default the recommended
 depth at the largest budget, and in a cell the replicate with the best validation score of the selected
-learning rate. Its checkpoint stores only the groups the trial tuned (a head-only trial: the head), so the
-full network is rebuilt as the trial started it (``trainables.trial.build_model``: the architecture plus the
-source's weights, i.e. the frozen prefix whose features the cache held), and the checkpoint's best-validation
-weights go on top. The export then holds everything: frozen part and tuned groups.
+learning rate. Its checkpoint (found by ``search.run_files.trial_checkpoint``) stores only the groups the trial
+tuned (a head-only trial: the head), so the full network is rebuilt as the trial started it and the
+checkpoint's best-validation weights go on top (``trainables.resolved.load_trained``: the trial's config resolved
+exactly as ``TrialRun`` resolves it: the app with the run's metric and resize, the backbone at the run's
+``--input-size``, the effective source's weights at that size and their normalisation). The export then holds
+everything: frozen part and tuned groups, at the input size the run trained at.
 
 Written to the export folder (``search.run_files.export_paths``): the model (``torchscript``: ``torch.jit.load``
 alone; ``state_dict``: a ``torch.load``-able dict plus the constructor that rebuilds the architecture; ``onnx``
@@ -27,8 +29,9 @@ import torch
 
 from search.analysis.selecting import best_depths, select_cells
 from search.run_files import (EXPORT_FORMATS, ExportPaths, export_paths, load_config, load_run,
-                              run_dir_of, trial_checkpoint_files, write_json, write_npz)
+                              run_dir_of, trial_checkpoint, write_json, write_npz)
 from trainables.errors import ConfigError
+from trainables.resolved import CHECKPOINT_FILE, TrainedModel, load_trained
 
 Log = Callable[[str], None]
 TOLERANCE = 1e-4  # largest |difference| of a probability between the export and the run's stored predictions
@@ -72,64 +75,6 @@ def choose_trial(trials: pd.DataFrame, mode: str, budget: float | None = None, d
                   int(row["epoch"]), float(row["val_metric"]), str(row["depth"]) == str(best["depth"]))
 
 
-def trial_weights(run_dir: Path, config: dict, trial_id: str) -> tuple[dict, dict[str, torch.Tensor], int]:
-    """(trial config, its best-validation trained state, that epoch) from the trial's latest Tune checkpoint
-    (every checkpoint carries the best epoch's weights so far; the latest carries the trial's best)."""
-    from trainables.trainable import CHECKPOINT_FILE
-
-    # an extended trial (tunedepth extend): the checkpoints of the last extension that continued it
-    where, ckpts = trial_checkpoint_files(run_dir, config, trial_id, CHECKPOINT_FILE)
-    if "://" in where:
-        raise ConfigError(f"the run's checkpoints are in remote storage ({where}); copy that folder to this machine "
-                          f"and export from a run folder whose config.yaml experiment_path names the copy")
-    if not ckpts:
-        raise ConfigError(f"trial {trial_id} has no checkpoint under {where}; were the run's tune/ checkpoints "
-                          f"deleted? rerun the search to export it")
-    state = torch.load(ckpts[-1], map_location="cpu", weights_only=True)
-    best = state.get("best") or {}
-    if best.get("model") is not None:
-        return state["config"], best["model"], int(best["epoch"])
-    return state["config"], state["model"], int(state["epoch"])
-
-
-def num_classes_of(spec, trained: dict[str, torch.Tensor]) -> int:
-    """Classes of a trained head: the output size of the head group's last weight (every trial tunes it)."""
-    weights = [v for k, v in trained.items() if spec.find_group(k) == spec.head and k.endswith("weight") and v.ndim >= 2]
-    if not weights:
-        raise ConfigError(f"the checkpoint holds no {spec.head!r} weights; it is not a trial of {spec.name}")
-    return int(weights[-1].shape[0])
-
-
-def full_model(trial_config: dict, trained: dict[str, torch.Tensor], source_weights: dict | None) -> torch.nn.Module:
-    """The trained network in full, in eval mode: the trial's starting model plus its tuned groups."""
-    from trainables.models import get_backbone
-    from trainables.trial import build_model
-
-    spec = get_backbone(trial_config["backbone"])
-    model = build_model(spec, num_classes_of(spec, trained), source_weights)
-    result = model.load_state_dict(trained, strict=False)
-    if result.unexpected_keys:
-        raise ConfigError(f"the checkpoint has {len(result.unexpected_keys)} key(s) the {spec.name} model lacks "
-                          f"(e.g. {result.unexpected_keys[0]}); it was not written by this run's backbone")
-    return model.eval()
-
-
-def source_of(run_config: dict, trial_config: dict, log: Log):
-    """(the source's weights or None from scratch, their input normalisation), as the trial used them."""
-    from trainables.config import TrialConfig
-    from trainables.models import get_backbone
-    from trainables.models.sources import get_source_weights
-    from trainables.models.weights import input_norm
-    from trainables.trial import effective_source
-
-    source = effective_source(TrialConfig.from_dict(trial_config))
-    if source == "scratch":
-        return None, input_norm(None)
-    weights = get_source_weights(source, get_backbone(trial_config["backbone"]), smoke=bool(run_config.get("smoke")),
-                                 log=log)
-    return weights, input_norm(weights)
-
-
 def preprocessing(spec, app, norm, n_channels: int) -> dict:
     """What a caller does to an image before the network, and what the output means, as plain JSON."""
     mean, std = (tuple(v) if isinstance(v, (list, tuple)) else (float(v),) * n_channels for v in norm)
@@ -160,7 +105,8 @@ def normalise(x_uint8: np.ndarray, pre: dict) -> torch.Tensor:
     return (torch.as_tensor(x_uint8).float() / 255.0 - mean) / std
 
 
-def stored_examples(run_dir: Path, preds: dict | None, choice: Choice, spec, app, n: int, log: Log) -> dict | None:
+def stored_examples(run_dir: Path, preds: dict | None, choice: Choice, trained: TrainedModel, n: int,
+                    log: Log) -> dict | None:
     """The first ``n`` test samples as uint8 inputs and the probabilities the run stored for them (this trial's
     block of predictions.parquet); None without stored predictions or for per-pixel outputs (stored summarised)."""
     from trainables.apps import build_split_data
@@ -168,6 +114,7 @@ def stored_examples(run_dir: Path, preds: dict | None, choice: Choice, spec, app
     block = next((v for (b, d, s), v in (preds or {}).items()
                   if np.isclose(b, choice.budget) and d == choice.depth and str(v["info"]["trial_id"]) == choice.trial_id),
                  None)
+    app, spec = trained.trial.app, trained.trial.spec  # the trial's own: metric, resize, input size
     if n <= 0 or block is None or spec.output == "mask":
         return None
     cfg = load_config(str(run_dir))
@@ -250,19 +197,19 @@ class Exported:
 def export_run(run: str, results_dir: str = "results", budget: float | None = None, depth: str | None = None,
                fmt: str = "torchscript", out: str | None = None, n_examples: int = 16, log: Log = print) -> Exported:
     """Export one cell's trained model of run ``run`` (a name under ``results_dir`` or a run folder)."""
-    from trainables.apps import get_app
-    from trainables.models import get_backbone
+    from trainables.resolved import resolve_app
 
     check_format(fmt)
-    run_dir = run_dir_of(load_config(run, results_dir))
+    cfg = load_config(run, results_dir)
+    run_dir = run_dir_of(cfg)
     files = load_run(run_dir)
-    choice = choose_trial(files.trials, get_app(files.config["app"]).mode, budget, depth)  # as the analysis does
-    trial_config, trained, epoch = trial_weights(run_dir, files.config, choice.trial_id)
-    spec, app = get_backbone(trial_config["backbone"]), get_app(trial_config["app"])
-    weights, norm = source_of(files.config, trial_config, log)
-    model = full_model(trial_config, trained, weights)
-    pre = preprocessing(spec, app, norm, n_channels=3)
-    examples = stored_examples(run_dir, files.predictions, choice, spec, app, n_examples, log)
+    choice = choose_trial(files.trials, resolve_app(cfg).mode, budget, depth)  # as the analysis does (its metric)
+    trained = load_trained(trial_checkpoint(run_dir, files.config, choice.trial_id, CHECKPOINT_FILE),
+                           smoke=cfg.smoke, log=log)
+    trial, model, epoch, n_classes = trained.trial, trained.model, trained.epoch, trained.num_classes
+    trial_config, spec = trial.config.to_dict(), trial.spec
+    pre = preprocessing(spec, trial.app, trial.norm, n_channels=3)
+    examples = stored_examples(run_dir, files.predictions, choice, trained, n_examples, log)
     if examples:  # the rebuilt model first (nothing written if it is not the run's), then the file as saved
         check_reproduces(model, examples, pre, "the rebuilt model")
     paths = export_paths(run_dir, choice.budget, choice.depth, fmt, out)
@@ -270,7 +217,6 @@ def export_run(run: str, results_dir: str = "results", budget: float | None = No
     loaded = reload(model, fmt, paths.model) if examples else None
     max_diff = check_reproduces(loaded, examples, pre, f"the saved {paths.model.name}") if loaded is not None \
         else None
-    n_classes = num_classes_of(spec, trained)
     write_json({
         "format": fmt, "model_file": paths.model.name, "num_classes": n_classes,
         "constructor": constructor(spec, n_classes) if fmt == "state_dict" else "",

@@ -17,10 +17,10 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from search.ray_compat import gcs_cluster_id, reread_auth_mode
 from trainables.errors import ConfigError
 
 
@@ -64,9 +64,7 @@ def use_token_auth() -> bool:
     if find_token() is None:
         return False
     os.environ["RAY_AUTH_MODE"] = "token"
-    raylet = sys.modules.get("ray._raylet")
-    if raylet is not None:  # Ray read its config at import: have it read RAY_AUTH_MODE again (as Ray itself does)
-        raylet.Config.initialize("")
+    reread_auth_mode()  # Ray read its config at import: have it read RAY_AUTH_MODE again (as Ray itself does)
     return True
 
 
@@ -101,14 +99,12 @@ def check_authentication(host: str, port: int, timeout_s: float = 10.0) -> None:
     """Ask the Ray head at ``host:port`` one cheap question with the token the client will send (none when
     RAY_AUTH_MODE is not token and no token exists); its refusal becomes one line naming the fix."""
     import grpc
-    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
 
     found = None if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled" else find_token()
     metadata = [("authorization", f"Bearer {found[0]}")] if found else []
     with grpc.insecure_channel(f"{host}:{port}") as channel:
         try:
-            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
-                gcs_service_pb2.GetClusterIdRequest(), timeout=timeout_s, metadata=metadata)
+            gcs_cluster_id(channel, timeout_s, metadata)
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.UNAUTHENTICATED:
                 raise ConfigError(f"{host}:{port} answers but not as a Ray head ({e.code().name} within {timeout_s:g}s); "

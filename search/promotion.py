@@ -51,6 +51,7 @@ from ray.tune.result import EXPR_RESULT_FILE
 from ray.tune.schedulers import TrialScheduler
 
 from search import jsonstate
+from search.ray_compat import set_trial_paused
 from search.schedulers import StratifiedScheduler
 from trainables.metrics.noise import paired_se
 from trainables.mode import Mode
@@ -441,7 +442,7 @@ class StratifiedHalving(StratifiedScheduler):
             if trials[tid].status != Trial.PENDING:
                 continue
             if any(tid in x for x in (self.paused_at, self._to_resume, self._to_stop, self._held)):  # still waiting
-                tune_controller._set_trial_status(trials[tid], Trial.PAUSED)
+                set_trial_paused(tune_controller, trials[tid])
             else:  # it had lost its rung (Tune's last snapshot may still call it paused)
                 tune_controller.stop_trial(trials[tid])
 

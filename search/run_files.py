@@ -311,10 +311,16 @@ def experiment_paths(run_dir: Path, config: dict) -> list[str]:
     return [own] + [str(e["experiment_path"]) for e in read_extensions(run_dir)]
 
 
+def trial_dir_name(depth: str, budget: float, trial_id: str) -> str:
+    """The folder name of one Tune trial in an experiment (the runner's ``trial_dirname_creator``):
+    ``<depth>_b<budget>_<trial id>``; ``trial_checkpoint_files`` finds a trial by its ``_<trial id>`` ending."""
+    return f"{depth}_b{budget}_{trial_id}"
+
+
 def trial_checkpoint_files(run_dir: Path, config: dict, trial_id: str, filename: str) -> tuple[str, list[Path]]:
     """(the experiment folder holding trial ``trial_id``'s latest state, its checkpoint files oldest first):
     the last extension that continued the trial, else the run's own experiment. ``filename``: the trainable's
-    (``trainables.trainable.CHECKPOINT_FILE``). Local storage only (a remote one lists nothing)."""
+    (``trainables.resolved.CHECKPOINT_FILE``). Local storage only (a remote one lists nothing)."""
     where, tune_id = str(config.get("experiment_path") or Path(run_dir) / "tune"), trial_id
     for ext in reversed(read_extensions(run_dir)):
         if trial_id in ext.get("trials", {}):
@@ -322,6 +328,19 @@ def trial_checkpoint_files(run_dir: Path, config: dict, trial_id: str, filename:
             break
     dirs = sorted(Path(where).glob(f"*_{tune_id}")) if "://" not in where else []
     return where, sorted(dirs[0].glob(f"checkpoint_*/{filename}")) if dirs else []
+
+
+def trial_checkpoint(run_dir: Path, config: dict, trial_id: str, filename: str) -> Path:
+    """The file of trial ``trial_id``'s latest checkpoint (``trial_checkpoint_files``' last), which carries the
+    trial's best validation weights; a one-line ``ConfigError`` naming the fix when there is none here."""
+    where, ckpts = trial_checkpoint_files(run_dir, config, trial_id, filename)
+    if "://" in where:
+        raise ConfigError(f"the run's checkpoints are in remote storage ({where}); copy that folder to this machine "
+                          f"and export from a run folder whose config.yaml experiment_path names the copy")
+    if not ckpts:
+        raise ConfigError(f"trial {trial_id} has no checkpoint under {where}; were the run's tune/ checkpoints "
+                          f"deleted? rerun the search to export it")
+    return ckpts[-1]
 
 
 @dataclass(frozen=True)

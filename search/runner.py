@@ -21,7 +21,7 @@ from search.analysis.selecting import best_depth_table, format_table
 from search.evaluate import report_after_run
 from search.results import EpochLog, read_epochs, trials_frame
 from search.run_files import (PROMOTION_FILE, SPLITS_FILE, TRIALS_FILE, experiment_path, load_config, run_dir_of, storage_of,  # noqa: F401
-                              write_config, write_parquet, write_text)
+                              trial_dir_name, write_config, write_parquet, write_text)
 from search.promotion import StratifiedHalving
 from search.schedulers import BudgetStratifiedASHA
 from search.searchers import SearchPlan, make_plan, make_space
@@ -165,7 +165,7 @@ def make_run_config(cfg: SearchConfig, prep: Prepared, run_dir: Path, callbacks:
 
 
 def _dirname(trial) -> str:
-    return f"{trial.config['depth']}_b{trial.config['budget']}_{trial.trial_id}"
+    return trial_dir_name(trial.config["depth"], trial.config["budget"], trial.trial_id)  # run_files owns it
 
 
 def make_tuner(cfg: SearchConfig, prep: Prepared, run_dir: Path, plan: SearchPlan, callbacks: list,

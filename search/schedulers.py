@@ -10,14 +10,19 @@ Fidelity unit: ``training_iteration`` = one epoch-equivalent, a fixed number of 
 Ray's ASHA decides as each result arrives, so the first trials to reach a rung go on more often: with a grid
 proposed in a fixed order that favours the depths proposed first. It is kept for adaptive searchers (optuna),
 which cannot wait for paused trials; grid and random searches use ``search.promotion.StratifiedHalving``.
+
+``save``/``restore`` write the whole state as JSON (``search.jsonstate``: loading it runs no code), never a
+pickle; ASHA's internals go through ``search.ray_compat``.
 """
 from __future__ import annotations
 
-import pickle
 from typing import Any
 
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+
+from search import jsonstate
+from search.ray_compat import asha_forget, asha_num_stopped, asha_restore, asha_state, check_ray
 
 
 class StratifiedScheduler(FIFOScheduler):
@@ -25,6 +30,7 @@ class StratifiedScheduler(FIFOScheduler):
     passes on, and save/restore of the whole state."""
 
     def __init__(self, *, stratify_by: str = "budget", metric: str | None = None, mode: str | None = None):
+        check_ray()  # the Ray internals these schedulers use are those of one Ray: fail here, before Tuner.fit
         super().__init__()
         self._stratify_by = stratify_by
         self._metric, self._mode = metric, mode
@@ -48,13 +54,19 @@ class StratifiedScheduler(FIFOScheduler):
         values = tuple(trial.config[k] for k in keys)
         return values if isinstance(self._stratify_by, tuple) else values[0]
 
+    def get_state(self) -> dict[str, Any]:
+        """The whole state as plain data (``search.jsonstate`` refuses, naming the type, what it cannot keep)."""
+        return dict(self.__dict__)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
+        """The state as JSON at ``checkpoint_path`` (atomic); no pickle."""
+        jsonstate.dump(self.get_state(), checkpoint_path)
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+        self.set_state(jsonstate.load(checkpoint_path))
 
 
 class BudgetStratifiedASHA(StratifiedScheduler):
@@ -106,13 +118,26 @@ class BudgetStratifiedASHA(StratifiedScheduler):
     def on_trial_error(self, tune_controller, trial: Trial) -> None:
         s = self._stratum_of.pop(trial.trial_id, None)
         if s is not None:
-            self._asha(s)._trial_info.pop(trial.trial_id, None)
+            asha_forget(self._asha(s), trial.trial_id)
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        state["_strata"] = {s: asha_state(a) for s, a in self._strata.items()}  # each stratum's ASHA as data
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        strata = state.pop("_strata", {})
+        super().set_state(state)
+        self._strata = {}
+        for s, saved in strata.items():
+            asha_restore(self._asha(s), saved)
 
     def num_stopped(self) -> dict[Any, int]:
-        return {s: a._num_stopped for s, a in self._strata.items()}
+        return {s: asha_num_stopped(a) for s, a in self._strata.items()}
 
     def debug_string(self) -> str:
-        parts = [f"{self._stratify_by}={s}: stopped {a._num_stopped}" for s, a in sorted(self._strata.items())]
+        parts = [f"{self._stratify_by}={s}: stopped {asha_num_stopped(a)}" for s, a in sorted(self._strata.items())]
         return "Using budget-stratified ASHA: " + "; ".join(parts)
 
 __all__ = ["BudgetStratifiedASHA", "StratifiedScheduler", "TrialScheduler"]

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 from search.config import SearchConfig
 from search.guard import check_address, check_run_name, cluster_address
-from trainables.apps import App, check_backbone, get_app
+from trainables.apps import App
 from trainables.config import TrialConfig
 from trainables.errors import ConfigError
-from trainables.models import SCRATCH, depth_names, get_backbone
-from trainables.models.backbones import BackboneSpec, sized
+from trainables.models import SCRATCH, depth_names
+from trainables.models.backbones import BackboneSpec
 from trainables.models.sources import check_source_name
+from trainables.resolved import resolve_network
 
 
 @dataclass
@@ -57,8 +58,7 @@ def check_search(cfg: SearchConfig, new_run: bool = True) -> Checked:
     if new_run:
         check_run_name(cfg.name)
     check_address(cluster_address(cfg.address))
-    app, spec = get_app(cfg.app, cfg.metric, cfg.resize), sized(get_backbone(cfg.backbone), cfg.input_size)
-    check_backbone(app, spec, cfg.augment)
+    app, spec = resolve_network(cfg)  # as every trial resolves it (trainables.resolved)
     depths = resolve_depths(cfg, spec)
     TrialConfig.from_dict({**cfg.trial_settings(), "depth": depths[0], "budget": min(cfg.budgets), "lr": cfg.lr_min,
                             "schedule": cfg.schedules[0]})

@@ -139,3 +139,24 @@ def test_exported_models_reproduce_the_stored_test_predictions_without_tunedepth
     out = plain_load(tmp_path / "head-onnx", PLAIN_ONNX)
     assert out["torch"] is False
     np.testing.assert_allclose(out["probs"], stored_probs(run, head.trial_id, out["sample"]), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_run_at_another_input_size_exports_at_that_size(ray_local, tmp_path):
+    """``--input-size 32`` on resnet18 (its own: 224): the export rebuilds the trial at 32 px, as it trained
+    (source scratch at depth fc: the frozen layers are the trial's own random ones, rebuilt from its seed), and
+    reproduces the run's stored test predictions from 32 px inputs."""
+    from search.config import SearchConfig, smoke_config
+    from search.runner import run_search
+
+    cfg = smoke_config(SearchConfig(name="sized", backbone="resnet18", source="scratch", input_size=32,
+                                    results_dir=str(tmp_path), depths=("fc", "scratch")))
+    run_search(cfg, log=lambda s: None)
+    run = tmp_path / "sized"
+    summary = pd.read_parquet(run / "summary.parquet")
+    cell = summary[(summary.budget == 1.0) & (summary.depth == "fc")].iloc[0]
+    assert main(["export", str(run), "--budget", "1", "--depth", "fc", "--out", str(tmp_path / "fc")]) == 0
+    meta = json.loads((tmp_path / "fc" / "model.json").read_text())
+    assert meta["preprocessing"]["input_size"] == [32, 32] and meta["trial_config"]["input_size"] == 32
+    out = plain_load(tmp_path / "fc")  # asserts the examples are (C, 32, 32), then predicts them
+    np.testing.assert_allclose(out["probs"], stored_probs(run, cell.trial_id, out["sample"]), atol=1e-5)

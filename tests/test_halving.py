@@ -198,6 +198,26 @@ def test_state_file_round_trip(tmp_path):
     assert sorted(b._group_of[t] for t in resume) == [(1e-2, None), (1e-2, None)] and len(stop) == 4  # (lr, schedule)
 
 
+def test_save_and_restore_write_json_and_keep_every_decision(tmp_path):
+    """``save``/``restore`` (Tune's scheduler API, shared with the stratified ASHA): plain JSON, no pickle, and
+    the restored scheduler decides the next rung as the original does."""
+    import json
+
+    trials = _trials(["fc8", "fc7-fc8"], (1e-3, 3e-3, 1e-2))
+    a = StratifiedHalving(metric="val_metric", mode="max", **KW)
+    for tr in trials:
+        a.on_trial_add(None, tr)
+        a.on_trial_result(None, tr, {"training_iteration": 1, "val_metric": tr.config["lr"]})
+    path = tmp_path / "halving.json"
+    a.save(str(path))
+    assert not path.read_bytes().startswith(b"\x80") and "_scores" in json.loads(path.read_text())
+    b = StratifiedHalving(**KW)
+    b.restore(str(path))
+    assert b.paused_at == a.paused_at and b._scores == a._scores
+    assert b.decide(search_finished=True) == a.decide(search_finished=True)
+    assert b.decisions == a.decisions and len(b.decisions) == 2
+
+
 def _tied(rng, se=0.05):
     """Identical learning rates whose validation error (se 0.05) hides their differences: the evidence rule keeps
     every one at every rung (and none is at chance: chance 0.3, scores from 0.72 up)."""

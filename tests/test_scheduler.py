@@ -1,8 +1,12 @@
 """The budget-stratified ASHA, fed synthetic results (no training), as Ray's own scheduler tests do."""
+import json
+import pickle
+
 import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
+from search import jsonstate
 from search.schedulers import BudgetStratifiedASHA
 
 KW = dict(max_t=9, grace_period=1, reduction_factor=3)
@@ -75,14 +79,42 @@ def test_trial_without_budget_is_a_clear_error():
         sched.on_trial_add(None, Trial("__fake", config={"depth": "fc8"}, stub=True))
 
 
-def test_save_and_restore_keep_the_rungs(tmp_path):
+def test_save_and_restore_keep_the_rungs_as_json_not_pickle(tmp_path):
     sched = BudgetStratifiedASHA(metric="val_metric", mode="max", **KW)
     big, small, results = _scenario()
     for t in big + small:
         sched.on_trial_add(None, t)
-    _feed(sched, results[:3])
-    sched.save(str(tmp_path / "s.pkl"))
+    _feed(sched, results[:4])  # the full-data rung, and the first 10% trial at its own
+    path = tmp_path / "scheduler.json"
+    sched.save(str(path))
+    raw = path.read_bytes()
+    assert not raw.startswith(b"\x80")  # not a pickle (every protocol >= 2 starts so)
+    state = json.loads(raw)  # plain JSON, nothing to unpickle
+    assert "_strata" in state and sorted(p.name for p in tmp_path.iterdir()) == ["scheduler.json"]
     restored = BudgetStratifiedASHA(**KW)
-    restored.restore(str(tmp_path / "s.pkl"))
-    assert _feed(restored, results[3:])[small[0].trial_id] == TrialScheduler.CONTINUE
-    assert restored.num_stopped() == {1.0: 0, 0.1: 2}
+    restored.restore(str(path))
+    assert restored.get_state().keys() == sched.get_state().keys()
+    assert jsonstate.encode(restored.get_state()) == jsonstate.encode(sched.get_state())
+    # the restored rungs decide the rest exactly as the original goes on to
+    assert _feed(restored, results[4:]) == _feed(sched, results[4:])
+    assert restored.num_stopped() == sched.num_stopped() == {1.0: 0, 0.1: 2}
+    # a trial added after the restore lands in its stratum's restored bracket and is judged against its rung
+    late = _trial(0.1, "late")
+    restored.on_trial_add(None, late)
+    assert _feed(restored, [(late, 1, 0.50)])[late.trial_id] == TrialScheduler.STOP
+
+
+def test_an_errored_trial_is_forgotten_by_its_strata_asha(tmp_path):
+    sched = BudgetStratifiedASHA(metric="val_metric", mode="max", **KW)
+    t = _trial(0.1, "fc8")
+    sched.on_trial_add(None, t)
+    assert t.trial_id in sched.get_state()["_strata"][0.1]["trial_bracket"]
+    sched.on_trial_error(None, t)
+    assert sched.get_state()["_strata"][0.1]["trial_bracket"] == {}
+
+
+def test_a_pickled_state_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "old.pkl"
+    path.write_bytes(pickle.dumps({"_strata": {}}))
+    with pytest.raises(ValueError, match="not JSON resume state"):
+        BudgetStratifiedASHA(**KW).restore(str(path))

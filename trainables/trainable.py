@@ -18,9 +18,10 @@ from ray import tune
 from trainables.config import TrialConfig
 from trainables.data import SplitData
 from trainables.errors import ConfigError
-from trainables.trial import TrialRun, effective_source
+from trainables.resolved import CHECKPOINT_FILE, read_checkpoint
+from trainables.trial import TrialRun
 
-CHECKPOINT_FILE = "trial.pt"
+__all__ = ["CHECKPOINT_FILE", "CONTINUES", "train_depth"]
 CONTINUES = "continues"  # extra config key of a trial that continues another (tunedepth extend): its trial id
 
 
@@ -57,11 +58,11 @@ def train_depth(config: dict, data: SplitData, weights: dict[str, dict | None],
             raise ConfigError(f"trial {continues} to continue has no checkpoint; it cannot be extended")
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            run.load_state_dict(torch.load(os.path.join(d, CHECKPOINT_FILE), map_location=device, weights_only=True))
+            run.load_state_dict(read_checkpoint(os.path.join(d, CHECKPOINT_FILE), map_location=device))
 
     while not run.finished:
         metrics = run.step()
-        metrics["source"] = effective_source(cfg)
+        metrics["source"] = run.source  # the effective source (scratch at depth scratch)
         metrics["node_id"] = node_id  # which Ray node ran the trial (the cluster test checks trials spread)
         with tempfile.TemporaryDirectory() as d:
             torch.save(run.state_dict(), os.path.join(d, CHECKPOINT_FILE))

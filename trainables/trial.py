@@ -19,7 +19,6 @@ import time
 
 import torch
 
-from trainables.apps import check_backbone, get_app
 from trainables.config import TrialConfig
 from trainables.errors import ConfigError, DivergedError
 from trainables.data import SplitData
@@ -29,14 +28,14 @@ from trainables.engine import (
 from trainables.features import (
     STORE, CachePlan, compute_features, feature_inputs, feature_key, module_fingerprint, plan_cache,
 )
-from trainables.models import SCRATCH, configure_depth, depth_index, get_backbone, trainable_groups
-from trainables.models.backbones import BackboneSpec, sized
+from trainables.models import SCRATCH, configure_depth
 from trainables.models.depth import set_train_mode
-from trainables.models.sources import load_pretrained
 from trainables.mode import Mode
-from trainables.models.weights import input_norm
 from trainables.metrics.noise import compute_chance, compute_halves, halves_se
-from trainables.schedules import check_schedule, trial_lr_factor
+from trainables.resolved import ResolvedTrial, build_model, effective_source, resolve_trial
+from trainables.schedules import trial_lr_factor
+
+__all__ = ["TrialRun", "build_model", "effective_source"]  # the last two live in trainables.resolved
 from trainables.stream import on_device, select
 
 
@@ -65,35 +64,15 @@ def epoch_steps(cfg: TrialConfig, n_train: int) -> int:
     return cfg.epoch_steps or math.ceil(n_train / cfg.batch_size)
 
 
-def effective_source(cfg: TrialConfig) -> str:
-    """The weights a trial actually starts from: ``scratch`` at depth scratch, else the configured source."""
-    return "scratch" if cfg.depth == SCRATCH else cfg.source
-
-
-def build_model(spec: BackboneSpec, num_classes: int, source_weights: dict | None) -> torch.nn.Module:
-    """The network of a trial before training: ``spec``'s architecture with a ``num_classes``-way head, holding
-    ``source_weights`` (None: from scratch). A trial's checkpoint (``TrialRun.trained_state``) goes on top."""
-    model = spec.build(num_classes)
-    if source_weights is not None:
-        load_pretrained(model, spec, source_weights)
-    return model
-
-
 class TrialRun:
     def __init__(self, cfg: TrialConfig, data: SplitData, weights: dict[str, dict | None],
                  device: str | torch.device = "cpu"):
         self.cfg = cfg
         self.device = torch.device(device)
-        self.app = get_app(cfg.app, cfg.metric, cfg.resize)
-        self.spec = sized(get_backbone(cfg.backbone), cfg.input_size)
-        check_backbone(self.app, self.spec, cfg.augment)
-        self.depth_index = depth_index(self.spec, cfg.depth)
-        check_schedule(cfg.schedule)
-        self.source = effective_source(cfg)
-        if self.source != "scratch" and weights.get(self.source) is None:
-            raise ConfigError(f"no pretrained weights for source {self.source!r} were prepared for this run")
-        # the input normalisation the source's weights were trained with (the engine's default from scratch)
-        self.norm = input_norm(weights.get(self.source) if self.source != "scratch" else None)
+        # app (metric, resize), sized backbone, depth index, effective source, its weights and normalisation
+        self.resolved: ResolvedTrial = resolve_trial(cfg, weights)
+        self.app, self.spec = self.resolved.app, self.resolved.spec
+        self.depth_index, self.source, self.norm = self.resolved.depth_index, self.resolved.source, self.resolved.norm
         if data.train_x.shape[-1] != self.spec.input_size:
             raise ConfigError(
                 f"images are {data.train_x.shape[-1]}px but backbone {self.spec.name!r} takes {self.spec.input_size}px"
@@ -109,8 +88,7 @@ class TrialRun:
         self.channels_last = True  # NHWC: faster convolutions on CUDA and on the CPU (bench/channels_last.py)
 
         torch.manual_seed(cfg.seed)
-        self.model = build_model(self.spec, data.num_classes or self.app.num_classes,  # real data may have more
-                                 weights.get(self.source) if self.source != "scratch" else None)
+        self.model = self.resolved.build_model(data.num_classes or self.app.num_classes)  # real data may have more
         self.model.to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -239,7 +217,7 @@ class TrialRun:
         """The part of the model's state a trial changes: its tuned groups (plus, with ``freeze_bn`` off, the
         running statistics of frozen BatchNorm layers). The rest equals the source's weights, which every
         process of the run already holds, so checkpoints of a head-only trial stay small."""
-        tuned = set(trainable_groups(self.spec, self.cfg.depth))
+        tuned = set(self.resolved.tuned_groups)
         params = {n for n, _ in self.model.named_parameters()}
         return {k: v for k, v in self.model.state_dict().items()
                 if self.spec.find_group(k) in tuned or (not self.cfg.freeze_bn and k not in params)}
