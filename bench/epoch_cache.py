@@ -13,7 +13,8 @@ starts from its offline ImageNet encoder).
 
     python bench/epoch_cache.py             # all four backbones (~18 min on 2 cores)
     python bench/epoch_cache.py --backbones efficientnet-lite0
-    python bench/epoch_cache.py --backbones unet-efficientnet-lite0   # segmentation (~6 min)
+    python bench/epoch_cache.py --backbones unet-efficientnet-lite0   # segmentation (~10 min)
+    python bench/epoch_cache.py --backbones unet-efficientnet-lite0 --depths decoder   # decoder-only epochs
     python bench/epoch_cache.py --smoke     # seconds-size check of the script itself
 """
 from __future__ import annotations
@@ -72,7 +73,7 @@ def time_epochs(cfg: TrialConfig, data, weights) -> tuple[float, float, float, f
     return t1 - t0, time.perf_counter() - t1, loss, CLOCK.seconds - net0
 
 
-def bench(backbone: str, frames: int, threads: int) -> list[tuple]:
+def bench(backbone: str, frames: int, threads: int, depths: list[str] | None = None) -> list[tuple]:
     spec = get_backbone(backbone)
     t0 = time.perf_counter()
     if spec.output == "mask":
@@ -90,7 +91,7 @@ def bench(backbone: str, frames: int, threads: int) -> list[tuple]:
     print(f"{'depth':<14} {'full s/ep':>9} {'cached s/ep':>11} {'speed-up':>8} {'network speed-up':>16} "
           f"{'features s (once)':>17}  same loss")
     rows = []
-    for depth in depth_names(spec):
+    for depth in depths or depth_names(spec):
         base = dict(app=app, backbone=backbone, source=source, depth=depth, budget=1.0, lr=1e-3, epochs=2, batch_size=32)
         _, full, loss_full, net_full = time_epochs(TrialConfig.from_dict({**base, "feature_cache": False}), data,
                                                    weights)
@@ -109,6 +110,7 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--backbones", default="efficientnet-lite0,tiny-alexnet,alexnet,unet-efficientnet-lite0")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--depths", default="", help="comma-separated depths (default: every depth of each backbone)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     import os
@@ -117,7 +119,7 @@ def main() -> None:
     rows = []
     for backbone in args.backbones.split(","):
         frames = 40 if args.smoke else SIZES.get(backbone, 120)
-        rows += bench(backbone, frames, args.threads)
+        rows += bench(backbone, frames, args.threads, [d for d in args.depths.split(",") if d])
     print("\nsummary (second-epoch time, full / cached):")
     for backbone in dict.fromkeys(r[0] for r in rows):
         ratios = {r[1]: r[4] for r in rows if r[0] == backbone}
