@@ -25,7 +25,7 @@ def _cfg(**kw):
     return TrialConfig.from_dict({**base, **kw})
 
 
-@pytest.mark.parametrize("name", list_backbones())
+@pytest.mark.parametrize("name", [*list_backbones(), "unet-timm:resnet18"])  # a UNet on a FeatureListNet
 def test_stages_compose_to_the_forward_and_follow_the_groups(name):
     spec = get_backbone(name)
     if spec.stages is None:
