@@ -25,7 +25,7 @@ def _cfg(**kw):
     return TrialConfig.from_dict({**base, **kw})
 
 
-@pytest.mark.parametrize("name", list_backbones())
+@pytest.mark.parametrize("name", [*list_backbones(), "unet-timm:resnet18"])  # a UNet on a FeatureListNet
 def test_stages_compose_to_the_forward_and_follow_the_groups(name):
     spec = get_backbone(name)
     if spec.stages is None:
@@ -45,19 +45,25 @@ def test_stages_compose_to_the_forward_and_follow_the_groups(name):
             torch.testing.assert_close(suffix(prefix(x)), ref, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("augment", ["none", "hflip"])
-@pytest.mark.parametrize("depth", ["fc8", "fc6-fc8", "conv3-fc8"])
-def test_cached_prefix_gives_the_same_loss_trajectory(data, weights, depth, augment):
+def assert_same_trajectory(cfg, data, weights, steps: int = 3):
+    """Trials with the cache off and on: the same losses and metric at every step, the same weights after."""
     runs, history = {}, {}
     for on in (False, True):  # one after the other: dropout draws from torch's global generator
-        runs[on] = TrialRun(_cfg(depth=depth, augment=augment, feature_cache=on), data, weights)
-        history[on] = [runs[on].step() for _ in range(3)]
-    assert runs[True].cache.on and not runs[False].cache.on
+        runs[on] = TrialRun(TrialConfig.from_dict({**cfg.to_dict(), "feature_cache": on}), data, weights)
+        history[on] = [runs[on].step() for _ in range(steps)]
+    assert runs[True].cache.on and not runs[False].cache.on, runs[True].cache.reason
     for full, cached in zip(history[False], history[True]):
         for key in ("train_loss", "val_loss", "val_metric"):
             assert cached[key] == pytest.approx(full[key], rel=1e-4, abs=1e-5), key
     for (k, a), b in zip(runs[False].model.state_dict().items(), runs[True].model.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=k)
+    return runs
+
+
+@pytest.mark.parametrize("augment", ["none", "hflip"])
+@pytest.mark.parametrize("depth", ["fc8", "fc6-fc8", "conv3-fc8"])
+def test_cached_prefix_gives_the_same_loss_trajectory(data, weights, depth, augment):
+    assert_same_trajectory(_cfg(depth=depth, augment=augment), data, weights)
 
 
 def test_hflip_draws_both_views(data, weights):
@@ -160,3 +166,31 @@ def test_a_feature_file_unreadable_right_after_writing_is_a_clear_error(monkeypa
     store = FeatureStore()
     with pytest.raises(FeatureCacheError, match="does not load"):
         store.get("k", lambda: {"not": "a tensor"}, directory=tmp_path)  # type: ignore[arg-type,return-value]
+
+
+@pytest.fixture(scope="module")
+def masks(tmp_path_factory):
+    from trainables.apps import build_split_data
+    from trainables.apps.generic import write_mask_folder
+
+    root = write_mask_folder(tmp_path_factory.mktemp("masks"), 24, 64, seed=0)
+    return build_split_data(get_app("segmentation"), str(root), 64, seed=0)
+
+
+@pytest.mark.parametrize("depth", ["decoder", "enc4-decoder"])
+def test_unet_cached_encoder_prefix_gives_the_same_trajectory(masks, depth):
+    """The UNet's frozen encoder stages run once: their skip levels are cached, the upper stages and the decoder
+    train on them, with the same losses, Dice and weights step for step as the full network."""
+    from trainables.models.sources import get_source_weights
+
+    spec = get_backbone("unet-efficientnet-lite0")
+    weights = {"imagenet": get_source_weights("imagenet", spec, log=lambda s: None)}
+    cfg = TrialConfig.from_dict(dict(app="segmentation", backbone=spec.name, source="imagenet", depth=depth,
+                                     budget=1.0, lr=1e-2, epochs=3, batch_size=8))
+    runs = assert_same_trajectory(cfg, masks, weights)
+    n_frozen = {"decoder": 5, "enc4-decoder": 3}[depth]
+    assert runs[True].cache.n_frozen == n_frozen and len(runs[True].cache.shapes) == n_frozen
+    assert runs[True].cache.shapes[0] == (16, 32, 32)  # enc1's map, stride 2
+    logits = {on: r.predict("test") for on, r in runs.items()}
+    assert logits[True].shape[1:] == (masks.num_classes, 64, 64)
+    torch.testing.assert_close(logits[True], logits[False], rtol=1e-4, atol=1e-4)

@@ -17,11 +17,16 @@ normalisation, the views and the device type, and are keyed by a hash of all of 
 whole split (every budget indexes into them), live in this process's memory (trials of a reused actor
 hit them) and in ``$TUNEDEPTH_CACHE/features`` on the node's disk, written once under a file lock and
 memory-mapped by every other trial on the node.
+
+Several outputs: a prefix may return a tuple of tensors (a UNet's frozen encoder stages return every skip
+level the decoder reads from them, ``seg_unet.unet_stages``). They are packed into one row per sample
+(``pack``), stored like any features, and unpacked into the same tuple for the suffix (``CachePlan.shapes``).
 """
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import math
 import os
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -46,6 +51,7 @@ class CachePlan:
     n_frozen: int  # groups computed once (0 = the cache is off)
     views: int
     reason: str  # what happens and why, for the log and the trial's results
+    shapes: tuple[tuple[int, ...], ...] = ()  # per-sample shapes of a prefix's several outputs (empty: one tensor)
 
     @property
     def on(self) -> bool:
@@ -82,13 +88,30 @@ def plan_cache(spec: BackboneSpec, model: nn.Module, n_trained: int, *, enabled:
         return CachePlan(0, views, "off (freeze_bn is false: frozen BatchNorm layers use batch statistics)")
     device = next(model.parameters()).device
     with torch.no_grad():
-        shape = prefix.eval()(torch.zeros(1, *input_shape, device=device)).shape[1:]
-    mb = n_samples * views * shape.numel() * 4 / 2**20
+        out = prefix.eval()(torch.zeros(1, *input_shape, device=device))
+    shapes = tuple(tuple(t.shape[1:]) for t in out) if isinstance(out, (tuple, list)) else ()
+    mb = n_samples * views * pack(out).shape[1:].numel() * 4 / 2**20
     if mb > limit_mb():
         return CachePlan(0, views, f"off ({mb:.0f} MB of features > TUNEDEPTH_FEATURE_CACHE_MB={limit_mb():.0f}; "
                                    "raise it to cache)")
     what = f"{n_frozen} frozen group(s) computed once" + (f", {views} views per sample" if views > 1 else "")
-    return CachePlan(n_frozen, views, f"on ({what}, {mb:.1f} MB)")
+    if shapes:
+        what += f", {len(shapes)} maps"
+    return CachePlan(n_frozen, views, f"on ({what}, {mb:.1f} MB)", shapes)
+
+
+def pack(out: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """A prefix's output as one tensor: itself, or its several outputs flattened side by side (N, D)."""
+    if isinstance(out, torch.Tensor):
+        return out
+    return torch.cat([t.float().flatten(1) for t in out], 1)
+
+
+def unpack(rows: torch.Tensor, shapes: tuple[tuple[int, ...], ...]) -> tuple[torch.Tensor, ...]:
+    """``pack``'s inverse for rows (B, D); 4-D maps come back channels-last, as the trial's model computes them."""
+    sizes = [math.prod(s) for s in shapes]
+    out = (t.reshape(-1, *s) for t, s in zip(rows.split(sizes, 1), shapes))
+    return tuple(t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t for t in out)
 
 
 @torch.no_grad()
@@ -103,16 +126,19 @@ def compute_features(prefix: nn.Module, x_uint8: torch.Tensor, norm: Norm | None
             xb = x_uint8[i : i + batch_size].to(device)
             xb = apply_views(xb, torch.full((xb.shape[0],), v)) if views > 1 else xb
             with autocast(device, amp):
-                chunks.append(prefix(to_input(xb, norm)).float().cpu())
+                chunks.append(pack(prefix(to_input(xb, norm))).float().cpu())
         out.append(torch.cat(chunks))
     return torch.Tensor.as_subclass(torch.stack(out), torch.Tensor)  # plain: torch.load(weights_only) reads it
 
 
-def feature_inputs(features: torch.Tensor, idx_map: torch.Tensor | None = None) -> InputFn:
-    """The ``InputFn`` of cached features (views, N, ...); ``idx_map`` maps trial sample -> feature row."""
-    def inputs(idx: torch.Tensor, view: torch.Tensor | None = None) -> torch.Tensor:
+def feature_inputs(features: torch.Tensor, idx_map: torch.Tensor | None = None,
+                   shapes: tuple[tuple[int, ...], ...] = ()) -> InputFn:
+    """The ``InputFn`` of cached features (views, N, ...); ``idx_map`` maps trial sample -> feature row;
+    ``shapes``: the rows are packed outputs, unpacked into their tuple (``CachePlan.shapes``)."""
+    def inputs(idx: torch.Tensor, view: torch.Tensor | None = None):
         rows = idx_map[idx] if idx_map is not None else idx
-        return features[0, rows] if view is None else features[view.to(features.device), rows]
+        f = features[0, rows] if view is None else features[view.to(features.device), rows]
+        return unpack(f, shapes) if shapes else f
     return inputs
 
 

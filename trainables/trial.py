@@ -128,7 +128,7 @@ class TrialRun:
         if self.cache.on:
             _, suffix = self.spec.split(self.model, self.cache.n_frozen)
             f = self._features(split, views)
-            return suffix, feature_inputs(f, idx.to(f.device) if idx is not None else None)
+            return suffix, feature_inputs(f, idx.to(f.device) if idx is not None else None, self.cache.shapes)
         x = select(getattr(self.data, f"{split}_x"), idx, self.device)  # on disk: stays there, read per batch
         return self.model, on_device(image_inputs(x, self.norm, self.channels_last), x, self.device)
 

@@ -39,7 +39,8 @@ class BackboneSpec:
     adapt_state_dict: Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
     # model -> one module per group, bottom -> top, sharing the model's modules, whose composition is
     # ``model.forward``: what lets a frozen prefix be computed once (trainables.features). None = the forward
-    # is not a chain of its groups (skip connections across groups); such a backbone always runs in full
+    # is not a chain of its groups; such a backbone always runs in full. A stage may pass a tuple of tensors
+    # (a UNet's skip levels, seg_unet.unet_stages)
     stages: Callable[[nn.Module], list[nn.Module]] | None = None
     # what the network predicts: "label" = class logits (N, C); "mask" = per-pixel class logits (N, C, H, W)
     output: str = "label"

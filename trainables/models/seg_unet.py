@@ -18,6 +18,11 @@ modules computing feature map k and not k-1: ``enc1`` = stem + first stage at st
 stride-32 stages), then ``decoder`` = the UNet decoder and the segmentation head, new for every task: the
 head of the paper's lr protocol (10 alpha). Depths: ``decoder``, ``enc5-decoder``, ..., ``enc1-decoder``
 (everything), ``scratch``.
+
+Stages (``unet_stages``, what lets the feature cache compute a frozen encoder prefix once): stage k <= 5 runs
+group ``enc<k>`` on the image or on the last map so far and returns every map so far (a tuple), the decoder
+stage reads all five. A prefix of frozen encoder stages therefore returns exactly the skip levels the
+decoder reads from them (``trainables.features`` packs the tuple into one tensor per sample).
 """
 from __future__ import annotations
 
@@ -141,6 +146,35 @@ def build_unet(arch: str, num_classes: int) -> nn.Module:
                         decoder_channels=DECODER_CHANNELS, spatial_dims=2)
 
 
+class EncoderStage(nn.Module):
+    """Group ``enc<k>`` as a stage: the image (k = 1) or the maps so far -> those maps and map k."""
+
+    def __init__(self, modules: list[nn.Module]):
+        super().__init__()
+        self.body = nn.Sequential(*modules)
+
+    def forward(self, state: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        if isinstance(state, torch.Tensor):
+            return (self.body(state),)
+        return (*state, self.body(state[-1]))
+
+
+class DecoderStage(nn.Module):
+    """Group ``decoder``: the five encoder maps -> per-pixel logits (``FlexibleUNet.forward`` after its encoder)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.decoder, self.segmentation_head, self.skip_connect = net.decoder, net.segmentation_head, net.skip_connect
+
+    def forward(self, maps: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return self.segmentation_head(self.decoder(list(maps), self.skip_connect))
+
+
+def unet_stages(model: nn.Module, encoder: tuple[tuple[str, tuple[str, ...]], ...]) -> list[nn.Module]:
+    """One stage per group (``enc1..enc5``, ``decoder``) sharing ``model``'s modules; composed, its forward."""
+    return [*(EncoderStage([model.get_submodule(n) for n in names]) for _, names in encoder), DecoderStage(model)]
+
+
 def encoder_keys(arch: str, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A classifier's state_dict (timm names) -> this network's encoder keys; the classifier's own top
     (conv_head, classifier, ...) is dropped. Keys of this network (a run's checkpoint) pass unchanged."""
@@ -162,13 +196,14 @@ def unet_spec(name: str, arch: str, input_size: int, imagenet_weights: Callable[
               adapt: Callable | None = None, encoder: tuple | None = None,
               channels: tuple[int, ...] | None = None) -> BackboneSpec:
     """``encoder`` groups and ``channels`` default to those derived from timm (``encoder_groups``)."""
-    groups = (*(encoder or encoder_groups(arch)), ("decoder", HEAD_PREFIXES))
+    encoder = encoder or encoder_groups(arch)
+    groups = (*encoder, ("decoder", HEAD_PREFIXES))
     channels = channels or encoder_info(arch)[0]
     return BackboneSpec(
         name=name, groups=groups, input_size=input_size, build=lambda num_classes: build_unet(arch, num_classes),
         imagenet_weights=imagenet_weights,
         adapt_state_dict=adapt or (lambda state: encoder_keys(arch, state)),
-        output="mask",
+        output="mask", stages=lambda model: unet_stages(model, encoder),
         description=f"MONAI FlexibleUNet (decoder {DECODER_CHANNELS}) on timm {arch} features (channels "
                     f"{list(channels)}) at {input_size}x{input_size}, per-pixel logits; groups enc1..enc5, decoder",
     )
