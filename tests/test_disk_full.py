@@ -60,3 +60,15 @@ def test_report_on_a_full_disk_exits_2_with_one_line_and_keeps_the_earlier_files
     assert err.count("\n") == 0 and "no space left" in err and "summary.parquet" in err and "Traceback" not in err
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in run_dir.iterdir() if p.is_file()}
     assert after == before  # summary.parquet and report.md still the earlier complete ones, no temp file
+
+
+def test_a_run_into_a_full_disk_is_refused_in_one_line_before_any_data(tiny_disk):
+    """On the real tmpfs: `tunedepth run` stops before data, folder or Ray, not in Tune's sync errors."""
+    from tests.test_divergence import TUNEDEPTH
+
+    run = subprocess.run([TUNEDEPTH, "run", "--smoke", "--name", "f", "--results-dir", str(tiny_disk)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr[-2000:]
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "MB free" in lines[0] and "--results-dir" in lines[0] and "Traceback" not in run.stderr
+    assert list(tiny_disk.iterdir()) == []  # nothing written
