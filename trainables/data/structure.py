@@ -4,14 +4,16 @@ A unit's *signature* is its grey thumbnail (SIGNATURE x SIGNATURE, area averagin
 replaced by its rank (``near_duplicates.rank_normalise``): any increasing change of intensities (contrast,
 gamma, brightness, an unclipped window) leaves it as it is. Two units are compared by the structure left
 after a band-pass (a difference of Gaussians: the shared overall shape of a family of look-alike images and
-the pixel-level changes of sharpening or JPEG both fall outside the band), Hann-windowed: their *score* is the
+the pixel-level changes of sharpening or JPEG both fall mostly outside the band), divided by its local energy
+(so a shared outline, such as a skull's rim, does not outweigh the interior) and Hann-windowed: their *score* is the
 best normalised cross-correlation over shifts of up to SHIFT pixels of COMPARE (about 9% of the image) and the
 centre crops SCALES of either one (a copy cut down by up to 5% per side). Near-duplicates score at least
 MIN_SCORE.
 
 Pairs are found without scoring all of them in full: every unit's coarse band-passed view (16 x 16) is
 compared with every other's, shifted by up to one coarse pixel, by matrix products (in row blocks; quadratic
-in the units but cheap: 256 numbers a unit), and per unit the CANDIDATES most similar ones are scored. Measured by ``bench/near_duplicates.py`` (docs/data.md).
+in the units but cheap: 256 numbers a unit), and per unit the CANDIDATES most similar ones are scored.
+Measured by ``bench/near_duplicates.py`` (docs/data.md).
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ BAND = (1.0, 3.0)  # Gaussian sigmas (pixels of COMPARE) of the difference-of-Ga
 LOCAL = 3.0  # sigma (pixels of COMPARE) of the local energy the band is divided by; 0 = none
 MIN_SCORE = 0.93  # near-duplicates: best aligned correlation at least this
 CANDIDATES, COARSE_MIN, COARSE_BLUR = 8, 0.3, 1.0  # per unit, its most similar coarse views (blurred) are scored
-BLOCK = 2048  # rows of the coarse similarity matrix computed at once
+BLOCK = 256  # rows of the coarse similarity matrix computed at once (256 x N floats)
 
 
 def unit_signatures(images) -> np.ndarray:
@@ -102,7 +104,9 @@ def candidate_pairs(full: torch.Tensor) -> np.ndarray:
     out = []
     for lo in range(0, n, BLOCK):
         rows = torch.arange(lo, min(lo + BLOCK, n))
-        sim = torch.stack([flat[rows] @ m.T for m in moved]).max(dim=0).values
+        sim = flat[rows] @ moved[0].T
+        for m in moved[1:]:
+            torch.maximum(sim, flat[rows] @ m.T, out=sim)
         sim[torch.arange(len(rows)), rows] = -1  # not itself
         val, idx = sim.topk(k, dim=1)
         keep = val >= COARSE_MIN
