@@ -27,7 +27,7 @@ SCALES = (1.0, 0.95, 0.9)  # centre crops compared (either side), for copies cut
 SHIFT = 3  # pixels of COMPARE a copy may be shifted by
 BAND = (1.0, 3.0)  # Gaussian sigmas (pixels of COMPARE) of the difference-of-Gaussians band-pass
 LOCAL = 3.0  # sigma (pixels of COMPARE) of the local energy the band is divided by; 0 = none
-MIN_SCORE = 0.93  # near-duplicates: best aligned correlation at least this
+MIN_SCORE = 0.94  # near-duplicates: best aligned correlation at least this
 CANDIDATES, COARSE_MIN, COARSE_BLUR = 8, 0.3, 1.0  # per unit, its most similar coarse views (blurred) are scored
 BLOCK = 256  # rows of the coarse similarity matrix computed at once (256 x N floats)
 
