@@ -142,7 +142,9 @@ def evaluate(base: list[np.ndarray], copies: dict[str, list[np.ndarray]], group=
     n = len(base)
     recall, merged, secs, hashed = {}, np.zeros(n, dtype=bool), 0.0, 0
     for name, cs in copies.items():
-        images = torch.as_tensor(np.stack(list(base) + list(cs))).float()
+        every = list(base) + list(cs)
+        images = (torch.as_tensor(np.stack(every)).float() if len({x.shape for x in every}) == 1
+                  else [torch.as_tensor(x).float() for x in every])  # sizes differ: a list, as loaders give
         t0 = time.perf_counter()
         groups = group(images)
         secs, hashed = secs + time.perf_counter() - t0, hashed + len(images)
