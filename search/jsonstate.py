@@ -83,9 +83,13 @@ def decode(obj: Any) -> Any:
 def dump(state: Any, path: str) -> None:
     """Write ``state`` to ``path`` atomically (a crash mid-write leaves the previous state)."""
     tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(encode(state), f)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(encode(state), f)
+        os.replace(tmp, path)
+    finally:  # a failed write (a full disk) leaves no temp file beside the previous state
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def load(path: str) -> Any:
@@ -120,9 +124,13 @@ def dump_signed(state: Any, path: str) -> None:
     body = pickle.dumps(state)
     tag = hmac.new(_key(), body, hashlib.sha256).hexdigest().encode()
     tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(SIGNED_MAGIC + tag + b"\n" + body)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(SIGNED_MAGIC + tag + b"\n" + body)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def load_signed(path: str) -> Any:

@@ -26,6 +26,7 @@ class _TrialState:
     status: str = PENDING  # one of search.trial_states.STATES
     epochs: int = 0
     best: float | None = None
+    diverged: bool = False  # its last result said NaN/inf loss
 
 
 class BudgetProgress(tune.Callback):
@@ -55,7 +56,7 @@ class BudgetProgress(tune.Callback):
         """Per budget, the best depth by validation so far (``search.analysis.selecting``'s one rule)."""
         frame = pd.DataFrame([{"trial_id": tid, "budget": s.budget, "depth": s.depth, "depth_index": s.depth_index,
                                "lr": s.lr, "seed": s.seed, "epoch": s.epochs, "val_metric": s.best, "n_train": 0,
-                               "status": "error" if s.status == ERROR else "ok"}
+                               "status": "error" if s.status == ERROR else "diverged" if s.diverged else "ok"}
                               for tid, s in self.trials.items() if s.best is not None])
         return best_depths(select_cells(frame, self.mode), self.mode) if len(frame) else frame
 
@@ -79,9 +80,11 @@ class BudgetProgress(tune.Callback):
             if s.status in ENDED:
                 continue
             if status in ("TERMINATED", "ERROR"):
-                s.epochs = int((getattr(t, "last_result", None) or {}).get("training_iteration", s.epochs))
+                last = getattr(t, "last_result", None) or {}
+                s.epochs = int(last.get("training_iteration", s.epochs))
+                s.diverged = s.diverged or bool(last.get("diverged"))
             if status is not None:
-                s.status = state_of(status, s.epochs, self.max_epochs)
+                s.status = state_of(status, s.epochs, self.max_epochs, s.diverged)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._register(trials)
@@ -93,6 +96,7 @@ class BudgetProgress(tune.Callback):
         s.status = RUNNING
         s.epochs = int(result.get("training_iteration", s.epochs))
         s.depth_index = int(result.get("depth_index", s.depth_index))
+        s.diverged = bool(result.get("diverged"))
         v = result.get("val_metric")
         if v is not None and self._better(v, s.best):
             s.best = float(v)
@@ -100,7 +104,7 @@ class BudgetProgress(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         s = self._state(trial)
-        s.status = ended_state(s.epochs, self.max_epochs)
+        s.status = ended_state(s.epochs, self.max_epochs, s.diverged)
         self._maybe_print(force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):

@@ -12,6 +12,7 @@ code, so ``tunedepth report``,
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -69,20 +70,39 @@ def _umask() -> int:
     return mask
 
 
+class DiskFull(ConfigError):
+    """A run file could not be written for lack of space (ENOSPC, or a quota: EDQUOT): one line, exit 2."""
+
+
 def _atomic(path: Path, write) -> None:
     """``write(tmp)`` then rename over ``path``. The file gets the mode a plain ``open`` would (0644 under the
-    usual umask 022), not mkstemp's private 0600: colleagues on shared storage can read a run."""
+    usual umask 022), not mkstemp's private 0600: colleagues on shared storage can read a run. A full disk
+    leaves ``path`` as it was (absent, or the previous complete file) and no temp file, and raises ``DiskFull``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
+    except OSError as e:
+        _raise_if_full(e, path)
+        raise
     os.close(fd)
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as e:
+        _raise_if_full(e, path)
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _raise_if_full(e: OSError, path: Path) -> None:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise DiskFull(f"no space left on the disk of {path.parent} writing {path.name} (left as it was, nothing "
+                       f"half-written kept): free space there, or give --results-dir on another disk, and run "
+                       f"again") from None
 
 
 def write_parquet(df: pd.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> None:

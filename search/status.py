@@ -48,7 +48,13 @@ def _trial_rows(exp: Path, run_dir: Path) -> list[dict]:
         row["epochs"] = max(by_epoch, default=0)
         row["curve"] = [(e, v["val_metric"]) for e, v in zip(sorted(by_epoch), vals) if v.get("val_metric") is not None]
         row["depth_index"] = next((int(v["depth_index"]) for v in vals if "depth_index" in v), 0)
+        row["diverged"] = bool(vals and vals[-1].get("diverged"))  # the trial's last result: NaN/inf loss
     return rows
+
+
+def _status(row: dict) -> str:
+    """A trial's ``trials.parquet`` status word as far as selection needs it (a diverged lr loses)."""
+    return "error" if row["status"] == "ERROR" else "diverged" if row.get("diverged") else "ok"
 
 
 def best_so_far(rows: list[dict], mode: str) -> pd.DataFrame:
@@ -57,7 +63,7 @@ def best_so_far(rows: list[dict], mode: str) -> pd.DataFrame:
         "trial_id": str(r["trial_id"]), "budget": float(r["config"].get("budget", 0)),
         "depth": str(r["config"].get("depth")), "depth_index": r["depth_index"], "lr": float(r["config"].get("lr", 0)),
         "seed": int(r["config"].get("seed", 0)), "epoch": epoch, "val_metric": float(v), "n_train": 0,
-        "status": "error" if r["status"] == "ERROR" else "ok"} for r in rows for epoch, v in r["curve"]])
+        "status": _status(r)} for r in rows for epoch, v in r["curve"]])
     return best_depths(select_cells(frame, mode), mode) if len(frame) else frame
 
 
@@ -79,6 +85,7 @@ def run_status(run: str, results_dir: str = "results") -> str:
         top = best[best["budget"] == budget] if len(best) else best
         best_txt = (f"best so far {top['depth'].iloc[0]} ({metric} {top['val_metric'].iloc[0]:.3f})" if len(top)
                     else "no result yet")
-        states = counts_text(state_of(r["status"], r["epochs"], cfg.epochs) for r in group)
+        states = counts_text(state_of(r["status"], r["epochs"], cfg.epochs, r.get("diverged", False))
+                             for r in group)
         lines.append(f"  budget {budget:<5g} {states}, epochs {sum(r['epochs'] for r in group)} | {best_txt}")
     return "\n".join(lines)

@@ -35,6 +35,13 @@ def spread(depths: Sequence[str], k: int) -> list[str]:
     return [depths[round(i * (len(depths) - 1) / (k - 1))] for i in range(k)]
 
 
+def searcher_seed(search_seed: int, budget: float | None = None) -> int:
+    """A searcher's RNG seed from the run's ``search_seed`` alone (and ``budget``, so each budget's searcher
+    draws its own sequence): 32 bits, spread by numpy's ``SeedSequence``. The data seed plays no part."""
+    entropy = [int(search_seed)] + ([] if budget is None else [int(round(float(budget) * 1_000_000))])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
 def log_grid(low: float, high: float, samples: int) -> list[float]:
     """``samples`` values log-evenly over [low, high] (3 significant digits); one when they are equal."""
     if low == high:

@@ -87,7 +87,8 @@ def _trial_workers(pid: int) -> list[int]:
 @pytest.mark.slow
 def test_a_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path):
     """SIGKILL of the process running a trial: Tune retries the trial from its last checkpoint (max_failures 1)
-    and the run completes with exit 0; no epoch is lost and training resumes after the checkpointed epoch."""
+    and the run completes with exit 0; no epoch is lost, training resumes after the checkpointed epoch, and the
+    run's answer is complete (the cell scored on test, summary and report written)."""
     run = [EXE, "run", "--smoke", "--backbone", "tiny-alexnet", "--source", "scratch", "--depths", "scratch",
            "--budgets", "1.0", "--epochs", "6", "--scheduler", "none", "--samples", "1", "--patience-steps", "0",
            "--name", "k", "--results-dir", str(tmp_path)]
@@ -109,6 +110,12 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path):
     rows = [json.loads(line) for f in exp.glob("*/result.json") for line in f.read_text().splitlines() if line.strip()]
     restored = [r for r in rows if r["iterations_since_restore"] < r["training_iteration"]]
     assert restored and min(r["training_iteration"] for r in restored) >= 2  # it restarted from a checkpoint
+    run_dir = tmp_path / "k"  # the answer is complete: the cell was evaluated on test and reported
+    summary = pd.read_parquet(run_dir / "summary.parquet")
+    assert list(zip(summary["budget"], summary["depth"])) == [(1.0, "scratch")]
+    predictions = pd.read_parquet(run_dir / "predictions.parquet")
+    assert len(predictions) and set(predictions["trial_id"]) == set(trials["trial_id"])
+    assert "best tuning depth per data budget" in out and (run_dir / "report.md").exists()
 
 
 def _result_rows(exp: Path) -> list[dict]:

@@ -255,17 +255,19 @@ def map_chunks(fn: Callable[[np.ndarray], object], n: int, workers: int = WORKER
         yield lo, result
 
 
-def _hash_chunk(raw, idx: np.ndarray) -> np.ndarray:
-    from trainables.data.near_duplicates import unit_hash_set
+def _signature_chunk(raw, idx: np.ndarray) -> np.ndarray:
+    from trainables.data.structure import unit_signatures
 
     torch.set_num_threads(1)
-    return unit_hash_set(raw.subset(idx).thumbnails())
+    return unit_signatures(raw.subset(idx).thumbnails())
 
 
-def stream_hashes(raw, workers: int = WORKERS) -> np.ndarray:
-    """Every unit's near-duplicate hash set, decoding a chunk of units at a time."""
-    parts = [h for _, h in map_chunks(partial(_hash_chunk, raw), len(raw), workers)]
-    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.uint64)
+def stream_signatures(raw, workers: int = WORKERS) -> np.ndarray:
+    """Every unit's near-duplicate signature (``trainables.data.structure``), decoding a chunk of units at a time."""
+    from trainables.data.structure import SIGNATURE
+
+    parts = [h for _, h in map_chunks(partial(_signature_chunk, raw), len(raw), workers)]
+    return np.concatenate(parts) if parts else np.zeros((0, SIGNATURE, SIGNATURE), dtype=np.uint8)
 
 
 def _samples_chunk(make_samples, raw, split, size, seed, train_raw, idx: np.ndarray):

@@ -8,10 +8,12 @@ the schedules raced in each cell, the seeds.
 - ``random``: per budget and seed, ``samples`` trials with depth, lr (in the depth's range) and schedule drawn
   at random (seeded by ``search_seed``).
 - ``optuna``: per budget, an independent Optuna TPE study over depth x lr x schedule (``PerBudgetSearcher``;
-  the lr is drawn on a unit interval mapped onto the drawn depth's range; seeded by ``search_seed``), behind a
+  the lr is drawn on a unit interval mapped onto the drawn depth's range; TPE seeded by ``search_seed`` and the
+  budget, ``spaces.searcher_seed``: never by the data seed), behind a
   ``ConcurrencyLimiter``, stored in ``results/<name>/optuna.db`` as study ``budget-<b>``; the depths are enqueued
   once before TPE takes over; trials stopped early by ASHA are told to Optuna as pruned.
-- ``guideline``: the paper's rule, per budget: head only, then one group deeper at a time until no gain.
+- ``guideline``: the paper's rule, per budget: head only, then one group deeper at a time until no gain (each
+  level's lrs launched in the grid's order, permuted by ``search_seed``; nothing is drawn).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from search.config import SearchConfig
 from search.run_files import optuna_url, run_dir_of
 from search.searchers.guideline import GuidelineSearcher
 from search.searchers.per_budget import PerBudgetSearcher
-from spaces import Space, spread
+from spaces import Space, searcher_seed, spread
 from trainables.errors import ConfigError
 
 from search.config import SEARCHERS  # noqa: E402  (declared once, checked when the config is built)
@@ -50,7 +52,7 @@ def make_space(cfg: SearchConfig, depths: list[str], fixed: dict[str, Any] | Non
 def _points(cfg: SearchConfig, points: list[dict]) -> BasicVariantGenerator:
     """Tune's variant generator proposing exactly ``points``, in order (a fixed random state: nothing is drawn)."""
     return BasicVariantGenerator(points_to_evaluate=[dict(p) for p in points],
-                                 random_state=int(cfg.data_seed) + 1 + 1000 * int(cfg.search_seed))
+                                 random_state=searcher_seed(cfg.search_seed))
 
 
 def make_plan(cfg: SearchConfig, depths: list[str], fixed: dict[str, Any], metric: str, mode: str) -> SearchPlan:
@@ -108,7 +110,7 @@ def _optuna_plan(cfg: SearchConfig, space: Space, metric: str, mode: str) -> Sea
                  "lr_unit": optuna.distributions.FloatDistribution(0.0, 1.0)}
         if len(space.schedules) > 1:
             dists["schedule"] = optuna.distributions.CategoricalDistribution(list(space.schedules))
-        sampler = optuna.samplers.TPESampler(seed=cfg.search_seed * 100003 + cfg.data_seed * 1000 + int(budget * 1000),
+        sampler = optuna.samplers.TPESampler(seed=searcher_seed(cfg.search_seed, budget),
                                              n_startup_trials=min(5, cfg.samples))
         return PrunedAwareOptunaSearch(dists, metric=metric, mode=mode, sampler=sampler, max_t=cfg.epochs,
                                        study_name=study_name(budget), storage_url=url,

@@ -8,7 +8,8 @@ Vocabulary:
 * a *unit* is what a clinician reads and what a metric scores: a frame, an image, a volume. Every sample
   belongs to one unit (``meta["group"]``); crops/patches of a unit are scored together;
 * a *split group* is what must never straddle train/validation/test: a patient, a video, a volume. Near-
-  duplicate images (same perceptual hash, within a few bits) are merged into one split group.
+  duplicate images (the same structure after any change of contrast, a small crop or shift:
+  ``structure``) are merged into one split group.
 
 Budgets (``budgets``) are nested and stratified by the units' class; validation/test are the same for every
 budget.
@@ -20,6 +21,7 @@ from trainables.data.near_duplicates import (  # noqa: F401
     HASH_KINDS, HASH_SIZE, HASH_VIEWS, NEAR_DUPLICATE_BITS, hamming, merge_groups, near_duplicate_groups,
     near_duplicate_pairs, near_duplicate_set_pairs, perceptual_hash, rank_normalise, unit_hash_set,
 )
+from trainables.data.structure import structure_pairs, unit_signatures  # noqa: F401
 from trainables.data.splits import (  # noqa: F401
     SPLITS, SplitData, assign_splits, grouped_split, make_splits, splits_frame, stratified_split,
 )

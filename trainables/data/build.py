@@ -3,7 +3,8 @@
 The caller (``trainables.apps.build``) supplies the units: the app's generator, or the loader for the data
 path chosen by the app's kind. Then:
 
-1. groups: each unit's split group (patient/video/volume), merged with its near-duplicates (perceptual hash);
+1. groups: each unit's split group (patient/video/volume), merged with its near-duplicates (``structure``:
+   aligned correlation of rank-normalised thumbnails, blind to contrast/gamma/window, tolerant of small crops);
 2. splits: train/validation/test by group, stratified by the units' class (or a split given by the data);
 3. samples: the app cuts crops/patches out of each split's units (``app.make_samples``), with per-sample meta;
 4. training part: optional negative down-sampling, then nested budget ranks by unit, stratified by class;
@@ -22,11 +23,12 @@ import pandas as pd
 import torch
 
 from trainables.data.budgets import balance_classes, budget_ranks
-from trainables.data.near_duplicates import HASH_VIEWS, merge_groups, near_duplicate_set_pairs, unit_hash_set
+from trainables.data.near_duplicates import merge_groups
 from trainables.data.splits import SPLITS, SplitData, assign_splits
+from trainables.data.structure import SIGNATURE, structure_pairs, unit_signatures
 from trainables.data.units import RawSet
 from trainables.errors import ConfigError, MetricError
-from trainables.stream import is_lazy, stream_hashes, stream_samples, take
+from trainables.stream import is_lazy, stream_signatures, stream_samples, take
 
 Log = Callable[[str], None]
 LOCAL_IDS = ("candidate", "lesion")  # meta ids numbered per split by make_samples; made unique per run
@@ -44,21 +46,21 @@ def subsample_units(raw: RawSet, cap: int, seed: int) -> RawSet:
     return raw.subset(np.sort(np.concatenate(keep)))
 
 
-def unit_hashes(raw: RawSet) -> np.ndarray:
-    """The hash set (``near_duplicates.unit_hash_set``) of every unit's grey thumbnail (a volume's middle slice)."""
+def unit_signatures_of(raw: RawSet) -> np.ndarray:
+    """The signature (``structure.unit_signatures``) of every unit's grey thumbnail (a volume's middle slice)."""
     if is_lazy(raw.images):  # files listed, not read: a chunk of units at a time, in worker processes
-        return stream_hashes(raw)
+        return stream_signatures(raw)
     thumbs = raw.thumbnails()
     if isinstance(thumbs, torch.Tensor):
-        parts = [unit_hash_set(thumbs[i : i + 512]) for i in range(0, len(thumbs), 512)]
-        return np.concatenate(parts) if parts else np.zeros((0, len(HASH_VIEWS)), dtype=np.uint64)
-    return unit_hash_set(thumbs)
+        parts = [unit_signatures(thumbs[i : i + 512]) for i in range(0, len(thumbs), 512)]
+        return np.concatenate(parts) if parts else np.zeros((0, SIGNATURE, SIGNATURE), dtype=np.uint8)
+    return unit_signatures(thumbs)
 
 
 def split_groups(raw: RawSet, unit: str, log: Log) -> np.ndarray:
     """Step 1: per unit its split group, the source group (patient/video) merged with its near-duplicates."""
     _, source_codes = np.unique(raw.groups.astype(str), return_inverse=True)
-    pairs = near_duplicate_set_pairs(unit_hashes(raw))
+    pairs = structure_pairs(unit_signatures_of(raw))
     groups = merge_groups(source_codes, pairs)
     if len(pairs):
         cross = int(np.sum(source_codes[pairs[:, 0]] != source_codes[pairs[:, 1]]))
