@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo smoke test test-fast clean
+.PHONY: setup demo smoke test test-fast lint clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,10 @@ test: $(STAMP)
 # the edit loop: everything but the end-to-end runs on a real Ray (marked slow)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# lint and import order (ruff, configured in pyproject.toml); .ci/run runs it before the tests
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) *.egg-info

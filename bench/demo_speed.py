@@ -102,7 +102,9 @@ def main() -> None:
         print(f"{name:<10} {out.trials['trial_id'].nunique():>6} {len(out.trials):>6} {out.wall_s:>7.1f} "
               f"{out.tune_s:>6.1f} {inside:>10.1f} {share:>10.0%}")
     naive, fast = runs["naive"], runs["optimised"]
-    print(f"\nspeed-up, whole run: {naive.wall_s / fast.wall_s:.2f}x; Tuner.fit alone: {naive.tune_s / fast.tune_s:.2f}x")
+    print(
+        f"\nspeed-up, whole run: {naive.wall_s / fast.wall_s:.2f}x; Tuner.fit alone: {naive.tune_s / fast.tune_s:.2f}x"
+    )
     n, equal, differ = same_numbers(naive.trials, fast.trials)
     print(f"same numbers: {equal} of the {n} trial-epochs both runs computed agree within 1e-4"
           + (f"; the others come from {'; '.join(differ)}" if differ else ""))

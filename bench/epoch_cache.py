@@ -92,7 +92,9 @@ def bench(backbone: str, frames: int, threads: int, depths: list[str] | None = N
           f"{'features s (once)':>17}  same loss")
     rows = []
     for depth in depths or depth_names(spec):
-        base = dict(app=app, backbone=backbone, source=source, depth=depth, budget=1.0, lr=1e-3, epochs=2, batch_size=32)
+        base = dict(
+            app=app, backbone=backbone, source=source, depth=depth, budget=1.0, lr=1e-3, epochs=2, batch_size=32
+        )
         _, full, loss_full, net_full = time_epochs(TrialConfig.from_dict({**base, "feature_cache": False}), data,
                                                    weights)
         STORE.memory.clear()  # a cold cache: the first cached epoch computes the features

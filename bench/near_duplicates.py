@@ -44,7 +44,12 @@ def lookalikes(n: int, seed: int, size: int = 128) -> list[np.ndarray]:
         for k in range(int(rng.integers(3, 7))):  # ventricle-like dark and lesion-like bright blobs
             by, bx = cy + rng.uniform(-0.6, 0.6) * ay, cx + rng.uniform(-0.6, 0.6) * ax
             s = rng.uniform(0.03, 0.09)
-            img += rng.choice([-1, 1]) * rng.uniform(25, 60) * np.exp(-((yy - by) ** 2 + (xx - bx) ** 2) / (2 * s * s)) * head
+            img += (
+                rng.choice([-1, 1])
+                * rng.uniform(25, 60)
+                * np.exp(-((yy - by) ** 2 + (xx - bx) ** 2) / (2 * s * s))
+                * head
+            )
         img += 12 * gaussian_filter(rng.normal(size=(size, size)), 3) * head + rng.normal(0, 2, (size, size))
         out.append(np.clip(img, 0, 255).astype(np.uint8))
     return out

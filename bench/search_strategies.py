@@ -1,7 +1,8 @@
 """Trials and epochs each search strategy spends on the demo app, and whether they agree on the answer.
 
 Runs, on the embedded colonoscopy-frames app (tiny-alexnet, fractal source, 5 budgets, 9 depths, lr fixed at
---lr so that strategies differ only in how they search): grid (exhaustive), grid + Ray's budget-stratified ASHA (reduction factor 3 and 4), grid +
+--lr so that strategies differ only in how they search): grid (exhaustive), grid + Ray's budget-stratified ASHA
+(reduction factor 3 and 4), grid +
 successive halving per budget (``--scheduler per-budget``), one seed,
 optuna (per-budget TPE, --optuna-samples trials per budget) + ASHA, and the paper's guideline. Prints one
 row per strategy and, per budget, the best depth each picked (by validation).
@@ -68,7 +69,10 @@ def main() -> None:
               " ".join("y" if d == picks[0] else "n" for d in picks[1:]))
     print("\nguideline stop reasons:")
     for b, v in guide.items():
-        print(f"  budget {b}: chose {v['best_depth']} after {v['trials']} trials / {v['epochs']} epochs; {v['stop_reason']}")
+        print(
+            f"  budget {b}: chose {v['best_depth']} after {v['trials']} trials / {v['epochs']} epochs; "
+            f"{v['stop_reason']}"
+        )
 
 
 if __name__ == "__main__":

@@ -89,7 +89,9 @@ def main() -> None:
     print(f"{'data':<18} {'budget':>6} {'n_train':>7}  {'best ImageNet depth':<20} {'ImageNet':>8} {'scratch':>8} "
           f"{'ImageNet - scratch':>18}")
     for name, budget, n, depth, imagenet, scratch in rows:
-        print(f"{name:<18} {budget:>6g} {n:>7}  {depth:<20} {imagenet:>8.3f} {scratch:>8.3f} {imagenet - scratch:>+18.3f}")
+        print(
+            f"{name:<18} {budget:>6g} {n:>7}  {depth:<20} {imagenet:>8.3f} {scratch:>8.3f} {imagenet - scratch:>+18.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The demo's search from two sources side by side: ImageNet EfficientNet-Lite0 vs fractal tiny-alexnet.
 
 Both runs are the demo's search (``search.commands.demo.demo_config``: its data, budgets, lr grid, seeds,
-trial length and scheduler), each over its backbone's demo depth subset. For each budget it prints, per source: the best fine-tuned depth (selected by validation) and
+trial length and scheduler), each over its backbone's demo depth subset. For each budget it prints, per source: the
+best fine-tuned depth (selected by validation) and
 its test metric with the 95% bootstrap interval, scratch's test metric with its interval, scratch - best
 fine-tune with its paired interval, and the verdict; then each source's check (linear probe on frozen
 features vs random-init features, ``source_check.json``).

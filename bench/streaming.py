@@ -108,10 +108,13 @@ def main() -> None:
         folder = Path(tmp) / "frames"
         t0 = time.perf_counter()
         mb = generate(folder, args.images, args.source_px)
-        print(f"generated {args.images} JPEG frames of {args.source_px}x{args.source_px} px, two classes: {mb:.0f} MB "
-              f"on disk ({time.perf_counter() - t0:.0f}s); app colonoscopy-frames (3 crops per frame) at the "
-              f"{args.backbone} input size; forward: {f'its bottom {args.groups} group(s), pooled' if args.groups else 'the whole network'}, "
-              f"random weights; {args.threads} thread(s), DataLoader workers 2 (streaming)")
+        print(
+            f"generated {args.images} JPEG frames of {args.source_px}x{args.source_px} px, two classes: {mb:.0f} MB "
+            f"on disk ({time.perf_counter() - t0:.0f}s); app colonoscopy-frames (3 crops per frame) at the "
+            f"{args.backbone} input size; forward: "
+            f"{f'its bottom {args.groups} group(s), pooled' if args.groups else 'the whole network'}, "
+            f"random weights; {args.threads} thread(s), DataLoader workers 2 (streaming)"
+        )
         rows = [run_child(folder, s, args.backbone, args.threads, args.groups, Path(tmp) / "cache")
                 for s in ("off", "on")]
     print(f"\n{'path':<10} {'samples':>7} {'x type':>11} {'RSS after imports':>17} {'peak RSS data':>13} "
@@ -119,10 +122,13 @@ def main() -> None:
           f"{'fwd img/s':>9}")
     for r in rows:
         name = "memory" if r["stream"] == "off" else "streaming"
-        print(f"{name:<10} {r['samples']:>7} {r['type']:>11} {r['base_mb']:>14.0f} MB {r['data_peak_mb']:>10.0f} MB "
-              f"{r['peak_mb']:>9.0f} MB {r.get('worker_peak_mb', 0):>8.0f} MB {r['data_s']:>7.1f} {r['frames'] / r['data_s']:>10.1f} "
-              f"{r['samples'] / r['read_s']:>10.0f} {r['forward_s']:>7.1f} "
-              f"{r['samples'] / r['forward_s']:>9.1f}")
+        print(
+            f"{name:<10} {r['samples']:>7} {r['type']:>11} {r['base_mb']:>14.0f} MB {r['data_peak_mb']:>10.0f} MB "
+            f"{r['peak_mb']:>9.0f} MB {r.get('worker_peak_mb', 0):>8.0f} MB {r['data_s']:>7.1f} "
+            f"{r['frames'] / r['data_s']:>10.1f} "
+            f"{r['samples'] / r['read_s']:>10.0f} {r['forward_s']:>7.1f} "
+            f"{r['samples'] / r['forward_s']:>9.1f}"
+        )
     mem, disk = rows
     extra = lambda r: r["peak_mb"] - r["base_mb"]  # noqa: E731
     print(f"\npeak RSS streaming / memory: {disk['peak_mb'] / mem['peak_mb']:.2f} (above the imports' baseline: "

@@ -6,10 +6,18 @@ import sys
 
 from search.commands import compare, demo, export, extend, listing, pretrain, report, run
 from search.guard import Interrupted
-from trainables.errors import ConfigError
-from trainables.errors import MetricError
+from trainables.errors import ConfigError, MetricError
 
-COMMANDS = [demo, run, extend, listing, pretrain, report, compare, export]  # each module's register(subparsers) adds its subcommand(s)
+COMMANDS = [
+    demo,
+    run,
+    extend,
+    listing,
+    pretrain,
+    report,
+    compare,
+    export,
+]  # each module's register(subparsers) adds its subcommand(s)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -16,7 +16,6 @@ from trainables.errors import ConfigError
 from trainables.schedules import check_schedule
 from trainables.stream import DEFAULT_STREAM_BYTES, STREAM_MODES
 
-
 SEARCHERS = ("grid", "random", "optuna", "guideline")  # see search/searchers
 # see search.promotion ("per-depth", "per-budget": synchronous successive halving) and search.schedulers ("asha")
 SCHEDULERS = ("auto", "per-depth", "per-budget", "asha", "none")
@@ -119,8 +118,10 @@ class SearchConfig(TrialSettings):
         for low, high, what in ((self.lr_min, self.lr_max, "lr"), (self.scratch_lr_min, self.scratch_lr_max,
                                                                      "scratch_lr")):
             if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
-                raise ConfigError(f"need finite 0 < {what}_min <= {what}_max, got {low}, {high}; e.g. --{what.replace('_', '-')}"
-                                  f"-min 3e-4 --{what.replace('_', '-')}-max 3e-3")
+                raise ConfigError(
+                    f"need finite 0 < {what}_min <= {what}_max, got {low}, {high}; e.g. --{what.replace('_', '-')}"
+                    f"-min 3e-4 --{what.replace('_', '-')}-max 3e-3"
+                )
         if not self.schedules:
             raise ConfigError("schedules is empty; give at least one, e.g. --schedules paper")
         for schedule in self.schedules:

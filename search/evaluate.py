@@ -5,7 +5,8 @@ and every replicate seed trial of it is evaluated at its best validation epoch. 
 is loaded: Tune keeps each trial's latest 2 checkpoints (``search.runner.make_run_config``: the snapshot a
 resume needs always names one of them), and every checkpoint carries the weights of the trial's best validation
 epoch so far; if no kept checkpoint offers that epoch, the best kept one is used and the evaluated epoch is
-recorded. A trial that diverged before any finite validation offers no weights and is not evaluated. The test split is predicted once per replicate and the per-sample class
+recorded. A trial that diverged before any finite validation offers no weights and is not evaluated. The test split is
+predicted once per replicate and the per-sample class
 probabilities go to ``predictions.parquet`` (one block per budget x depth x seed); everything after that
 (metrics, intervals, verdicts, the report) is computed offline from files by ``search.analysis``.
 """
@@ -24,11 +25,11 @@ import pandas as pd
 import torch
 
 from search.analysis.build import build_report
-from trainables.mode import Mode
 from search.analysis.selecting import select_replicates
 from search.run_files import prediction_rows, write_predictions
 from trainables.config import TrialConfig
 from trainables.data import SplitData
+from trainables.mode import Mode
 from trainables.resolved import CHECKPOINT_FILE, ResolvedTrial, read_checkpoint
 from trainables.trial import TrialRun
 

@@ -28,8 +28,17 @@ import pandas as pd
 import torch
 
 from search.analysis.selecting import best_depths, select_cells
-from search.run_files import (EXPORT_FORMATS, ExportPaths, export_paths, load_config, load_run,
-                              run_dir_of, trial_checkpoint, write_json, write_npz)
+from search.run_files import (
+    EXPORT_FORMATS,
+    ExportPaths,
+    export_paths,
+    load_config,
+    load_run,
+    run_dir_of,
+    trial_checkpoint,
+    write_json,
+    write_npz,
+)
 from trainables.errors import ConfigError
 from trainables.resolved import CHECKPOINT_FILE, TrainedModel, load_trained
 
@@ -111,9 +120,14 @@ def stored_examples(run_dir: Path, preds: dict | None, choice: Choice, trained: 
     block of predictions.parquet); None without stored predictions or for per-pixel outputs (stored summarised)."""
     from trainables.apps import build_split_data
 
-    block = next((v for (b, d, s), v in (preds or {}).items()
-                  if np.isclose(b, choice.budget) and d == choice.depth and str(v["info"]["trial_id"]) == choice.trial_id),
-                 None)
+    block = next(
+        (
+            v
+            for (b, d, s), v in (preds or {}).items()
+            if np.isclose(b, choice.budget) and d == choice.depth and str(v["info"]["trial_id"]) == choice.trial_id
+        ),
+        None,
+    )
     app, spec = trained.trial.app, trained.trial.spec  # the trial's own: metric, resize, input size
     if n <= 0 or block is None or spec.output == "mask":
         return None

@@ -30,17 +30,30 @@ from ray import tune
 
 from search.analysis.answers import Analysis
 from search.analysis.build import build_report
+from search.cluster import connect_ray
 from search.config import SearchConfig
 from search.evaluate import evaluate_selected
 from search.guard import RunLock
 from search.interrupts import InterruptWatch
 from search.progress import BudgetProgress
 from search.results import TUNE_TRIAL_ID, EpochLog, read_epochs, trial_status, trials_frame
-from search.run_files import (TRIAL_COLUMNS, TRIALS_FILE, experiment_paths, extension_experiment,
-                              finished_trials, load_config, read_config, read_extensions, read_parquet,
-                              run_dir_of, write_config, write_extensions, write_parquet, write_predictions)
+from search.run_files import (
+    TRIAL_COLUMNS,
+    TRIALS_FILE,
+    experiment_paths,
+    extension_experiment,
+    finished_trials,
+    load_config,
+    read_config,
+    read_extensions,
+    read_parquet,
+    run_dir_of,
+    write_config,
+    write_extensions,
+    write_parquet,
+    write_predictions,
+)
 from search.runner import Prepared, _dirname, make_run_config, prepare, steps_per_epoch
-from search.cluster import connect_ray
 from trainables.errors import ConfigError
 from trainables.trainable import CONTINUES, train_depth
 
@@ -164,7 +177,9 @@ def param_space(points: dict[str, dict]) -> dict:
         if key == CONTINUES:
             continue
         values = [p[key] for p in points.values()]
-        space[key] = values[0] if all(v == values[0] for v in values) else tune.sample_from(partial(_point, points, key))
+        space[key] = (
+            values[0] if all(v == values[0] for v in values) else tune.sample_from(partial(_point, points, key))
+        )
     return space
 
 

@@ -85,7 +85,9 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
     parts = urlsplit(address if "://" in address else f"ray://{address}")
     host, port = parts.hostname, parts.port
     if not host or not port:
-        raise ConfigError(f"--address {address!r} is not HOST:PORT, ray://HOST:PORT or auto; e.g. --address 127.0.0.1:6379")
+        raise ConfigError(
+            f"--address {address!r} is not HOST:PORT, ray://HOST:PORT or auto; e.g. --address 127.0.0.1:6379"
+        )
     try:
         socket.create_connection((host, port), timeout=timeout_s).close()
     except OSError as e:
@@ -107,9 +109,11 @@ def check_authentication(host: str, port: int, timeout_s: float = 10.0) -> None:
             gcs_cluster_id(channel, timeout_s, metadata)
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.UNAUTHENTICATED:
-                raise ConfigError(f"{host}:{port} answers but not as a Ray head ({e.code().name} within {timeout_s:g}s); "
-                                  f"give the port `ray start --head --port` was started with (default 6379), or "
-                                  f"retry if the head is overloaded") from None
+                raise ConfigError(
+                    f"{host}:{port} answers but not as a Ray head ({e.code().name} within {timeout_s:g}s); "
+                    f"give the port `ray start --head --port` was started with (default 6379), or "
+                    f"retry if the head is overloaded"
+                ) from None
             if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
                 why = "RAY_AUTH_MODE=disabled is set here"
                 fix = "unset it (a token in $RAY_AUTH_TOKEN or ~/.ray/auth_token is then used)"

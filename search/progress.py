@@ -10,10 +10,10 @@ from typing import TextIO
 import pandas as pd
 from ray import tune
 
-from trainables.mode import Mode
 from search.analysis.selecting import best_depths, select_cells
 from search.eta import Progress, compute_progress, progress_line
 from search.trial_states import ENDED, ERROR, PENDING, RUNNING, counts_text, ended_state, state_of
+from trainables.mode import Mode
 
 
 @dataclass

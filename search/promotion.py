@@ -41,10 +41,9 @@ from __future__ import annotations
 
 import math
 import os
-
-import numpy as np
 from typing import Any
 
+import numpy as np
 from pyarrow.fs import FileType
 from ray.tune.experiment import Trial
 from ray.tune.result import EXPR_RESULT_FILE

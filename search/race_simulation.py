@@ -130,7 +130,9 @@ def _outcome(race: Race, trials: list[_Trial], cands, steps: int, cap: int) -> C
 
 def run_grid(race: Race, rng, y, shared, cands) -> CellOutcome:
     cap = race.cap * race.grid_cap_factor
-    trials = [_Trial(race, rng, c, s, lr, sig, tau) for c, (lr, sig, tau) in enumerate(cands) for s in range(race.seeds)]
+    trials = [
+        _Trial(race, rng, c, s, lr, sig, tau) for c, (lr, sig, tau) in enumerate(cands) for s in range(race.seeds)
+    ]
     for tr in trials:
         while tr.t < cap and not tr.step(y, shared)["early_stopped"]:
             pass
@@ -142,7 +144,9 @@ def run_pruned(race: Race, rng, y, shared, cands, replicate_tied: bool = False) 
     sched = StratifiedHalving(metric="val_metric", mode="max", max_t=race.cap, grace_period=race.grace,
                               reduction_factor=2, z=race.z, growth=race.growth, stratum_size=race.k * race.seeds,
                               lead_replicate=0, replicate_tied=replicate_tied)
-    trials = [_Trial(race, rng, c, s, lr, sig, tau) for c, (lr, sig, tau) in enumerate(cands) for s in range(race.seeds)]
+    trials = [
+        _Trial(race, rng, c, s, lr, sig, tau) for c, (lr, sig, tau) in enumerate(cands) for s in range(race.seeds)
+    ]
     by_id = {}
     for tr in trials:
         tr.stub = Trial("__fake", config={"budget": 1.0, "depth": "d", "lr": tr.lr, "schedule": "paper",

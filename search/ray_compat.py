@@ -32,8 +32,10 @@ def check_ray() -> str:
     import ray
 
     if ray.__version__ != SUPPORTED_RAY:
-        raise ConfigError(f"tunedepth supports ray=={SUPPORTED_RAY} only (it uses Ray internals, search/ray_compat.py); "
-                          f"this is ray {ray.__version__}: pip install 'ray[tune]=={SUPPORTED_RAY}'")
+        raise ConfigError(
+            f"tunedepth supports ray=={SUPPORTED_RAY} only (it uses Ray internals, search/ray_compat.py); "
+            f"this is ray {ray.__version__}: pip install 'ray[tune]=={SUPPORTED_RAY}'"
+        )
     return ray.__version__
 
 

@@ -114,4 +114,6 @@ def trials_frame(result_grid, metric_name: str, logged: pd.DataFrame | None = No
         frames.append(rows)
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in TRIAL_COLUMNS})
-    return pd.concat(frames, ignore_index=True)[list(TRIAL_COLUMNS)].sort_values(["budget", "depth_index", "trial_id", "epoch"], ignore_index=True)
+    return pd.concat(frames, ignore_index=True)[list(TRIAL_COLUMNS)].sort_values(
+        ["budget", "depth_index", "trial_id", "epoch"], ignore_index=True
+    )

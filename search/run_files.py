@@ -188,7 +188,8 @@ def resolve_run(name_or_path: str, results_dir: str = "results") -> Path:
 
 
 def prediction_rows(run_info: dict, labels, probs: np.ndarray, meta: dict) -> pd.DataFrame:
-    """One (budget, depth, seed) block of predictions.parquet: run-level columns, sample, label, prob_<c>, meta_<key>."""
+    """One (budget, depth, seed) block of predictions.parquet: run-level columns, sample, label, prob_<c>,
+    meta_<key>."""
     n = probs.shape[0]
     cols: dict[str, object] = {k: [run_info[k]] * n for k in PREDICTION_RUN_COLUMNS}
     cols["sample"] = np.arange(n, dtype=np.int64)

@@ -10,27 +10,38 @@ from typing import Callable
 import pandas as pd
 from ray import tune
 
-from search.config import SearchConfig
+from search.analysis.answers import Analysis
+from search.analysis.selecting import best_depth_table, format_table
 from search.cluster import connect_ray, warn_job_working_dir  # noqa: F401 (connect_ray: tests import it here)
+from search.config import SearchConfig
+from search.evaluate import report_after_run
 from search.guard import RunLock
 from search.interrupts import InterruptWatch
 from search.progress import BudgetProgress
-from search.validate import Checked, check_search
-from search.analysis.answers import Analysis
-from search.analysis.selecting import best_depth_table, format_table
-from search.evaluate import report_after_run
-from search.results import EpochLog, read_epochs, trials_frame
-from search.run_files import (PROMOTION_FILE, SPLITS_FILE, TRIALS_FILE, experiment_path, load_config, run_dir_of, storage_of,  # noqa: F401
-                              trial_dir_name, write_config, write_parquet, write_text)
 from search.promotion import StratifiedHalving
+from search.results import EpochLog, read_epochs, trials_frame
+from search.run_files import (  # noqa: F401
+    PROMOTION_FILE,
+    SPLITS_FILE,
+    TRIALS_FILE,
+    experiment_path,
+    load_config,
+    run_dir_of,
+    storage_of,
+    trial_dir_name,
+    write_config,
+    write_parquet,
+    write_text,
+)
 from search.schedulers import BudgetStratifiedASHA
 from search.searchers import SearchPlan, make_plan, make_space
 from search.source_check import describe, write_source_check
 from search.tracking import close_interrupted_runs, tracking_callbacks, tracking_text
+from search.validate import Checked, check_search
 from trainables.apps import App, build_split_data
 from trainables.config import TrialConfig
-from trainables.errors import ConfigError
 from trainables.data import SplitData, splits_frame
+from trainables.errors import ConfigError
 from trainables.models import SCRATCH
 from trainables.models.backbones import BackboneSpec
 from trainables.models.probe import check_source
@@ -77,8 +88,11 @@ def prepare(cfg: SearchConfig, log: Log, checked: Checked | None = None) -> Prep
         data.budget_indices(b)  # an impossible budget fails here, before any trial starts
     for split in ("train", "val"):
         data.fingerprint(split)  # shipped with the data: trials key their cached features by it
-    log(f"data: {cfg.app}{' from ' + cfg.data if cfg.data else ''}, {len(data.train_y)} train / {len(data.val_y)} val / "
-        f"{len(data.test_y)} test at {spec.input_size}px ({time.time() - t0:.1f}s)")
+    log(
+        f"data: {cfg.app}{' from ' + cfg.data if cfg.data else ''}, {len(data.train_y)} train / {len(data.val_y)} val "
+        "/ "
+        f"{len(data.test_y)} test at {spec.input_size}px ({time.time() - t0:.1f}s)"
+    )
     if fine_tunes and cfg.source == "fractal":  # pretraining (cached) takes seconds: only once the data is good
         weights[cfg.source] = get_source_weights(cfg.source, spec, smoke=cfg.smoke, log=log)
     return Prepared(app, spec, depths, data, weights)

@@ -7,8 +7,15 @@ from pathlib import Path
 import pandas as pd
 
 from search.analysis.selecting import best_depths, select_cells
-from search.run_files import (EPOCHS_FILE, experiment_path, finished_trials, load_config, read_config,
-                              read_json_lines, run_dir_of)
+from search.run_files import (
+    EPOCHS_FILE,
+    experiment_path,
+    finished_trials,
+    load_config,
+    read_config,
+    read_json_lines,
+    run_dir_of,
+)
 from search.trial_states import counts_text, state_of
 
 

@@ -2,8 +2,10 @@
 
 ``check_search`` runs every check that needs neither the data's content nor Ray, in the order a user would fix
 them: the run name, the cluster address (reachable, token accepted), app and backbone, schedule, depths of the
-backbone, one trial's settings, the source's name (a ``file:`` path exists), the data path and its layout (not its files' content: that needs reading
-them), free space on the results folder's disk, the searcher's plan. A failure is one ``ConfigError`` line naming the fix; nothing is left behind.
+backbone, one trial's settings, the source's name (a ``file:`` path exists), the data path and its layout (not its
+files' content: that needs reading
+them), free space on the results folder's disk, the searcher's plan. A failure is one ``ConfigError`` line naming the
+fix; nothing is left behind.
 What can only be checked on the data (corrupt images, a budget too small for the split) fails in the data
 build that follows, still before any folder is written.
 """
@@ -50,7 +52,9 @@ def check_data_path(cfg: SearchConfig, app: App) -> None:
 
         detect_layout(cfg.data, app)
     elif app.generate is None:
-        raise ConfigError(f"app {app.name!r} has no embedded data; give --data PATH (`tunedepth apps` lists its layouts)")
+        raise ConfigError(
+            f"app {app.name!r} has no embedded data; give --data PATH (`tunedepth apps` lists its layouts)"
+        )
 
 
 MIN_FREE_MB = 64  # a smoke run writes a few MB (data splits, checkpoints, Tune's state); less free space fails

@@ -73,7 +73,9 @@ def ray_head(cwd: Path, cpus: int = 2, timeout_s: float = 90):
                             start_new_session=True)
     try:
         t0 = time.time()
-        while not (_answers(port) and _answers(dash) and "Ray runtime started" in (Path(temp) / "head.log").read_text()):
+        while not (
+            _answers(port) and _answers(dash) and "Ray runtime started" in (Path(temp) / "head.log").read_text()
+        ):
             if proc.poll() is not None or time.time() - t0 > timeout_s:
                 raise RuntimeError(f"ray start --head failed:\n{(Path(temp) / 'head.log').read_text()[-3000:]}")
             time.sleep(0.5)

@@ -10,9 +10,9 @@ import torch
 from ray import tune
 
 from trainables.apps import APPS, build_split_data, check_backbone, get_app, list_apps
+from trainables.config import TrialConfig
 from trainables.data.units import KINDS
 from trainables.errors import ConfigError
-from trainables.config import TrialConfig
 from trainables.loaders import LAYOUTS
 from trainables.models import BACKBONES, depth_names, get_backbone
 from trainables.trainable import train_depth

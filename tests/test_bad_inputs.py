@@ -6,7 +6,6 @@ print no traceback, and leave an earlier run with the same name byte-for-byte un
 from __future__ import annotations
 
 import hashlib
-import json
 import socket
 from pathlib import Path
 

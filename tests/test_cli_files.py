@@ -14,7 +14,6 @@ from search.cli import build_parser, main
 from search.config import SearchConfig
 from search.run_files import SUMMARY_FILE, TRIALS_FILE, finished_trials, write_config, write_parquet, write_text
 
-
 _FIELDS = {f.name for f in dataclasses.fields(SearchConfig)}
 
 
@@ -49,7 +48,11 @@ def test_run_flags_show_the_search_config_defaults():
     helps = {a.dest: fmt._get_help_string(a) for a in run._actions}
     assert "(default: grid)" in helps["searcher"] and "choices: grid, random, optuna, guideline" in helps["searcher"]
     assert "(default: 0.05,0.1,0.25,0.5,1.0)" in helps["budgets"]
-    assert "efficientnet-lite0" in helps["backbone"] and "(default: empty)" in helps["backbone"] and "(default: empty)" in helps["address"]
+    assert (
+        "efficientnet-lite0" in helps["backbone"]
+        and "(default: empty)" in helps["backbone"]
+        and "(default: empty)" in helps["address"]
+    )
     assert all(run.get_default(f.name) is None for f in dataclasses.fields(SearchConfig) if f.name != "smoke")
 
 

@@ -8,10 +8,10 @@ import sys
 import time
 
 import pytest
+from ray_head import BIN, ray_head
 
 from search.cli import main
 from search.guard import find_token, use_token_auth
-from ray_head import BIN, ray_head
 
 TINY = ["--smoke", "--backbone", "tiny-alexnet", "--source", "scratch", "--depths", "scratch", "--budgets", "1.0",
         "--epochs", "1", "--samples", "1", "--seeds", "0"]

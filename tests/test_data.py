@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from trainables.apps import get_app
-from trainables.errors import ConfigError
 from trainables.data import budget_indices, budget_ranks, make_splits, stratified_split
+from trainables.errors import ConfigError
 
 BUDGETS = (0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -72,16 +72,22 @@ def test_validation_and_test_do_not_depend_on_the_budget():
 
 # ------------------------------------------------------------- groups, near-duplicates, budgets by unit
 
+from search.run_files import write_parquet  # noqa: E402
 from trainables.apps import App, DataSize  # noqa: E402
-from trainables.data.build import split_units  # noqa: E402
 from trainables.apps.colonoscopy import frame_crops, render_frames  # noqa: E402
-from trainables.data.units import RawSet  # noqa: E402
 from trainables.data import (  # noqa: E402
-    assign_splits, balance_classes, grouped_split, hamming, merge_groups, near_duplicate_pairs, perceptual_hash,
+    assign_splits,
+    balance_classes,
+    grouped_split,
+    hamming,
+    merge_groups,
+    near_duplicate_pairs,
+    perceptual_hash,
     splits_frame,
 )
+from trainables.data.build import split_units  # noqa: E402
+from trainables.data.units import RawSet  # noqa: E402
 from trainables.metrics import classification_metrics  # noqa: E402
-from search.run_files import write_parquet  # noqa: E402
 
 
 def _frames(n, seed=0, size=72):

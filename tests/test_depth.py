@@ -8,7 +8,13 @@ import torch
 
 from trainables.errors import ConfigError
 from trainables.models import (
-    BACKBONES, SCRATCH, configure_depth, depth_index, depth_names, get_backbone, trainable_groups,
+    BACKBONES,
+    SCRATCH,
+    configure_depth,
+    depth_index,
+    depth_names,
+    get_backbone,
+    trainable_groups,
 )
 from trainables.models.depth import BIAS_LR_MULT, HEAD_LR_MULT, norm_parameter_names, set_train_mode
 

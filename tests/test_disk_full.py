@@ -14,7 +14,6 @@ import pytest
 from search import run_files
 from search.cli import main
 from search.run_files import DiskFull, write_parquet, write_text
-
 from tests.test_report import _probs, write_run
 
 

@@ -1,6 +1,8 @@
 """Divergence is an outcome (issue 27): no traceback from the test evaluation, one line when a whole lr range
 diverged, a diverged trial's own state. Fast: no Ray, no training; one slow end-to-end run,
-`tunedepth run --smoke --depths head,scratch --budgets 1.0 --lr-min 1e6 --lr-max 1e6`, then `status` and `report` on it."""
+`tunedepth run --smoke --depths head,scratch --budgets 1.0 --lr-min 1e6 --lr-max 1e6`, then `status` and `report` on
+it."""
+
 import math
 import os
 import subprocess
@@ -86,8 +88,22 @@ def test_a_run_whose_every_fine_tuned_trial_diverges_records_and_shows_it(tmp_pa
     def cli(*args):
         return subprocess.run([TUNEDEPTH, *args], capture_output=True, text=True, env=env, timeout=300)
 
-    run = cli("run", "--smoke", "--depths", "head,scratch", "--budgets", "1.0", "--lr-min", "1e6", "--lr-max", "1e6", "--name", "div",
-              "--results-dir", str(res))
+    run = cli(
+        "run",
+        "--smoke",
+        "--depths",
+        "head,scratch",
+        "--budgets",
+        "1.0",
+        "--lr-min",
+        "1e6",
+        "--lr-max",
+        "1e6",
+        "--name",
+        "div",
+        "--results-dir",
+        str(res),
+    )
     assert run.returncode == 2, run.stderr[-2000:]
     ours = [line for line in run.stderr.splitlines() if line.startswith("tunedepth:")]  # (Ray warns of its token)
     assert len(ours) == 1 and "diverged" in ours[0] and "lower the lr range" in ours[0]

@@ -50,7 +50,8 @@ folder = sys.argv[1]
 cfg = json.load(open(f"{folder}/model.json"))
 pre = cfg["preprocessing"]
 ex = np.load(f"{folder}/examples.npz")
-x = (ex["x"].astype(np.float32) / 255 - np.float32(pre["mean"]).reshape(1, -1, 1, 1)) / np.float32(pre["std"]).reshape(1, -1, 1, 1)
+mean, std = (np.float32(pre[k]).reshape(1, -1, 1, 1) for k in ("mean", "std"))
+    x = (ex["x"].astype(np.float32) / 255 - mean) / std
 session = onnxruntime.InferenceSession(f"{folder}/{cfg['model_file']}")
 logits = np.concatenate([session.run(None, {"input": x[i:i + 5]})[0] for i in range(0, len(x), 5)]).astype(np.float64)
 probs = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -65,7 +66,11 @@ def test_default_choice_is_the_recommended_depth_at_the_largest_budget_and_bad_c
     choice = choose_trial(trials, "max")
     cells = select_cells(trials, "max")
     best = best_depths(cells[cells.budget == 1.0], "max").iloc[0]
-    assert (choice.budget, choice.depth, choice.trial_id) == (1.0, best["depth"], best["trial_id"]) == (1.0, "conv4-fc8", best["trial_id"])
+    assert (
+        (choice.budget, choice.depth, choice.trial_id)
+        == (1.0, best["depth"], best["trial_id"])
+        == (1.0, "conv4-fc8", best["trial_id"])
+    )
     assert choice.recommended
     other = choose_trial(trials, "max", budget=0.1, depth="fc8")
     assert (other.budget, other.depth, other.recommended) == (0.1, "fc8", False)

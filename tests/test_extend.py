@@ -12,12 +12,12 @@ from search.analysis.build import build_report
 from search.analysis.simulate import simulate_run
 from search.cli import main
 from search.config import build_config
+from search.run_files import EXTENSIONS_FILE, trial_checkpoint_files, write_parquet
 from search.runner import run_search
 from trainables.apps import get_app
 from trainables.config import TrialConfig
 from trainables.errors import ConfigError
 from trainables.trial import TrialRun
-from search.run_files import EXTENSIONS_FILE, trial_checkpoint_files, write_parquet
 
 # fc8 on random features and scratch, 2 lrs x 1 seed per (budget, depth); per-depth halving prunes one lr of
 # each depth after epoch 1, the other runs to the cap (patience off: no plateau ends it)

@@ -13,14 +13,17 @@ import yaml
 from PIL import Image
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
-from trainables.apps import get_app
+from trainables.apps import build_split_data, get_app
 from trainables.apps.generic import SHAPES, generate_shapes
 from trainables.apps.patches import fit_square
 from trainables.engine import AUGMENT_VIEWS, apply_views
 from trainables.errors import ConfigError
-from trainables.apps import build_split_data
 from trainables.metrics import (
-    compute_balanced_accuracy, compute_macro_f1, compute_mask_boundary_error, compute_mask_dice, label_metrics,
+    compute_balanced_accuracy,
+    compute_macro_f1,
+    compute_mask_boundary_error,
+    compute_mask_dice,
+    label_metrics,
 )
 from trainables.mode import METRIC_MODES
 from trainables.models import get_backbone

@@ -1,4 +1,6 @@
-"""Run names, one owner per run name, and Ctrl-C / SIGTERM ending a search as an interrupt (real processes, real Ray)."""
+"""Run names, one owner per run name, and Ctrl-C / SIGTERM ending a search as an interrupt (real processes, real
+Ray)."""
+
 import os
 import signal
 import subprocess

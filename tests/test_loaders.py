@@ -91,7 +91,11 @@ def test_csv_manifest_with_groups_and_three_classes(tmp_path):
     assert data.num_classes == 3 and data.classes == ("a", "b", "c")
     units = data.units
     assert units.groupby("source_group")["split"].nunique().max() == 1  # a patient never straddles splits
-    run = TrialRun(TrialConfig(app="colonoscopy-frames", backbone="tiny-alexnet", depth="scratch", epochs=1, batch_size=32), data, {})
+    run = TrialRun(
+        TrialConfig(app="colonoscopy-frames", backbone="tiny-alexnet", depth="scratch", epochs=1, batch_size=32),
+        data,
+        {},
+    )
     assert run.model.fc8.out_features == 3 and np.isfinite(run.step()["val_metric"])
     assert get_app("colonoscopy-frames").num_classes == 2  # the app itself is unchanged
 
@@ -107,7 +111,9 @@ def test_missing_and_corrupt_files_are_one_line_errors(tmp_path):
         build_split_data(app, str(tmp_path / "m.csv"), 64, 0)
     assert "\n" not in str(e.value)
     (tmp_path / "img3.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    pd.DataFrame({"path": [f"img{i}.png" for i in range(6)], "label": [0, 1] * 3}).to_csv(tmp_path / "m.csv", index=False)
+    pd.DataFrame({"path": [f"img{i}.png" for i in range(6)], "label": [0, 1] * 3}).to_csv(
+        tmp_path / "m.csv", index=False
+    )
     with pytest.raises(ConfigError, match=r"cannot read .*img3\.png .*replace the file or remove the entry"):
         build_split_data(app, str(tmp_path / "m.csv"), 64, 0)
     pd.DataFrame({"file": ["img0.png"], "label": [0]}).to_csv(tmp_path / "bad.csv", index=False)
@@ -314,8 +320,18 @@ def test_search_on_real_files_writes_splits_parquet(ray_local, image_folder, tmp
     from search.config import SearchConfig
     from search.runner import run_search
 
-    cfg = SearchConfig(name="real", app="colonoscopy-frames", backbone="tiny-alexnet", data=str(image_folder), depths=("scratch",),
-                       budgets=(0.5, 1.0), epochs=1, scheduler="none", batch_size=16, results_dir=str(tmp_path))
+    cfg = SearchConfig(
+        name="real",
+        app="colonoscopy-frames",
+        backbone="tiny-alexnet",
+        data=str(image_folder),
+        depths=("scratch",),
+        budgets=(0.5, 1.0),
+        epochs=1,
+        scheduler="none",
+        batch_size=16,
+        results_dir=str(tmp_path),
+    )
     out = run_search(cfg, log=lambda s: None)
     assert not out.errors and len(out.table) == 2
     splits = pd.read_parquet(tmp_path / "real" / "splits.parquet")

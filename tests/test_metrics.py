@@ -8,9 +8,18 @@ from sklearn.metrics import roc_auc_score
 
 from trainables.errors import MetricError
 from trainables.metrics import (
-    aggregate_mean, boundary_rows, classification_metrics, compute_boundary_error, compute_dice,
-    compute_froc, compute_multiclass_auc, compute_sensitivity_at_fpr, detection_metrics, froc_partial_area,
-    froc_sensitivity, interface_metrics,
+    aggregate_mean,
+    boundary_rows,
+    classification_metrics,
+    compute_boundary_error,
+    compute_dice,
+    compute_froc,
+    compute_multiclass_auc,
+    compute_sensitivity_at_fpr,
+    detection_metrics,
+    froc_partial_area,
+    froc_sensitivity,
+    interface_metrics,
 )
 
 
@@ -84,17 +93,18 @@ def test_frame_score_is_the_mean_over_its_crops():
 def _brute_froc(scores, labels, units, lesions, n_units):
     """Independent reference: for each threshold count FPs and lesions with any marked positive."""
     pts = [(0.0, 0.0)]
-    lesion_ids = {l if l >= 0 else ("own", i) for i, l in enumerate(lesions) if labels[i]}
+    lesion_ids = {les if les >= 0 else ("own", i) for i, les in enumerate(lesions) if labels[i]}
     for t in sorted(set(scores), reverse=True):
         marked = scores >= t
         fp = int((marked & ~labels).sum())
-        found = {l if l >= 0 else ("own", i) for i, l in enumerate(lesions) if labels[i] and marked[i]}
+        found = {les if les >= 0 else ("own", i) for i, les in enumerate(lesions) if labels[i] and marked[i]}
         pts.append((fp / n_units, len(found) / len(lesion_ids)))
     return np.array(pts)
 
 
 def test_froc_by_hand():
-    # 2 frames. Frame A: lesion 7 seen by two candidates (0.9, 0.4), negatives 0.8, 0.3. Frame B: lesion 8 (0.6), negative 0.7.
+    # 2 frames. Frame A: lesion 7 seen by two candidates (0.9, 0.4), negatives 0.8, 0.3. Frame B: lesion 8 (0.6),
+    # negative 0.7.
     scores = np.array([0.9, 0.4, 0.8, 0.3, 0.6, 0.7])
     labels = np.array([1, 1, 0, 0, 1, 0], dtype=bool)
     units = np.array([0, 0, 0, 0, 1, 1])

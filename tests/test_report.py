@@ -11,9 +11,9 @@ import pytest
 import torch
 import yaml
 
+from search.analysis import analyse, build_report, format_answer
 from search.cli import main
 from search.compare import compare_runs
-from search.analysis import analyse, build_report, format_answer
 from search.evaluate import KeptCheckpoint, choose_checkpoint, evaluate_selected
 from search.run_files import SUMMARY_COLUMNS, TRIAL_COLUMNS, prediction_rows, write_parquet
 from trainables.errors import ConfigError
@@ -242,7 +242,10 @@ def test_extra_test_metrics_of_an_app_become_columns(tmp_path, monkeypatch):
     def metrics(labels, probs, meta):
         neg = np.sort(probs[labels == 0, 1])
         threshold = neg[int(np.ceil(0.9 * neg.size)) - 1]  # 10% of negatives above it
-        return {"auc": compute_roc_auc(labels, probs[:, 1]), "sens@fpr0.1": float((probs[labels == 1, 1] > threshold).mean())}
+        return {
+            "auc": compute_roc_auc(labels, probs[:, 1]),
+            "sens@fpr0.1": float((probs[labels == 1, 1] > threshold).mean()),
+        }
 
     monkeypatch.setitem(APPS, "two-metrics", replace(get_app("colonoscopy-frames"), name="two-metrics",
                                                       compute_metrics=metrics))
@@ -251,7 +254,9 @@ def test_extra_test_metrics_of_an_app_become_columns(tmp_path, monkeypatch):
     summary = pd.read_parquet(run / "summary.parquet")
     assert tuple(summary.columns) == SUMMARY_COLUMNS + ("test_sens_fpr0_1",)
     row = summary[(summary.budget == 0.1) & (summary.depth == "conv4-fc8")].iloc[0]
-    assert row["test_sens_fpr0_1"] == pytest.approx(metrics(np.repeat([0, 1], [N_NEG, N_POS]), STRONG, {})["sens@fpr0.1"])
+    assert row["test_sens_fpr0_1"] == pytest.approx(
+        metrics(np.repeat([0, 1], [N_NEG, N_POS]), STRONG, {})["sens@fpr0.1"]
+    )
     assert "test_sens_fpr0_1" in (run / "report.md").read_text()
 
 
@@ -260,12 +265,47 @@ def test_parquet_schemas_are_pinned(tmp_path):
         "trial_id", "app", "backbone", "source", "depth", "depth_index", "budget", "lr", "schedule", "seed",
         "epoch", "val_metric", "val_loss", "train_loss", "time_s", "n_train", "metric", "status")
     assert SUMMARY_COLUMNS == (
-        "app", "backbone", "source", "metric", "mode", "budget", "n_train", "depth", "depth_index",
-        "trial_id", "trial_ids", "lr", "schedule", "seed", "n_seeds", "seeds", "selected_epoch", "evaluated_epoch",
-        "epochs_run", "complete", "converged", "capped", "trials", "epochs_spent", "val_metric", "n_test", "test_metric", "test_metric_low",
-        "test_metric_high", "is_best", "verdict", "indistinguishable_from_best", "p_vs_best", "p_vs_best_holm",
-        "delta_vs_best", "delta_vs_best_low", "delta_vs_best_high",
-        "delta_vs_scratch", "delta_vs_scratch_low", "delta_vs_scratch_high")
+        "app",
+        "backbone",
+        "source",
+        "metric",
+        "mode",
+        "budget",
+        "n_train",
+        "depth",
+        "depth_index",
+        "trial_id",
+        "trial_ids",
+        "lr",
+        "schedule",
+        "seed",
+        "n_seeds",
+        "seeds",
+        "selected_epoch",
+        "evaluated_epoch",
+        "epochs_run",
+        "complete",
+        "converged",
+        "capped",
+        "trials",
+        "epochs_spent",
+        "val_metric",
+        "n_test",
+        "test_metric",
+        "test_metric_low",
+        "test_metric_high",
+        "is_best",
+        "verdict",
+        "indistinguishable_from_best",
+        "p_vs_best",
+        "p_vs_best_holm",
+        "delta_vs_best",
+        "delta_vs_best_low",
+        "delta_vs_best_high",
+        "delta_vs_scratch",
+        "delta_vs_scratch_low",
+        "delta_vs_scratch_high",
+    )
     run = write_run(tmp_path / "schema", known_cells())
     build_report(run, n_boot=100, plots=False, log=lambda s: None)
     table = pq.read_table(run / "summary.parquet")  # plain pyarrow
@@ -375,8 +415,16 @@ def test_test_evaluation_of_real_checkpoints_with_a_missing_and_a_corrupt_one(tm
             d.mkdir(parents=True)
             torch.save(run.state_dict(), d / "trial.pt")
             kept.append((tune.Checkpoint.from_directory(str(d)), rows[-1]))
-        results.append(tune.Result(metrics={**rows[-1], "config": cfg.to_dict()}, checkpoint=kept[-1][0], error=None, path=str(tmp_path / f"t{k}"),
-                                   metrics_dataframe=pd.DataFrame(rows), best_checkpoints=kept))
+        results.append(
+            tune.Result(
+                metrics={**rows[-1], "config": cfg.to_dict()},
+                checkpoint=kept[-1][0],
+                error=None,
+                path=str(tmp_path / f"t{k}"),
+                metrics_dataframe=pd.DataFrame(rows),
+                best_checkpoints=kept,
+            )
+        )
     trials = trials_frame(results, "auc")
     best = trials.loc[trials.groupby("trial_id")["val_metric"].idxmax()].set_index("trial_id")["epoch"]
     missing = results[0].best_checkpoints
@@ -457,7 +505,9 @@ def test_report_from_a_real_tiny_run_and_offline_rebuild(ray_local, tmp_path):
     trials = pd.read_parquet(run / "trials.parquet")
     summary = pd.read_parquet(run / "summary.parquet")
     preds = pd.read_parquet(run / "predictions.parquet")
-    assert tuple(summary.columns)[:len(SUMMARY_COLUMNS)] == SUMMARY_COLUMNS and len(summary) == 8  # 4 depths x 2 budgets
+    assert (
+        tuple(summary.columns)[: len(SUMMARY_COLUMNS)] == SUMMARY_COLUMNS and len(summary) == 8
+    )  # 4 depths x 2 budgets
     assert {"test_sens_fpr0_10", "test_n_units"} <= set(summary.columns)  # the app's extra test metrics
     n_test = out.report.config["n_test"]
     assert len(preds) == summary["n_seeds"].sum() * n_test and (summary["n_test"] == n_test).all()

@@ -37,8 +37,25 @@ def _reported(exp: Path) -> int:
 
 @pytest.mark.slow
 def test_resume_after_the_driver_is_killed_finishes_every_trial_once(tmp_path):
-    run = [EXE, "run", "--smoke", "--name", "r", "--results-dir", str(tmp_path), "--epochs", "4",
-           "--scheduler", "none", "--samples", "1", "--backbone", "tiny-alexnet", "--source", "fractal"]  # Ray mechanics: cheap model
+    run = [
+        EXE,
+        "run",
+        "--smoke",
+        "--name",
+        "r",
+        "--results-dir",
+        str(tmp_path),
+        "--epochs",
+        "4",
+        "--scheduler",
+        "none",
+        "--samples",
+        "1",
+        "--backbone",
+        "tiny-alexnet",
+        "--source",
+        "fractal",
+    ]  # Ray mechanics: cheap model
     driver = subprocess.Popen(run, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     exp = tmp_path / "r" / "tune"
     _wait_for(lambda: _reported(exp) >= 2, 240, "the first epochs to be reported")
@@ -61,11 +78,12 @@ def test_resume_after_the_driver_is_killed_finishes_every_trial_once(tmp_path):
 
 
 def _epochs_reported(exp: Path) -> int:
-    return sum(len([l for l in f.read_text().splitlines() if l.strip()]) for f in exp.glob("*/result.json"))
+    return sum(len([row for row in f.read_text().splitlines() if row.strip()]) for f in exp.glob("*/result.json"))
 
 
 def _trial_workers(pid: int) -> list[int]:
-    """Ray worker processes below the driver ``pid`` running a trial (process title ray::ImplicitFunc...), from /proc."""
+    """Ray worker processes below the driver ``pid`` running a trial (process title ray::ImplicitFunc...), from
+    /proc."""
     parent, title = {}, {}
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
@@ -137,9 +155,31 @@ def test_two_node_cluster_uses_both_nodes_and_survives_losing_one(tmp_path):
     exp = tmp_path / "c" / "tune"
     try:
         cluster.wait_for_nodes()
-        run = [EXE, "run", "--smoke", "--name", "c", "--results-dir", str(tmp_path), "--address", cluster.address,
-               "--scheduler", "none", "--samples", "1", "--epochs", "4", "--patience-steps", "0", "--data-samples", "1200",
-               "--backbone", "tiny-alexnet", "--source", "fractal"]
+        run = [
+            EXE,
+            "run",
+            "--smoke",
+            "--name",
+            "c",
+            "--results-dir",
+            str(tmp_path),
+            "--address",
+            cluster.address,
+            "--scheduler",
+            "none",
+            "--samples",
+            "1",
+            "--epochs",
+            "4",
+            "--patience-steps",
+            "0",
+            "--data-samples",
+            "1200",
+            "--backbone",
+            "tiny-alexnet",
+            "--source",
+            "fractal",
+        ]
         driver = subprocess.Popen(run, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True)
         try:
@@ -205,9 +245,31 @@ def test_yaml_config_with_an_unknown_key_is_one_clear_line(tmp_path):
 def test_yaml_config_flags_override_and_storage_elsewhere(tmp_path):
     (tmp_path / "run.yaml").write_text("searcher: random\nsamples: 2\nepochs: 3\nbudgets: [0.5, 1.0]\n")
     shared = tmp_path / "shared-storage"
-    out = subprocess.run([EXE, "run", "--config", str(tmp_path / "run.yaml"), "--smoke", "--epochs", "2",
-                          "--backbone", "tiny-alexnet", "--source", "fractal", "--name", "y", "--results-dir", str(tmp_path / "res"), "--storage", str(shared)],
-                         capture_output=True, text=True, env=_env(tmp_path), timeout=400)
+    out = subprocess.run(
+        [
+            EXE,
+            "run",
+            "--config",
+            str(tmp_path / "run.yaml"),
+            "--smoke",
+            "--epochs",
+            "2",
+            "--backbone",
+            "tiny-alexnet",
+            "--source",
+            "fractal",
+            "--name",
+            "y",
+            "--results-dir",
+            str(tmp_path / "res"),
+            "--storage",
+            str(shared),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        timeout=400,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     import yaml
 

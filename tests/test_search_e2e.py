@@ -150,13 +150,26 @@ def test_cli_demo_smoke_and_listing(demo_smoke, tmp_path):
 
 @pytest.mark.slow
 def test_replicates_run_only_for_the_surviving_learning_rate(ray_local, tmp_path, caplog):
-    """The default replicates on demand (``--replicates leader``) on real Tune (z 0: every lr behind the best is dropped): the first
+    """The default replicates on demand (``--replicates leader``) on real Tune (z 0: every lr behind the best is
+    dropped): the first
     seed races 3 learning rates; the second
     seed runs (to the end, unpaused) only for the winner; the losers' second seeds never start. The cell's
     replicates are then that learning rate's two full-length seeds."""
-    cfg = SearchConfig(name="rep", backbone="tiny-alexnet", depths=("scratch",), budgets=(1.0,), epochs=3,
-                       samples=3, seeds=(0, 1), patience_steps=0, prune_z=0.0, grace_period=1, data_samples=120, batch_size=16,
-                       results_dir=str(tmp_path))
+    cfg = SearchConfig(
+        name="rep",
+        backbone="tiny-alexnet",
+        depths=("scratch",),
+        budgets=(1.0,),
+        epochs=3,
+        samples=3,
+        seeds=(0, 1),
+        patience_steps=0,
+        prune_z=0.0,
+        grace_period=1,
+        data_samples=120,
+        batch_size=16,
+        results_dir=str(tmp_path),
+    )
     with caplog.at_level(logging.WARNING, logger="ray.tune"):
         out = run_search(cfg, log=lambda s: None)
     assert not out.errors

@@ -132,7 +132,9 @@ def test_optuna_search_end_to_end(ray_local, tmp_path, capsys):
     assert len(runs) == 6 and all(len(r) == 1 for r in run_of.values())
     last = out.trials.sort_values("epoch").groupby("trial_id")["val_metric"].last()
     assert all(np.isclose(run_of[t]["metrics.val_metric"].iloc[0], v) for t, v in last.items())
-    assert all(run_of[t]["params.depth"].iloc[0] == d for t, d in out.trials.groupby("trial_id")["depth"].first().items())
+    assert all(
+        run_of[t]["params.depth"].iloc[0] == d for t, d in out.trials.groupby("trial_id")["depth"].first().items()
+    )
     per_budget = out.trials.groupby("budget")["trial_id"].nunique().to_dict()
     assert per_budget == {0.25: 3, 1.0: 3}
     scratch = out.trials["depth"] == "scratch"  # each depth draws in its own range

@@ -11,8 +11,8 @@ import torch
 from search.run_files import prediction_rows, read_predictions, write_parquet
 from trainables.apps import build_split_data, get_app
 from trainables.apps.intima import mask_loss
-from trainables.data.units import IGNORE
 from trainables.config import TrialConfig
+from trainables.data.units import IGNORE
 from trainables.errors import ConfigError
 from trainables.loaders import load_units
 from trainables.loaders.files import read_nifti
@@ -83,7 +83,9 @@ def test_summary_through_predictions_parquet_scores_the_same(tmp_path):
     data = build_split_data(APP, "", 96, seed=0, n=12)
     masks = data.targets("test").numpy()
     rng = np.random.default_rng(0)
-    probs = 0.7 * _onehot(np.roll(masks, 1, axis=1) % IGNORE) + 0.3 * rng.dirichlet(np.ones(3), masks.shape).transpose(0, 3, 1, 2)
+    probs = 0.7 * _onehot(np.roll(masks, 1, axis=1) % IGNORE) + 0.3 * rng.dirichlet(np.ones(3), masks.shape).transpose(
+        0, 3, 1, 2
+    )
     meta = {k: v.numpy() for k, v in data.test_meta.items()}
     direct = APP.all_metrics(masks, probs, meta)
     summary_probs, summary_meta = APP.summarize(masks, probs, meta)

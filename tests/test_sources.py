@@ -15,7 +15,11 @@ from search.cli import main
 from trainables.errors import ConfigError
 from trainables.models import get_backbone
 from trainables.models.fractal import (
-    FractalRecipe, fractal_cache_path, fractal_dataset, pretrain_fractal, random_resized_crop,
+    FractalRecipe,
+    fractal_cache_path,
+    fractal_dataset,
+    pretrain_fractal,
+    random_resized_crop,
 )
 from trainables.models.sources import download, get_source_weights, imagenet_file, load_pretrained
 

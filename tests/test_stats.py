@@ -3,8 +3,17 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from search.analysis.resampling import (Delta, bootstrap_values, combine_seeds, make_resamples, p_value,
-                                        paired_delta, percentile_ci, relabel, resampling_units)
+from search.analysis.resampling import (
+    Delta,
+    bootstrap_values,
+    combine_seeds,
+    make_resamples,
+    p_value,
+    paired_delta,
+    percentile_ci,
+    relabel,
+    resampling_units,
+)
 from search.analysis.verdicts import holm, trend_test
 from trainables.apps import get_app, list_apps
 from trainables.metrics import compute_roc_auc, compute_roc_auc_weighted
@@ -35,7 +44,9 @@ def test_weighted_auc_matches_sklearn_with_sample_weights_and_ties():
     got = compute_roc_auc_weighted(labels, scores, weights)
     want = [roc_auc_score(labels, scores, sample_weight=w) for w in weights]
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
-    assert compute_roc_auc_weighted(labels, scores, np.ones((1, 200)))[0] == pytest.approx(compute_roc_auc(labels, scores))
+    assert compute_roc_auc_weighted(labels, scores, np.ones((1, 200)))[0] == pytest.approx(
+        compute_roc_auc(labels, scores)
+    )
     only_neg = np.where(labels == 0, 1, 0)[None, :]
     assert np.isnan(compute_roc_auc_weighted(labels, scores, only_neg)[0])
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainables.errors import ConfigError
 from trainables.engine import to_input
+from trainables.errors import ConfigError
 from trainables.models import configure_depth, depth_names, get_backbone, trainable_groups
 from trainables.models.sources import get_source_weights
 from trainables.models.timm_backbones import lite0_keys

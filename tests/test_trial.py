@@ -22,7 +22,9 @@ def weights():
 
 
 def _cfg(**kw):
-    base = dict(backbone="tiny-alexnet", source="fractal", depth="fc7-fc8", budget=0.5, lr=1e-3, epochs=3, batch_size=16)
+    base = dict(
+        backbone="tiny-alexnet", source="fractal", depth="fc7-fc8", budget=0.5, lr=1e-3, epochs=3, batch_size=16
+    )
     return TrialConfig.from_dict({**base, **kw})
 
 

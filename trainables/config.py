@@ -140,7 +140,10 @@ class TrialSettings:
     backbone: str = setting("", "network (`tunedepth backbones` lists them, or timm:NAME, unet-timm:NAME); '' = the "
                                 "app's default, with ImageNet weights offline: efficientnet-lite0, for mask apps "
                                 "(segmentation, intima-media-seg) unet-efficientnet-lite0")
-    source: str = setting("imagenet", "where pretrained weights come from (imagenet, fractal, scratch, file:PATH); depth scratch ignores it")
+    source: str = setting(
+        "imagenet",
+        "where pretrained weights come from (imagenet, fractal, scratch, file:PATH); depth scratch ignores it",
+    )
     lr_protocol: str = setting("paper", "'paper': new head 10x lr, biases 2x; 'uniform': every tuned parameter "
                                         "gets lr", LR_PROTOCOLS)
     optimizer: str = setting("sgd", "'sgd' (with momentum, the paper) or 'adamw'", OPTIMIZERS)

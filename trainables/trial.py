@@ -20,18 +20,29 @@ import time
 import torch
 
 from trainables.config import TrialConfig
-from trainables.errors import ConfigError, DivergedError
 from trainables.data import SplitData
 from trainables.engine import (
-    AUGMENT_VIEWS, InputFn, evaluate, image_inputs, predict_logits, train_one_epoch,
+    AUGMENT_VIEWS,
+    InputFn,
+    evaluate,
+    image_inputs,
+    predict_logits,
+    train_one_epoch,
 )
+from trainables.errors import ConfigError, DivergedError
 from trainables.features import (
-    STORE, CachePlan, compute_features, feature_inputs, feature_key, module_fingerprint, plan_cache,
+    STORE,
+    CachePlan,
+    compute_features,
+    feature_inputs,
+    feature_key,
+    module_fingerprint,
+    plan_cache,
 )
+from trainables.metrics.noise import compute_chance, compute_halves, halves_se
+from trainables.mode import Mode
 from trainables.models import SCRATCH, configure_depth
 from trainables.models.depth import set_train_mode
-from trainables.mode import Mode
-from trainables.metrics.noise import compute_chance, compute_halves, halves_se
 from trainables.resolved import ResolvedTrial, build_model, effective_source, resolve_trial
 from trainables.schedules import trial_lr_factor
 

@@ -7,8 +7,8 @@ does), ``load(run) -> Result`` reads a finished one back (no Ray, no training co
     result.summary, result.trials, result.plots, result.path
     tunedepth.load("/tmp/runs/scripted")   # the same Result, later, from the run folder
 """
-from tunedepth.api import Result, load, search  # noqa: F401
 from search.config import SearchConfig  # noqa: F401
 from trainables.errors import ConfigError  # noqa: F401
+from tunedepth.api import Result, load, search  # noqa: F401
 
 __all__ = ["search", "load", "Result", "SearchConfig", "ConfigError"]

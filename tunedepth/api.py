@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from search.config import SearchConfig, build_config
-from search.run_files import (REPORT_FILE, SUMMARY_FILE, TRIALS_FILE, read_config, read_parquet, resolve_run)
+from search.run_files import REPORT_FILE, SUMMARY_FILE, TRIALS_FILE, read_config, read_parquet, resolve_run
 from trainables.errors import ConfigError
 
 ANSWER_COLUMNS = ("budget", "n_train", "best_depth", "val_metric", "test_metric", "test_metric_low",

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trainables.mode import Mode
 from search.analysis.selecting import best_by_validation
+from trainables.mode import Mode
 from trainables.models import SCRATCH
 
 

@@ -21,8 +21,9 @@ from search.analysis.render import render_markdown
 from search.analysis.resampling import DEFAULT_BOOTSTRAP, DEFAULT_LEVEL
 from search.analysis.scoring import summarise
 from search.analysis.verdicts import default_margin
-from search.source_check import FILE as SOURCE_CHECK_FILE, random_features_reason, source_check_note
 from search.run_files import REPORT_FILE, SUMMARY_FILE, RunFiles, load_run, write_parquet, write_text
+from search.source_check import FILE as SOURCE_CHECK_FILE
+from search.source_check import random_features_reason, source_check_note
 from trainables.apps import get_app
 
 Log = Callable[[str], None]

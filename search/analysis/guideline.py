@@ -126,9 +126,12 @@ def stopped_sentence(summary: pd.DataFrame, max_epochs: int | None) -> str | Non
     if stopped.empty:
         return None
     lo, hi = int(stopped["epochs_run"].min()), int(stopped["epochs_run"].max())
-    return (f"{len(stopped)} of the {len(worse)} budget × depth results worse than the best come from trials "
-            f"that did not end on their own (stopped after {lo if lo == hi else f'{lo}–{hi}'} of {full} epoch-equivalents "
-            "by the scheduler, diverged or errored): part of their deficit may be the search's budget rather than the depth.")
+    return (
+        f"{len(stopped)} of the {len(worse)} budget × depth results worse than the best come from trials "
+        f"that did not end on their own (stopped after {lo if lo == hi else f'{lo}–{hi}'} of {full} epoch-equivalents "
+        "by the scheduler, diverged or errored): part of their deficit may be the search's budget rather than the "
+        "depth."
+    )
 
 
 def test_disagreement_warnings(answers: list[BudgetAnswer]) -> list[str]:

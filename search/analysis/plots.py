@@ -58,7 +58,11 @@ def metric_vs_depth(analysis: "Analysis", path: Path) -> None:
     ax = fig.subplots()
     width = 0.5 / max(len(budgets), 1)
     for i, b in enumerate(budgets):
-        rows = s[s["budget"] == b].set_index("depth").reindex([d for d in order if d in set(s.loc[s.budget == b, "depth"])])
+        rows = (
+            s[s["budget"] == b]
+            .set_index("depth")
+            .reindex([d for d in order if d in set(s.loc[s.budget == b, "depth"])])
+        )
         x = np.array([order.index(d) for d in rows.index]) + (i - (len(budgets) - 1) / 2) * width
         color = BUDGET_COLORS[i % len(BUDGET_COLORS)]
         ft = rows.index != SCRATCH

@@ -12,13 +12,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from search.analysis.resampling import (DEFAULT_BOOTSTRAP, DEFAULT_LEVEL, bootstrap_values, combine_seeds,
-                                        make_resamples, percentile_ci, resampling_units)
+from search.analysis.resampling import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_LEVEL,
+    bootstrap_values,
+    combine_seeds,
+    make_resamples,
+    percentile_ci,
+    resampling_units,
+)
 from search.analysis.selecting import best_by_validation, select_cells
 from search.analysis.verdicts import BEST, LOWER_BOUND, MISSING, compare_with_best
 from search.run_files import SUMMARY_COLUMNS, RunFiles
-from trainables.errors import ConfigError
-from trainables.errors import MetricError
+from trainables.errors import ConfigError, MetricError
 from trainables.models import SCRATCH
 
 
@@ -75,19 +81,41 @@ def shared_resamples(preds: dict, n_boot: int, seed: int):
 
 def _cell_row(app, sel) -> dict:
     return {
-        "app": sel.app, "backbone": sel.backbone, "source": sel.source, "metric": app.metric, "mode": app.mode,
-        "budget": float(sel.budget), "n_train": int(sel.n_train), "depth": sel.depth,
-        "depth_index": int(sel.depth_index), "trial_id": sel.trial_id, "trial_ids": str(sel.trial_ids), "lr": float(sel.lr),
-        "schedule": str(getattr(sel, "schedule", "paper")), "seed": int(sel.seed),
-        "n_seeds": int(sel.n_seeds), "seeds": str(sel.seeds), "selected_epoch": int(sel.epoch),
-        "evaluated_epoch": -1, "epochs_run": int(sel.epochs_run), "complete": bool(sel.complete),
-        "converged": bool(getattr(sel, "converged", False)), "capped": int(getattr(sel, "capped", 0)),
-        "trials": int(sel.trials), "epochs_spent": int(sel.epochs_spent), "val_metric": float(sel.val_metric),
-        "n_test": 0, "test_metric": np.nan, "test_metric_low": np.nan, "test_metric_high": np.nan,
+        "app": sel.app,
+        "backbone": sel.backbone,
+        "source": sel.source,
+        "metric": app.metric,
+        "mode": app.mode,
+        "budget": float(sel.budget),
+        "n_train": int(sel.n_train),
+        "depth": sel.depth,
+        "depth_index": int(sel.depth_index),
+        "trial_id": sel.trial_id,
+        "trial_ids": str(sel.trial_ids),
+        "lr": float(sel.lr),
+        "schedule": str(getattr(sel, "schedule", "paper")),
+        "seed": int(sel.seed),
+        "n_seeds": int(sel.n_seeds),
+        "seeds": str(sel.seeds),
+        "selected_epoch": int(sel.epoch),
+        "evaluated_epoch": -1,
+        "epochs_run": int(sel.epochs_run),
+        "complete": bool(sel.complete),
+        "converged": bool(getattr(sel, "converged", False)),
+        "capped": int(getattr(sel, "capped", 0)),
+        "trials": int(sel.trials),
+        "epochs_spent": int(sel.epochs_spent),
+        "val_metric": float(sel.val_metric),
+        "n_test": 0,
+        "test_metric": np.nan,
+        "test_metric_low": np.nan,
+        "test_metric_high": np.nan,
     }
 
 
-def score_cell(app, sel, preds: dict, resamples, seed: int, level: float, notes: list[str], extras: bool = True) -> tuple[dict, np.ndarray | None]:
+def score_cell(
+    app, sel, preds: dict, resamples, seed: int, level: float, notes: list[str], extras: bool = True
+) -> tuple[dict, np.ndarray | None]:
     """A summary row and the cell's bootstrap values (None without test predictions)."""
     row, where = _cell_row(app, sel), f"{sel.depth} @ budget {sel.budget:g}"
     wanted = dict(zip((int(s) for s in str(sel.seeds).split(",")), str(sel.trial_ids).split(",")))

@@ -3,7 +3,8 @@
 1. A trial's score is its best validation metric over its epochs (early stopping on validation).
 2. Per budget x depth (a *cell*), trials are grouped by learning rate; a learning rate's seeds are judged
    together: its score is the mean of its seeds' scores, and the candidates run on the most seeds compete
-   (replicates on demand give only the race's leader its further seeds). Only *complete* trials compete when the cell has
+   (replicates on demand give only the race's leader its further seeds). Only *complete* trials compete when the cell
+   has
    any: trials that ended on their own (their full length, or validation patience) and did not error (a
    trial the scheduler stopped early, or one that crashed, cannot win against complete ones of another
    learning rate). A diverged seed (NaN/inf loss) scores the worst value, so its learning rate loses. The best

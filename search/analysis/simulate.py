@@ -11,8 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from search.run_files import (PREDICTION_RUN_COLUMNS, PREDICTIONS_FILE, TRIAL_COLUMNS, TRIALS_FILE, write_config,
-                              write_parquet)
+from search.run_files import (
+    PREDICTION_RUN_COLUMNS,
+    PREDICTIONS_FILE,
+    TRIAL_COLUMNS,
+    TRIALS_FILE,
+    write_config,
+    write_parquet,
+)
 from trainables.metrics import compute_roc_auc
 
 DEPTHS = ("fc8", "fc7-fc8", "fc6-fc8", "conv5-fc8", "conv4-fc8", "conv3-fc8", "conv2-fc8", "conv1-fc8", "scratch")

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
-from trainables.mode import Mode
 from search.analysis.resampling import p_value, percentile_ci
+from trainables.mode import Mode
 
 VERDICTS = ("better", "worse", "equivalent", "inconclusive")
 BEST, MISSING = "best", "n/a"

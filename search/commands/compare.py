@@ -15,8 +15,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from search.compare import compare_runs, format_comparison
     from search.analysis import analyse, resolve_run
+    from search.compare import compare_runs, format_comparison
 
     check_stats_options(args)
     a = analyse(resolve_run(args.a, args.results_dir), args.bootstrap, args.seed, args.level, args.margin)

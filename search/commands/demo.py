@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+
 def register(sub) -> None:
     p = sub.add_parser("demo", help="depth x budget search on an app's embedded data (default colonoscopy-frames) "
                                     "or on real data (--data)")

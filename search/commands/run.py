@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import dataclasses
+import sys
 from pathlib import Path
 
 import yaml
@@ -154,9 +154,13 @@ def print_outcome(outcome, cfg) -> int:
           f"config.yaml)   wall {outcome.wall_s:.0f}s")
     diverged = diverged_range(outcome.trials)
     if diverged:
-        print(f"tunedepth: error: every trial {diverged} diverged (NaN/inf loss): lower the lr range and run again "
-              f"(e.g. {'--scratch-lr-min 3e-3 --scratch-lr-max 3e-2' if 'scratch' in diverged else '--lr-min 3e-4 --lr-max 3e-3'}); this run's files stay readable: `tunedepth status "
-              f"{outcome.run_dir.name}`, `tunedepth report {outcome.run_dir}`", file=sys.stderr)
+        print(
+            f"tunedepth: error: every trial {diverged} diverged (NaN/inf loss): lower the lr range and run again "
+            f"(e.g. {'--scratch-lr-min 3e-3 --scratch-lr-max 3e-2' if 'scratch' in diverged else '--lr-min 3e-4 --lr-max 3e-3'}); "  # noqa: E501
+            f"this run's files stay readable: `tunedepth status "
+            f"{outcome.run_dir.name}`, `tunedepth report {outcome.run_dir}`",
+            file=sys.stderr,
+        )
         return 2
     if outcome.errors:
         print(f"tunedepth: error: {len(outcome.errors)} trial(s) ended in error (listed above, after one retry each); "

@@ -22,14 +22,15 @@ from typing import Any
 
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher
 
-from search.config import SearchConfig
+from search.config import (
+    SEARCHERS,  # noqa: E402  (declared once, checked when the config is built)
+    SearchConfig,
+)
 from search.run_files import optuna_url, run_dir_of
 from search.searchers.guideline import GuidelineSearcher
 from search.searchers.per_budget import PerBudgetSearcher
 from spaces import Space, searcher_seed, spread
 from trainables.errors import ConfigError
-
-from search.config import SEARCHERS  # noqa: E402  (declared once, checked when the config is built)
 
 
 @dataclass
@@ -100,6 +101,7 @@ def enqueued_depths(depths: list[str], trials: int) -> list[str]:
 
 def _optuna_plan(cfg: SearchConfig, space: Space, metric: str, mode: str) -> SearchPlan:
     import optuna
+
     from search.searchers.optuna_pruned import PrunedAwareOptunaSearch, study_name
 
     url = optuna_url(run_dir_of(cfg))

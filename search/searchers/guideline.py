@@ -19,7 +19,6 @@ It records the trials and epochs it spent and why it stopped, per budget (``summ
 """
 from __future__ import annotations
 
-
 import math
 import statistics
 from dataclasses import dataclass, field

@@ -7,7 +7,6 @@ with the fewest suggestions first) and routes every result back to the sub-searc
 """
 from __future__ import annotations
 
-
 from typing import Callable
 
 from ray.tune.search import Searcher

@@ -6,8 +6,15 @@ each split, and ``trainables.data.build`` does the rest (near-duplicates, groupe
 Dependency order: errors -> data -> loaders -> apps (``trainables.data`` and ``trainables.loaders`` never
 import this package).
 """
-from trainables.apps.registry import (  # noqa: F401
-    APPS, TARGETS, App, DataSize, check_backbone, get_app, list_apps, register_app,
-)
-from trainables.apps.build import build_split_data  # noqa: F401
 from trainables.apps import builtin  # noqa: F401  (registers the paper's four apps)
+from trainables.apps.build import build_split_data  # noqa: F401
+from trainables.apps.registry import (  # noqa: F401
+    APPS,
+    TARGETS,
+    App,
+    DataSize,
+    check_backbone,
+    get_app,
+    list_apps,
+    register_app,
+)

@@ -13,8 +13,17 @@ from trainables.apps.patches import RESIZE_POLICIES
 from trainables.apps.registry import App, DataSize, get_app, register_app
 from trainables.data.units import IGNORE
 from trainables.metrics import (
-    aggregate_mean, classification_metrics, compute_roc_auc_weighted, detection_metrics, interface_metrics, label_metrics,
-    label_map_metrics, label_map_summary, mask_interface_batched, mask_interface_metrics, mask_interface_summary,
+    aggregate_mean,
+    classification_metrics,
+    compute_roc_auc_weighted,
+    detection_metrics,
+    interface_metrics,
+    label_map_metrics,
+    label_map_summary,
+    label_metrics,
+    mask_interface_batched,
+    mask_interface_metrics,
+    mask_interface_summary,
 )
 
 POLYP_FP_PER_FRAME = (0.01, 0.02, 0.05, 0.1)

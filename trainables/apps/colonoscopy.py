@@ -96,7 +96,9 @@ def _render_chunk(n: int, size: int, key: tuple[int, int], max_severity: float =
     yy, xx = yy[None, None], xx[None, None]
 
     base = torch.tensor([0.80, 0.42, 0.36]) + (rand(n, 3) - 0.5) * torch.tensor([0.16, 0.14, 0.12])
-    texture = F.interpolate(torch.randn(n, 1, 6, 6, generator=g), size=(size, size), mode="bicubic", align_corners=False)
+    texture = F.interpolate(
+        torch.randn(n, 1, 6, 6, generator=g), size=(size, size), mode="bicubic", align_corners=False
+    )
     img = base[:, :, None, None] * (1 + 0.08 * texture)
     folds = _curves(xx, yy, n, rand, 3, (0.05, 0.10), (0.05, 0.35), (0.5, 2.0))
     img = img * (1 - 0.30 * folds.clamp(max=1))

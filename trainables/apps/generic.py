@@ -11,6 +11,8 @@ generator's frames and candidates.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 

@@ -66,7 +66,9 @@ def generate(n: int, size: int, seed: int):
     echo = echo + media * _step(y, li3) * (1 - _step(y, ma3))
     echo = echo + intima * torch.exp(-(((y - li3 - 0.9) / 0.9) ** 2))  # thin bright intima just below LI
     echo = echo + advent * _step(y, ma3) * (1 - _step(y, ma3 + adv[:, :, None], 1.5))
-    echo = echo + deep * _step(y, ma3 + adv[:, :, None], 1.5) * torch.exp(-(y - ma3 - adv[:, :, None]).clamp(min=0) / 40)
+    echo = echo + deep * _step(y, ma3 + adv[:, :, None], 1.5) * torch.exp(
+        -(y - ma3 - adv[:, :, None]).clamp(min=0) / 40
+    )
     # acoustic shadow in some images: a band of columns attenuated below the near wall
     shadow = torch.rand(n, generator=g) < 0.3
     c0, cw = _u(g, n, 0, w - 16), _u(g, n, 6, 16)
@@ -148,7 +150,11 @@ def interface_patches(raw, split: str, size: int, seed: int, train_raw=None):
             flip = (np.arange(rows_a.size) // 5) % 2  # every other column mirrored left-right
         else:
             cols = cols_ok[np.unique(np.linspace(0, cols_ok.size - 1, EVAL_COLUMNS).round().astype(int))]
-            m = raw.extra["roi_margin"][unit] if "roi_margin" in raw.extra else rng.integers(*ROI_MARGIN, size=2, endpoint=True)
+            m = (
+                raw.extra["roi_margin"][unit]
+                if "roi_margin" in raw.extra
+                else rng.integers(*ROI_MARGIN, size=2, endpoint=True)
+            )
             top = max(int(math.floor(np.nanmin(li_t[cols_ok]))) - int(m[0]), 0)
             bottom = min(int(math.ceil(np.nanmax(ma_t[cols_ok]))) + int(m[1]), h - 1)
             rows = np.arange(top, bottom + 1)

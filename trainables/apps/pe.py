@@ -60,7 +60,9 @@ def _render_chunk(b: int, g: torch.Generator, pts: tuple[torch.Tensor, ...]):
     sq = pts[0] ** 2 + pts[1] ** 2 + pts[2] ** 2
     lo, hi = 5.0, float(min(SHAPE)) - 6.0
     # lung: smooth texture + later noise
-    tex = F.interpolate(torch.randn(b, 1, 6, 6, 6, generator=g), size=SHAPE, mode="trilinear", align_corners=False)[:, 0]
+    tex = F.interpolate(torch.randn(b, 1, 6, 6, 6, generator=g), size=SHAPE, mode="trilinear", align_corners=False)[
+        :, 0
+    ]
     vol = LUNG_HU + 35.0 * tex
     contrast = _u(g, (b,), 220, 380)
     # vessels: polylines p0 -> p1 -> p2

@@ -15,15 +15,36 @@ Budgets (``budgets``) are nested and stratified by the units' class; validation/
 budget.
 """
 from trainables.data.budgets import (  # noqa: F401
-    MIN_PER_CLASS, balance_classes, budget_indices, budget_ranks, smallest_budget, unit_labels,
+    MIN_PER_CLASS,
+    balance_classes,
+    budget_indices,
+    budget_ranks,
+    smallest_budget,
+    unit_labels,
 )
+from trainables.data.build import check_metric, split_units, subsample_units  # noqa: F401
 from trainables.data.near_duplicates import (  # noqa: F401
-    HASH_KINDS, HASH_SIZE, HASH_VIEWS, NEAR_DUPLICATE_BITS, hamming, merge_groups, near_duplicate_groups,
-    near_duplicate_pairs, near_duplicate_set_pairs, perceptual_hash, rank_normalise, unit_hash_set,
+    HASH_KINDS,
+    HASH_SIZE,
+    HASH_VIEWS,
+    NEAR_DUPLICATE_BITS,
+    hamming,
+    merge_groups,
+    near_duplicate_groups,
+    near_duplicate_pairs,
+    near_duplicate_set_pairs,
+    perceptual_hash,
+    rank_normalise,
+    unit_hash_set,
+)
+from trainables.data.splits import (  # noqa: F401
+    SPLITS,
+    SplitData,
+    assign_splits,
+    grouped_split,
+    make_splits,
+    splits_frame,
+    stratified_split,
 )
 from trainables.data.structure import structure_pairs, unit_signatures  # noqa: F401
-from trainables.data.splits import (  # noqa: F401
-    SPLITS, SplitData, assign_splits, grouped_split, make_splits, splits_frame, stratified_split,
-)
 from trainables.data.units import IGNORE, KINDS, RawSet, Samples  # noqa: F401
-from trainables.data.build import check_metric, split_units, subsample_units  # noqa: F401

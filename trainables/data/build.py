@@ -28,7 +28,7 @@ from trainables.data.splits import SPLITS, SplitData, assign_splits
 from trainables.data.structure import SIGNATURE, structure_pairs, unit_signatures
 from trainables.data.units import RawSet
 from trainables.errors import ConfigError, MetricError
-from trainables.stream import is_lazy, stream_signatures, stream_samples, take
+from trainables.stream import is_lazy, stream_samples, stream_signatures, take
 
 Log = Callable[[str], None]
 LOCAL_IDS = ("candidate", "lesion")  # meta ids numbered per split by make_samples; made unique per run

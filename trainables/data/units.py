@@ -114,5 +114,7 @@ class Samples:
             raise ValueError("samples: labels and every meta array need one entry per sample")
         if "unit" not in self.meta:
             raise ValueError("samples: meta['unit'] (the sample's unit) is required")
-        if self.mask is not None and (self.mask.dtype != torch.uint8 or tuple(self.mask.shape) != (n, *self.x.shape[-2:])):
+        if self.mask is not None and (
+            self.mask.dtype != torch.uint8 or tuple(self.mask.shape) != (n, *self.x.shape[-2:])
+        ):
             raise ValueError(f"sample masks must be uint8 (N, S, S), got {self.mask.dtype} {tuple(self.mask.shape)}")

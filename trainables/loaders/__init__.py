@@ -5,7 +5,7 @@
 | ``imagefolder`` | classification | a folder ``PATH/<class>/.../<image>`` (class = top folder name) |
 | ``csv`` | classification | a CSV manifest with columns ``path,label[,group]`` (paths relative to the CSV) |
 | ``medmnist`` | classification | a MedMNIST ``.npz`` on disk (``train_/val_/test_images`` and ``_labels``) |
-| ``image-mask-folders`` | segmentation | a folder with ``images/`` and ``masks/`` (same file stems) and ``spacing.csv`` |
+| ``image-mask-folders`` | segmentation | ``images/`` and ``masks/`` (same file stems), ``spacing.csv`` |
 | ``datalist-json`` | segmentation | a MONAI decathlon-style datalist JSON (``"training": [{"image", "label"}]``) |
 | ``candidates-csv`` | detection | a CSV ``image,x,y,label[,group][,z][,size][,lesion]`` (paths relative to the CSV) |
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import zipfile
 from functools import partial
-
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +126,9 @@ def load_medmnist(npz_path: Path) -> RawSet:
                 raise ConfigError(f"{npz_path}: {s}_images and {s}_labels differ in length ({len(x)} vs {len(y)})")
             t = torch.as_tensor(x)
             t = t[:, None] if t.ndim == 3 else t.permute(0, 3, 1, 2)
-            images.append(t if t.dtype == torch.uint8 else (t.float() / max(float(t.max()), 1.0) * 255).round().to(torch.uint8))
+            images.append(
+                t if t.dtype == torch.uint8 else (t.float() / max(float(t.max()), 1.0) * 255).round().to(torch.uint8)
+            )
             labels.append(y.reshape(-1).astype(np.int64))
             split += [MEDMNIST_SPLITS[s]] * len(y)
     stacked = torch.cat(images)

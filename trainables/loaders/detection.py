@@ -93,6 +93,10 @@ def _split_missed(table: pd.DataFrame, coords: list[str]) -> tuple[pd.DataFrame,
         return table, {}
     if "lesion" in rows:
         found = set(table["lesion"].dropna().astype(str)) if "lesion" in table else set()
-        ids = rows["lesion"].astype(str).where(rows["lesion"].notna(), pd.Series(rows.index.astype(str), index=rows.index))
+        ids = (
+            rows["lesion"]
+            .astype(str)
+            .where(rows["lesion"].notna(), pd.Series(rows.index.astype(str), index=rows.index))
+        )
         rows = rows[~ids.isin(found)].assign(_id=ids).drop_duplicates(["image", "_id"])
     return table, rows.groupby(rows["image"].astype(str)).size().to_dict()

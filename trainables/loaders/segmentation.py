@@ -82,7 +82,9 @@ def _slices(img_path: Path, mask_path: Path) -> list[tuple[str, "torch.Tensor", 
         out = [(f"#k{k}", torch.as_tensor(vol[k], dtype=torch.float32)[None], mask[k])
                for k in range(vol.shape[0]) if (mask[k] > 0).any()]
         if not out:
-            raise ConfigError(f"mask {mask_path} is empty in every slice; mark the intima-media region or remove the pair")
+            raise ConfigError(
+                f"mask {mask_path} is empty in every slice; mark the intima-media region or remove the pair"
+            )
         return out
     img = read_image(img_path, grey=True)
     mask = read_mask(mask_path)
@@ -248,7 +250,9 @@ def load_datalist(json_path: Path, interfaces: bool = True, masks_mode: str = "a
                 items += load_decathlon_datalist(json_path, is_segmentation=True, data_list_key=key,
                                                  base_dir=json_path.parent)
             except (ValueError, KeyError) as e:
-                raise ConfigError(f"{json_path} [{key}]: {str(e).splitlines()[0]}; every item needs image and label") from None
+                raise ConfigError(
+                    f"{json_path} [{key}]: {str(e).splitlines()[0]}; every item needs image and label"
+                ) from None
     default = top.get("spacing_um")
     pairs, spacing, groups, names = [], [], [], []
     for i, it in enumerate(items):
@@ -263,5 +267,9 @@ def load_datalist(json_path: Path, interfaces: bool = True, masks_mode: str = "a
         pairs.append((Path(it["image"]), Path(it["label"])))
         spacing.append(float(s))
         groups.append(str(it.get("group", it["image"])))
-        names.append(str(Path(it["image"]).relative_to(json_path.parent)) if Path(it["image"]).is_relative_to(json_path.parent) else str(it["image"]))
+        names.append(
+            str(Path(it["image"]).relative_to(json_path.parent))
+            if Path(it["image"]).is_relative_to(json_path.parent)
+            else str(it["image"])
+        )
     return _units(pairs, spacing, groups, names, str(json_path), interfaces, masks_mode)

@@ -7,7 +7,8 @@ import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from trainables.errors import MetricError
-from trainables.metrics.common import aggregate_mean, check_finite as _finite
+from trainables.metrics.common import aggregate_mean
+from trainables.metrics.common import check_finite as _finite
 
 
 def compute_roc_auc(labels, scores) -> float:

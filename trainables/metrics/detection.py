@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from trainables.errors import MetricError
-from trainables.metrics.common import aggregate_mean, check_finite as _finite
+from trainables.metrics.common import aggregate_mean
+from trainables.metrics.common import check_finite as _finite
 
 
 def compute_froc(scores, labels, units, lesions=None, n_units: int | None = None, n_lesions: int | None = None,
@@ -26,7 +27,9 @@ def compute_froc(scores, labels, units, lesions=None, n_units: int | None = None
     if n_units < 1:
         raise MetricError("FROC needs at least one frame/volume")
     pos = np.flatnonzero(labels)
-    lesion = np.full(scores.size, -1, dtype=np.int64) if lesions is None else np.asarray(lesions, dtype=np.int64).ravel()
+    lesion = (
+        np.full(scores.size, -1, dtype=np.int64) if lesions is None else np.asarray(lesions, dtype=np.int64).ravel()
+    )
     lesion_key = np.where(lesion[pos] >= 0, lesion[pos], -1 - pos)  # own lesion for unlabelled positives
     keys, inverse = np.unique(lesion_key, return_inverse=True)
     best = np.full(keys.size, -np.inf)

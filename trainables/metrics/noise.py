@@ -7,7 +7,8 @@ For any ``compute_*`` metric, from ``(compute, labels, probs, meta)``:
   mean is sigma^2/n x (n - n/2)/(n - 1), about sigma^2/n: the full split's squared standard error. Halves are
   subsets, so every metric takes them as it takes any smaller split (no duplicated units to confuse
   per-unit grouping, as a bootstrap would).
-- ``chance`` (``compute_chance``): the mean metric with the predictions shuffled across samples (the same predictions, no link to
+- ``chance`` (``compute_chance``): the mean metric with the predictions shuffled across samples (the same predictions,
+no link to
   the labels), the score a model that learned nothing about the task reaches on this split.
 
 - ``halves``: the metric on each of those halves (``compute_halves``). The halves are drawn from a fixed seed,

@@ -7,7 +7,8 @@ import warnings
 import numpy as np
 
 from trainables.errors import MetricError
-from trainables.metrics.common import aggregate_mean, check_finite as _finite
+from trainables.metrics.common import aggregate_mean
+from trainables.metrics.common import check_finite as _finite
 
 
 def boundary_rows(scores, units, columns, rows):

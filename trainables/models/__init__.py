@@ -1,8 +1,10 @@
 """Backbones with declared layer groups, tuning depth, and pretrained-weight sources."""
+from trainables.models import (
+    seg_unet,  # noqa: F401  (registers unet-efficientnet-lite0)
+    timm_backbones,  # noqa: F401  (registers efficientnet-lite0)
+    torchvision_backbones,  # noqa: F401  (registers alexnet, resnet18/50, densenet121)
+)
 from trainables.models.backbones import BACKBONES, BackboneSpec, get_backbone, list_backbones
-from trainables.models import timm_backbones  # noqa: F401  (registers efficientnet-lite0)
-from trainables.models import torchvision_backbones  # noqa: F401  (registers alexnet, resnet18/50, densenet121)
-from trainables.models import seg_unet  # noqa: F401  (registers unet-efficientnet-lite0)
 from trainables.models.depth import (
     SCRATCH,
     configure_depth,

@@ -6,7 +6,8 @@ A prefix may also name a parameter-free module that belongs to the group (e.g. t
 AlexNet's fc6): the group's train/eval mode applies to it.
 
 Registered here: ``tiny-alexnet`` (the CPU demo backbone), which outputs class logits (N, C), and MONAI's
-2-D ``BasicUNet`` as ``monai-unet``, which outputs per-pixel logits (N, C, H, W) (``output="mask"``) for whole-image segmentation
+2-D ``BasicUNet`` as ``monai-unet``, which outputs per-pixel logits (N, C, H, W) (``output="mask"``) for whole-image
+segmentation
 apps. Its groups run encoder -> bottleneck -> decoder -> output convolution, so "the top k groups" are the
 output convolution and the decoder levels nearest to it. torchvision's ``alexnet``, ``resnet18``,
 ``resnet50`` and ``densenet121`` live in ``trainables.models.torchvision_backbones``; ``efficientnet-lite0``
@@ -104,7 +105,9 @@ class TinyAlexNet(nn.Module):
         self.conv3 = nn.Sequential(nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(inplace=True))
         self.conv4 = nn.Sequential(nn.Conv2d(c3, c4, 3, padding=1), nn.ReLU(inplace=True))
         self.conv5 = nn.Sequential(nn.Conv2d(c4, c5, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2))
-        self.fc6 = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(c5 * 2 * 2, hidden), nn.ReLU(inplace=True))
+        self.fc6 = nn.Sequential(
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(c5 * 2 * 2, hidden), nn.ReLU(inplace=True)
+        )
         self.fc7 = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(inplace=True))
         self.fc8 = nn.Linear(hidden, num_classes)
         for m in self.modules():  # He initialisation (as torchvision's VGG/ResNet): trains without BN or LRN

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainables.errors import ConfigError
 from trainables.engine import MEAN, STD, InputFn, train_one_epoch
-from trainables.models.weights import SourceWeights, norm_from_meta
+from trainables.errors import ConfigError
 from trainables.models.backbones import BackboneSpec
+from trainables.models.weights import SourceWeights, norm_from_meta
 
 MAX_MAPS = 4
 FILL_MIN = 0.08  # minimum fraction of a 32x32 canvas covered: FractalDB's filling-rate filter

@@ -9,7 +9,8 @@ search's answer then says more about the source than about depth (README, "Sourc
 
 For a segmentation network (output "mask") the probe is per pixel: its features are the head's inputs, i.e.
 the deepest skip levels the decoder reads (``PIXEL_PROBE_LEVELS`` encoder feature maps, resampled to 1/4 of
-the input size and concatenated), a logistic regression is fitted to ``PIXEL_PROBE_TRAIN`` sampled training pixels, and the
+the input size and concatenated), a logistic regression is fitted to ``PIXEL_PROBE_TRAIN`` sampled training pixels,
+and the
 validation label maps it predicts (at 1/4 size, against the masks sampled there) are scored by the mean
 foreground Dice per image (``metric`` "dice").
 
@@ -25,9 +26,9 @@ import torch
 from torch import nn
 
 from trainables.apps import App
-from trainables.errors import ConfigError
 from trainables.data import SplitData
 from trainables.engine import Norm, to_input
+from trainables.errors import ConfigError
 from trainables.mode import Mode
 from trainables.models.backbones import BackboneSpec
 from trainables.models.sources import load_pretrained

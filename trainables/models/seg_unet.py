@@ -223,8 +223,18 @@ def _lite0_weights(log: Log = print) -> tuple[dict, tuple]:
 
 # tf_efficientnet_lite0's encoder groups and channels as ``encoder_groups``/``encoder_info`` derive them (a test
 # checks they agree), written out so that importing the registry needs neither timm nor a model
-LITE0_ENCODER = tuple((f"enc{k + 1}", tuple(f"{BODY}.{m}" for m in mods)) for k, mods in enumerate(
-    (("conv_stem", "bn1", "blocks.0"), ("blocks.1",), ("blocks.2",), ("blocks.3", "blocks.4"), ("blocks.5", "blocks.6"))))
+LITE0_ENCODER = tuple(
+    (f"enc{k + 1}", tuple(f"{BODY}.{m}" for m in mods))
+    for k, mods in enumerate(
+        (
+            ("conv_stem", "bn1", "blocks.0"),
+            ("blocks.1",),
+            ("blocks.2",),
+            ("blocks.3", "blocks.4"),
+            ("blocks.5", "blocks.6"),
+        )
+    )
+)
 LITE0_CHANNELS = (16, 24, 40, 112, 320)
 
 

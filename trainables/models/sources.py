@@ -31,9 +31,9 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from trainables.engine import IMAGENET_NORM, Norm
 from trainables.errors import ConfigError
 from trainables.models.backbones import BACKBONES, BackboneSpec
-from trainables.engine import IMAGENET_NORM, Norm
 from trainables.models.fractal import FractalRecipe, cache_dir, fractal_weights  # noqa: F401  (cache_dir re-exported)
 from trainables.models.weights import SourceWeights, norm_from_meta
 

@@ -25,7 +25,9 @@ class SourceWeights(dict):
 
 def _plain(norm: Any) -> Norm:
     mean, std = norm
-    as_tuple = (lambda v: tuple(float(x) for x in v) if isinstance(v, (list, tuple)) else float(v))
+
+    def as_tuple(v):
+        return tuple(float(x) for x in v) if isinstance(v, (list, tuple)) else float(v)
     return (as_tuple(mean), as_tuple(std))
 
 
