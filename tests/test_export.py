@@ -51,7 +51,7 @@ cfg = json.load(open(f"{folder}/model.json"))
 pre = cfg["preprocessing"]
 ex = np.load(f"{folder}/examples.npz")
 mean, std = (np.float32(pre[k]).reshape(1, -1, 1, 1) for k in ("mean", "std"))
-    x = (ex["x"].astype(np.float32) / 255 - mean) / std
+x = (ex["x"].astype(np.float32) / 255 - mean) / std
 session = onnxruntime.InferenceSession(f"{folder}/{cfg['model_file']}")
 logits = np.concatenate([session.run(None, {"input": x[i:i + 5]})[0] for i in range(0, len(x), 5)]).astype(np.float64)
 probs = np.exp(logits - logits.max(axis=1, keepdims=True))

@@ -22,7 +22,8 @@ from trainables.trial import TrialRun
 # fc8 on random features and scratch, 2 lrs x 1 seed per (budget, depth); per-depth halving prunes one lr of
 # each depth after epoch 1, the other runs to the cap (patience off: no plateau ends it)
 TINY = dict(smoke=True, backbone="tiny-alexnet", source="scratch", depths=["fc8", "scratch"], budgets=[0.5, 1.0],
-            epochs=2, patience_steps=0, batch_size=16, prune_z=0.0)  # z 0: any lr behind the best is dropped
+            epochs=2, patience_steps=0, batch_size=16, prune_z=0.0,
+            prune_growth=0.0)  # z 0, growth 0: any lr behind the best is dropped, climbing or not
 
 
 def tiny_run(tmp_path, name: str, **changes):
