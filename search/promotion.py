@@ -121,7 +121,7 @@ class StratifiedHalving(StratifiedScheduler):
         # trial -> milestone -> its score on the run's fixed validation halves (signed: higher is better)
         self._halves: dict[str, dict[int, list[float]]] = {}
         self._final_halves: dict[str, list[float]] = {}
-        self._leader: dict[Any, tuple] = {}  # stratum -> the groups whose waiting replicates run
+        self._leader: dict[Any, tuple] = {}  # stratum -> the one group whose waiting replicates run (leader mode)
         self.decisions: list[dict] = []  # every rung decided: stratum, milestone, scores, kept, the rule used
 
     # -- state ------------------------------------------------------------------------------------
@@ -281,9 +281,10 @@ class StratifiedHalving(StratifiedScheduler):
 
     def _reach(self, g: tuple, score: float, gains: dict | None) -> float:
         """The most group ``g`` can plausibly still reach: its score plus ``growth`` times its gain since the
-        previous rung (at the gain's upper ``z`` bound). A power-law learning curve ``a - b t^-0.5`` gains at most
-        1 / (2^0.5 - 1) = 2.4 times its last doubling's gain in the rest of training; rungs double. Without a
-        known gain a group could reach anything (``gains`` None: the plain rule, its score)."""
+        previous rung (at the gain's upper ``z`` bound). Rungs double, and a learning curve ``a - b/t`` gains in
+        the rest of training exactly its last doubling's gain (growth 1, the default); ``a - b t^-0.5`` gains
+        1 / (2^0.5 - 1) = 2.4 times it. Without a known gain a group could reach anything (``gains`` None: the
+        plain rule, its score)."""
         if gains is None or self._growth <= 0:
             return score
         gain, se = gains.get(g, (math.inf, math.inf))
@@ -424,7 +425,7 @@ class StratifiedHalving(StratifiedScheduler):
             self.decisions.append({"stratum": list(s) if isinstance(s, tuple) else s, "milestone": None,
                                    "rule": "replicates", "groups": len(alive), "kept": 1, "tied": len(alive) - 1,
                                    "paired": False})
-        return {tuple(self._leader[s])}
+        return {self._leader[s]}
 
     @property
     def waiting(self) -> frozenset[str]:
