@@ -95,9 +95,10 @@ class _Trial:
         else:
             self.since += 1
         stop = self.since >= self.race.patience
+        se = halves_se(self.best_halves)  # the scheduler judges the best score so far, with that score's error
         return {"training_iteration": self.t, "val_metric": value, "best_val_metric": self.best,
-                "best_val_se": halves_se(self.best_halves), "best_val_halves": list(self.best_halves),
-                "val_se": halves_se(self.best_halves), "val_chance": 0.5, "early_stopped": stop}
+                "best_val_se": se, "best_val_halves": list(self.best_halves), "val_se": se, "val_chance": 0.5,
+                "early_stopped": stop}
 
 
 def _cell(race: Race, rng) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float, float]]]:

@@ -12,6 +12,7 @@ from ray.tune.experiment import Trial
 from sklearn.metrics import roc_auc_score
 
 from search.promotion import StratifiedHalving
+from search.race_simulation import auc
 from trainables.metrics.noise import compute_halves, halves_se, paired_se
 
 N_VAL = 210  # the demo's validation crops
@@ -19,12 +20,7 @@ N_VAL = 210  # the demo's validation crops
 
 def _auc(labels, probs, meta):
     """ROC AUC as the Mann-Whitney statistic (continuous scores, no ties): fast enough for thousands of halves."""
-    labels = np.asarray(labels)
-    ranks = np.empty(labels.shape[0])
-    ranks[np.argsort(probs)] = np.arange(1, labels.shape[0] + 1)
-    n1 = int(labels.sum())
-    n0 = labels.shape[0] - n1
-    return float((ranks[labels == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    return auc(np.asarray(labels), np.asarray(probs))
 
 
 def _case(rng, n=N_VAL):
