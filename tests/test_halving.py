@@ -3,6 +3,8 @@
 Each simulated run adds the trials in grid order, runs every runnable trial to its next rung (or its end),
 asks the scheduler to decide, and repeats: the order in which trials arrive must not decide who goes on.
 """
+import zlib
+
 import numpy as np
 import pytest
 from ray.tune.experiment import Trial
@@ -50,9 +52,16 @@ def _simulate(sched, trials, score, max_t=9, early_stop=None):
 
 
 def _noisy(rng, offsets=None, sd=0.02):
-    """Identical expected curves (a saturating rise) plus iid noise per report; ``offsets``: depth -> shift."""
+    """Identical expected curves (a saturating rise) plus iid noise per report; ``offsets``: depth -> shift.
+
+    The noise of a report is a function of (this curve set, the trial's config, t) alone: Tune's random trial ids
+    order the resumes, and noise drawn in call order would make each run depend on them."""
+    base = int(rng.integers(2**32))
+
     def score(tr, t):
-        return 0.9 - 0.3 * 0.6 ** t + (offsets or {}).get(tr.config["depth"], 0.0) + rng.normal(0, sd)
+        key = zlib.crc32(repr(sorted(tr.config.items())).encode())
+        noise = np.random.default_rng([base, key, t]).normal(0, sd)
+        return 0.9 - 0.3 * 0.6 ** t + (offsets or {}).get(tr.config["depth"], 0.0) + noise
     return score
 
 
