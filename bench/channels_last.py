@@ -1,6 +1,6 @@
 """A training step (batch 32, 64 px) in NCHW vs channels_last on the CPU, side by side, per backbone.
 
-Trials run channels_last on every device (``trainables.trial.TrialRun``); this prints why: the ratio of
+Trials run channels_last on every device (``tunedepth.training.trial.TrialRun``); this prints why: the ratio of
 the NCHW step time to the channels_last one, each the median of ``--steps`` steps after a warm-up.
 
     python bench/channels_last.py [--threads 1] [--steps 5]
@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from trainables.models import get_backbone
+from tunedepth.models import get_backbone
 
 
 def step_time(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:

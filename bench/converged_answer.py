@@ -4,7 +4,7 @@ Runs the demo's search (``tunedepth demo``'s config: evidence-based halving, rep
 ``--seed`` 0, 2, 4 (trial seeds shifted, lr-grid order permuted; data and splits fixed), then the same space as
 an exhaustive converged grid (every depth x lr x schedule x seed trained to its plateau: ``--scheduler none``,
 cap x ``--grid-cap-factor``). Prints per budget each run's recommended depth and its "not worse" set (the pick
-and the depths tied with it on the test split, ``search.report``'s paired bootstrap), then
+and the depths tied with it on the test split, ``tunedepth report``'s paired bootstrap), then
 
 - stability: budgets at which the pruned runs' not-worse sets share a depth, and the mean size of those sets
   (how decisive the answer is: 1 = one depth, 4 = nothing told apart);
@@ -34,11 +34,11 @@ import pandas as pd
 import ray
 import yaml
 
-from search.commands.demo import demo_config
-from search.config import SearchConfig
-from search.runner import run_search
-from trainables.config import TrialConfig
-from trainables.trial import epoch_steps
+from tunedepth.cli.demo import demo_config
+from tunedepth.config import SearchConfig
+from tunedepth.hpo.runner import run_search
+from tunedepth.settings import TrialConfig
+from tunedepth.training.trial import epoch_steps
 
 
 def recommended(run_dir: Path) -> dict[float, tuple[str, set[str]]]:

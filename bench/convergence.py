@@ -16,11 +16,11 @@ import time
 import pandas as pd
 import torch
 
-from trainables.apps import get_app
-from trainables.config import TrialConfig
-from trainables.models import get_backbone
-from trainables.models.sources import get_source_weights
-from trainables.trial import TrialRun
+from tunedepth.apps import get_app
+from tunedepth.models import get_backbone
+from tunedepth.models.sources import get_source_weights
+from tunedepth.settings import TrialConfig
+from tunedepth.training.trial import TrialRun
 
 
 def curve(cfg: TrialConfig, data, weights, rounds: int) -> list[float]:

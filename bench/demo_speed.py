@@ -1,10 +1,10 @@
 """The demo search with every optimisation vs the same search done the naive way, side by side.
 
-Both runs are the demo's search (``search.commands.demo.demo_config``: its depths, budgets, lr grid, seeds and
+Both runs are the demo's search (``tunedepth.cli.demo.demo_config``: its depths, budgets, lr grid, seeds and
 scheduler), same seeds, same learning rates:
 
 - **optimised** (what ``tunedepth demo`` does): data built once by the driver and shared through Ray's
-  object store, frozen-prefix features computed once per node and shared (``trainables.features``),
+  object store, frozen-prefix features computed once per node and shared (``tunedepth.training.features``),
   Ray actors reused between trials, checkpoints holding only the trained groups;
 - **naive**: every trial rebuilds its data and reloads its weights, pushes every image through the frozen
   layers every epoch, and starts a fresh Ray actor.
@@ -25,14 +25,14 @@ import tempfile
 import pandas as pd
 import ray
 
-from search.commands.demo import demo_config
-from search.config import SearchConfig
-from search.runner import Outcome, run_search
-from trainables.apps import build_split_data, get_app
-from trainables.models import get_backbone
-from trainables.models.backbones import sized
-from trainables.models.sources import get_source_weights
-from trainables.trainable import train_depth
+from tunedepth.apps import build_split_data, get_app
+from tunedepth.cli.demo import demo_config
+from tunedepth.config import SearchConfig
+from tunedepth.hpo.runner import Outcome, run_search
+from tunedepth.hpo.trainable import train_depth
+from tunedepth.models import get_backbone
+from tunedepth.models.backbones import sized
+from tunedepth.models.sources import get_source_weights
 
 
 def naive_trainable(cfg: SearchConfig):
@@ -41,7 +41,7 @@ def naive_trainable(cfg: SearchConfig):
 
     def naive_train_depth(config: dict) -> None:
         c = SearchConfig.from_dict(search)
-        # as search.validate.check_search resolves them: the app with its metric, the backbone at the run's size
+        # as tunedepth.hpo.validate.check_search resolves them: the app with its metric, the backbone at the run's size
         app, spec = get_app(c.app, c.metric, c.resize), sized(get_backbone(c.backbone), c.input_size)
         data = build_split_data(app, c.data, spec.input_size, c.data_seed, smoke=c.smoke, n=c.data_samples,
                                 log=lambda s: None)

@@ -25,15 +25,15 @@ import time
 
 import torch
 
-import trainables.engine
-import trainables.trial
-from trainables.apps import build_split_data, get_app
-from trainables.apps.generic import write_mask_folder
-from trainables.config import TrialConfig
-from trainables.features import STORE
-from trainables.models import depth_names, get_backbone
-from trainables.models.sources import get_source_weights
-from trainables.trial import TrialRun
+import tunedepth.models.engine
+import tunedepth.training.trial
+from tunedepth.apps import build_split_data, get_app
+from tunedepth.apps.generic import write_mask_folder
+from tunedepth.models import depth_names, get_backbone
+from tunedepth.models.sources import get_source_weights
+from tunedepth.settings import TrialConfig
+from tunedepth.training.features import STORE
+from tunedepth.training.trial import TrialRun
 
 # backbone -> embedded frames generated (3 crops each: ~1.8 training samples per frame); for a mask network,
 # generated image/mask pairs (~0.6 of them train)
@@ -46,7 +46,8 @@ class NetworkClock:
 
     def __init__(self) -> None:
         self.seconds = 0.0
-        for module, name in ((trainables.trial, "train_one_epoch"), (trainables.engine, "predict_logits")):
+        timed = ((tunedepth.training.trial, "train_one_epoch"), (tunedepth.models.engine, "predict_logits"))
+        for module, name in timed:
             setattr(module, name, self._timed(getattr(module, name)))
 
     def _timed(self, fn):

@@ -18,12 +18,12 @@ import time
 import pandas as pd
 import torch
 
-from trainables.apps import get_app
-from trainables.config import TrialConfig
-from trainables.models import SCRATCH, get_backbone
-from trainables.models.fractal import FractalRecipe, fractal_weights
-from trainables.models.sources import get_source_weights
-from trainables.trial import TrialRun
+from tunedepth.apps import get_app
+from tunedepth.models import SCRATCH, get_backbone
+from tunedepth.models.fractal import FractalRecipe, fractal_weights
+from tunedepth.models.sources import get_source_weights
+from tunedepth.settings import TrialConfig
+from tunedepth.training.trial import TrialRun
 
 DEPTHS = ("fc8", "fc7-fc8", "fc6-fc8", "conv4-fc8", "conv1-fc8", SCRATCH)
 

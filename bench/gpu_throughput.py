@@ -27,10 +27,10 @@ import time
 
 import torch
 
-from trainables.config import TrialConfig
-from trainables.data import SplitData
-from trainables.models import depth_names, get_backbone
-from trainables.trial import TrialRun
+from tunedepth.data import SplitData
+from tunedepth.models import depth_names, get_backbone
+from tunedepth.settings import TrialConfig
+from tunedepth.training.trial import TrialRun
 
 BACKBONE = "alexnet"
 

@@ -1,5 +1,5 @@
 """What the default race costs and how often it picks right, against the exhaustive converged grid, by
-simulation with a known truth (``search.race_simulation``: no training, no Ray).
+simulation with a known truth (``tunedepth.hpo.race_simulation``: no training, no Ray).
 
 Per number of candidates per cell (k) and ``--prune-growth`` (0: scores judged as they stand; 1: the default,
 a candidate still climbing is kept; 2.4: a slower power law), over ``--cells`` simulated cells:
@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from search.race_simulation import Race, simulate
+from tunedepth.hpo.race_simulation import Race, simulate
 
 
 def main() -> None:

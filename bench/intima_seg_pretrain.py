@@ -13,9 +13,9 @@ import time
 
 import torch
 
-from trainables.apps import build_split_data, get_app
-from trainables.config import TrialConfig
-from trainables.trial import TrialRun
+from tunedepth.apps import build_split_data, get_app
+from tunedepth.settings import TrialConfig
+from tunedepth.training.trial import TrialRun
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ brain-MRI-like slices of one family (a head ellipse of random size and place, a 
 blobs and brighter lesion-like blobs, smooth texture, noise); ``--family generators`` uses the embedded apps'
 generators instead (one colonoscopy frame per video, one intima-media image per patient). Every original gets
 one copy per alteration (contrast, gamma, a clinical window, unsharp mask, JPEG re-compression, crops of up to
-5% per side, shifts, a combination). The grouping under test (``trainables.data.near_duplicate_groups``) runs on
+5% per side, shifts, a combination). The grouping under test (``tunedepth.data.near_duplicate_groups``) runs on
 originals and copies together, as ``build_split_data`` does, one alteration at a time (a copy is never linked
 to its original through another alteration's copy); then
 
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from trainables.data import HASH_VIEWS, merge_groups, near_duplicate_groups, unit_hash_set
-from trainables.data.structure import structure_pairs, unit_signatures
+from tunedepth.data import HASH_VIEWS, merge_groups, near_duplicate_groups, unit_hash_set
+from tunedepth.data.structure import structure_pairs, unit_signatures
 
 
 def lookalikes(n: int, seed: int, size: int = 128) -> list[np.ndarray]:
@@ -56,7 +56,7 @@ def lookalikes(n: int, seed: int, size: int = 128) -> list[np.ndarray]:
 
 
 def generator_images(n: int, seed: int) -> list[np.ndarray]:
-    from trainables.apps import colonoscopy, intima
+    from tunedepth.apps import colonoscopy, intima
 
     n_col, n_im = n * 2 // 3, n - n * 2 // 3
     col = colonoscopy.generate(n_col * colonoscopy.FRAMES_PER_VIDEO, 96, seed).images[::colonoscopy.FRAMES_PER_VIDEO]
@@ -134,7 +134,7 @@ def by_hashes(views: tuple):
 
 
 def by_structure(images: torch.Tensor) -> np.ndarray:
-    """The grouping ``build_split_data`` uses (``trainables.data.structure``)."""
+    """The grouping ``build_split_data`` uses (``tunedepth.data.structure``)."""
     return merge_groups(np.arange(len(images)), structure_pairs(unit_signatures(images)))
 
 

@@ -19,8 +19,8 @@ import time
 
 import ray
 
-from search.config import SearchConfig, smoke_config
-from search.runner import run_search
+from tunedepth.config import SearchConfig, smoke_config
+from tunedepth.hpo.runner import run_search
 
 STRATEGIES = {
     "grid": dict(searcher="grid", scheduler="none"),

@@ -18,12 +18,12 @@ import time
 
 import torch
 
-from trainables.apps import build_split_data, get_app
-from trainables.apps.generic import write_mask_folder
-from trainables.config import TrialConfig
-from trainables.models import SCRATCH, get_backbone
-from trainables.models.sources import get_source_weights
-from trainables.trial import TrialRun
+from tunedepth.apps import build_split_data, get_app
+from tunedepth.apps.generic import write_mask_folder
+from tunedepth.models import SCRATCH, get_backbone
+from tunedepth.models.sources import get_source_weights
+from tunedepth.settings import TrialConfig
+from tunedepth.training.trial import TrialRun
 
 BACKBONE = "unet-efficientnet-lite0"
 

@@ -1,6 +1,6 @@
 """The demo's search from two sources side by side: ImageNet EfficientNet-Lite0 vs fractal tiny-alexnet.
 
-Both runs are the demo's search (``search.commands.demo.demo_config``: its data, budgets, lr grid, seeds,
+Both runs are the demo's search (``tunedepth.cli.demo.demo_config``: its data, budgets, lr grid, seeds,
 trial length and scheduler), each over its backbone's demo depth subset. For each budget it prints, per source: the
 best fine-tuned depth (selected by validation) and
 its test metric with the 95% bootstrap interval, scratch's test metric with its interval, scratch - best
@@ -18,9 +18,9 @@ import tempfile
 
 import ray
 
-from search.commands.demo import demo_config
-from search.config import SearchConfig
-from search.runner import run_search
+from tunedepth.cli.demo import demo_config
+from tunedepth.config import SearchConfig
+from tunedepth.hpo.runner import run_search
 
 PAIRS = (("efficientnet-lite0", "imagenet"), ("tiny-alexnet", "fractal"))
 
@@ -51,7 +51,7 @@ def main() -> None:
     args = p.parse_args()
     results_dir = args.results_dir or tempfile.mkdtemp(prefix="tunedepth-bench-")
     rows, checks, walls = [], [], []
-    for backbone, source in PAIRS:  # the demo's protocol and subset (search.commands.demo), each backbone's depths
+    for backbone, source in PAIRS:  # the demo's protocol and subset (tunedepth.cli.demo), each backbone's depths
         cfg = demo_config(SearchConfig(name=f"{backbone}-{source}", backbone=backbone, source=source,
                                        results_dir=results_dir), args.smoke)
         out = run_search(cfg, log=lambda s: None)

@@ -52,9 +52,9 @@ def child(folder: str, stream: str, backbone: str, threads: int, groups: int) ->
     import torch
     from torch import nn
 
-    from trainables.apps import build_split_data, get_app
-    from trainables.features import compute_features
-    from trainables.models import get_backbone
+    from tunedepth.apps import build_split_data, get_app
+    from tunedepth.models import get_backbone
+    from tunedepth.training.features import compute_features
 
     torch.set_num_threads(threads)
     spec = get_backbone(backbone)

@@ -1,4 +1,4 @@
-"""Error rates of the report's verdicts on simulated runs with a known truth (search.analysis.simulate).
+"""Error rates of the report's verdicts on simulated runs with a known truth (tunedepth.analysis.simulate).
 
 Each simulated run holds independent budgets x 9 depths (AUC, 200 test and 200 validation samples per depth
 model, scores = quality * label + N(0, 1), quality 1.0: AUC ~0.76), written to disk and analysed exactly as
@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from search.analysis import analyse
-from search.analysis.simulate import calibration, simulate_run
+from tunedepth.analysis import analyse
+from tunedepth.analysis.simulate import calibration, simulate_run
 
 BETTER = 4  # conv5-fc8
 

@@ -9,14 +9,15 @@ import ray
 import torch
 from ray import tune
 
-from trainables.apps import APPS, build_split_data, check_backbone, get_app, list_apps
-from trainables.config import TrialConfig
-from trainables.data.units import KINDS
-from trainables.errors import ConfigError
-from trainables.loaders import LAYOUTS
-from trainables.models import BACKBONES, depth_names, get_backbone
-from trainables.trainable import train_depth
-from trainables.trial import TrialRun
+from tunedepth.apps import APPS, build_split_data, get_app, list_apps
+from tunedepth.data.loaders import LAYOUTS
+from tunedepth.data.units import KINDS
+from tunedepth.errors import ConfigError
+from tunedepth.hpo.trainable import train_depth
+from tunedepth.models import BACKBONES, depth_names, get_backbone
+from tunedepth.settings import TrialConfig
+from tunedepth.training.resolved import check_backbone
+from tunedepth.training.trial import TrialRun
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -190,7 +191,7 @@ def test_every_app_one_epoch_at_depth_1_through_tune(ray_local, tmp_path, smoke_
 
 
 def test_apps_listing_shows_kind_and_layouts(capsys):
-    from search.cli import main
+    from tunedepth.cli.main import main
 
     assert main(["apps"]) == 0
     out = capsys.readouterr().out
@@ -211,7 +212,7 @@ def test_a_wrong_backbone_for_the_app_is_one_line_naming_the_fix(app, backbone):
 
 
 def test_a_wrong_backbone_stops_the_cli_before_any_data_or_trial(tmp_path, capsys):
-    from search.cli import main
+    from tunedepth.cli.main import main
 
     assert main(["run", "--app", "intima-media-seg", "--backbone", "tiny-alexnet", "--smoke",
                  "--results-dir", str(tmp_path), "--name", "wrong"]) == 2

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search.cli import main
+from tunedepth.cli.main import main
 
 EARLIER = "earlier"
 
@@ -308,7 +308,7 @@ def test_a_bad_source_fails_before_the_data_is_built(tmp_path, capsys, monkeypat
         assert code == 2 and "data:" not in out.out and source.split("/")[-1] in out.err
 
 
-LATE_BEFORE = {  # checked by search.validate before the data build, the weights and the results folder
+LATE_BEFORE = {  # checked by tunedepth.hpo.validate before the data build, the weights and the results folder
     "optuna seeds": ["--searcher", "optuna", "--seeds", "0,1"],
     "data layout": ["--data", "{tmp}/notes.txt"],
     "data missing": ["--data", "{tmp}/nowhere"],

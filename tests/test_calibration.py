@@ -1,9 +1,9 @@
-"""Calibration of the verdicts on simulated runs written to disk (search.analysis.simulate), analysed as
+"""Calibration of the verdicts on simulated runs written to disk (tunedepth.analysis.simulate), analysed as
 ``tunedepth report`` does: a false "worse" is rare when all depths are equal, and a truly better depth is found."""
 import pytest
 
-from search.analysis import analyse
-from search.analysis.simulate import calibration, simulate_run
+from tunedepth.analysis import analyse
+from tunedepth.analysis.simulate import calibration, simulate_run
 
 BETTER = 4  # conv5-fc8
 

@@ -1,13 +1,13 @@
-"""Which checkpoints a run keeps (issue 27): ``search.runner`` and ``search.evaluate``'s docstring say the same
-thing, and what is kept is enough for the test evaluation: the latest two by recency (a resume's snapshot
+"""Which checkpoints a run keeps (issue 27): ``tunedepth.hpo.runner`` and ``tunedepth.hpo.evaluate``'s docstring say
+the same thing, and what is kept is enough for the test evaluation: the latest two by recency (a resume's snapshot
 always names one), each carrying the best validation epoch's weights so far. No Ray run."""
 from types import SimpleNamespace
 
 import pandas as pd
 
-import search.evaluate as evaluate
-from search.config import SearchConfig
-from search.runner import make_run_config
+import tunedepth.hpo.evaluate as evaluate
+from tunedepth.config import SearchConfig
+from tunedepth.hpo.runner import make_run_config
 
 
 def test_the_runner_keeps_the_latest_two_as_the_evaluation_docstring_says(tmp_path):

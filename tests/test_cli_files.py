@@ -10,9 +10,9 @@ import stat
 import pandas as pd
 import pytest
 
-from search.cli import build_parser, main
-from search.config import SearchConfig
-from search.run_files import SUMMARY_FILE, TRIALS_FILE, finished_trials, write_config, write_parquet, write_text
+from tunedepth.cli.main import build_parser, main
+from tunedepth.config import SearchConfig
+from tunedepth.run_files import SUMMARY_FILE, TRIALS_FILE, finished_trials, write_config, write_parquet, write_text
 
 _FIELDS = {f.name for f in dataclasses.fields(SearchConfig)}
 

@@ -10,8 +10,8 @@ import time
 import pytest
 from ray_head import BIN, ray_head
 
-from search.cli import main
-from search.guard import find_token, use_token_auth
+from tunedepth.cli.main import main
+from tunedepth.hpo.guard import find_token, use_token_auth
 
 TINY = ["--smoke", "--backbone", "tiny-alexnet", "--source", "scratch", "--depths", "scratch", "--budgets", "1.0",
         "--epochs", "1", "--samples", "1", "--seeds", "0"]
@@ -54,8 +54,8 @@ def test_ray_job_submit_runs_a_search_into_results_of_its_working_dir(head, tmp_
 
 
 def test_a_job_working_dir_copy_gets_a_note_about_relative_results(tmp_path, monkeypatch):
-    from search.cluster import warn_job_working_dir
-    from search.config import SearchConfig
+    from tunedepth.config import SearchConfig
+    from tunedepth.hpo.cluster import warn_job_working_dir
 
     said = []
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", '{"runtime_env": {"working_dir": "gcs://_ray_pkg_x.zip"}}')
@@ -118,8 +118,8 @@ def test_token_lookup_order_and_token_mode(tmp_path, monkeypatch):
 def test_a_port_that_is_not_a_ray_head_is_one_line(monkeypatch):
     import socket
 
-    from search.guard import check_address
-    from trainables.errors import ConfigError
+    from tunedepth.errors import ConfigError
+    from tunedepth.hpo.guard import check_address
 
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     with socket.socket() as listener:  # accepts TCP, speaks no gRPC

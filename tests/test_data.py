@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 import torch
 
-from trainables.apps import get_app
-from trainables.data import budget_indices, budget_ranks, make_splits, stratified_split
-from trainables.errors import ConfigError
+from tunedepth.apps import get_app
+from tunedepth.data import budget_indices, budget_ranks, make_splits, stratified_split
+from tunedepth.errors import ConfigError
 
 BUDGETS = (0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -72,10 +72,9 @@ def test_validation_and_test_do_not_depend_on_the_budget():
 
 # ------------------------------------------------------------- groups, near-duplicates, budgets by unit
 
-from search.run_files import write_parquet  # noqa: E402
-from trainables.apps import App, DataSize  # noqa: E402
-from trainables.apps.colonoscopy import frame_crops, render_frames  # noqa: E402
-from trainables.data import (  # noqa: E402
+from tunedepth.apps import App, DataSize  # noqa: E402
+from tunedepth.apps.colonoscopy import frame_crops, render_frames  # noqa: E402
+from tunedepth.data import (  # noqa: E402
     assign_splits,
     balance_classes,
     grouped_split,
@@ -85,9 +84,10 @@ from trainables.data import (  # noqa: E402
     perceptual_hash,
     splits_frame,
 )
-from trainables.data.build import split_units  # noqa: E402
-from trainables.data.units import RawSet  # noqa: E402
-from trainables.metrics import classification_metrics  # noqa: E402
+from tunedepth.data.build import split_units  # noqa: E402
+from tunedepth.data.units import RawSet  # noqa: E402
+from tunedepth.metrics import classification_metrics  # noqa: E402
+from tunedepth.run_files import write_parquet  # noqa: E402
 
 
 def _frames(n, seed=0, size=72):
@@ -233,7 +233,7 @@ def test_a_budget_must_keep_two_units_per_class_not_two_samples():
 def test_near_duplicates_across_contrast_window_and_crops_share_a_group():
     """Copies that differ in gamma, window or a crop of a few percent join their original's group (the plain
     pHash misses most of them); distinct frames of other videos are never merged."""
-    from trainables.data import near_duplicate_groups, unit_hash_set
+    from tunedepth.data import near_duplicate_groups, unit_hash_set
 
     images, _ = _frames(300, seed=3, size=96)
     grey = images.float().mean(1)[::10]  # one frame per video: 30 unrelated originals

@@ -6,8 +6,8 @@ every backbone here pools adaptively, so it accepts inputs smaller than its nomi
 import pytest
 import torch
 
-from trainables.errors import ConfigError
-from trainables.models import (
+from tunedepth.errors import ConfigError
+from tunedepth.models import (
     BACKBONES,
     SCRATCH,
     configure_depth,
@@ -16,7 +16,7 @@ from trainables.models import (
     get_backbone,
     trainable_groups,
 )
-from trainables.models.depth import BIAS_LR_MULT, HEAD_LR_MULT, norm_parameter_names, set_train_mode
+from tunedepth.models.depth import BIAS_LR_MULT, HEAD_LR_MULT, norm_parameter_names, set_train_mode
 
 CASES = [(b, d) for b in sorted(BACKBONES) for d in depth_names(BACKBONES[b])]
 TINY = 64

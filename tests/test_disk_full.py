@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from search import run_files
-from search.cli import main
-from search.run_files import DiskFull, write_parquet, write_text
 from tests.test_report import _probs, write_run
+from tunedepth import run_files
+from tunedepth.cli.main import main
+from tunedepth.run_files import DiskFull, write_parquet, write_text
 
 
 @pytest.fixture

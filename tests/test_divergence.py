@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from search.commands.run import diverged_range
-from search.evaluate import kept_checkpoints
+from tunedepth.cli.run import diverged_range
+from tunedepth.hpo.evaluate import kept_checkpoints
 
 TUNEDEPTH = str(Path(sys.executable).with_name("tunedepth"))
 
@@ -50,7 +50,7 @@ def test_a_range_whose_every_trial_diverged_is_named():
 
 
 def test_a_cell_whose_every_lr_diverged_is_named_for_the_table():
-    from search.analysis.answers import diverged_cells
+    from tunedepth.analysis.answers import diverged_cells
 
     t = pd.DataFrame({"trial_id": ["1", "1", "2", "3", "4"], "depth": ["head", "head", "head", "b3-head", "scratch"],
                       "depth_index": [0, 0, 0, 1, 9], "budget": [1.0] * 5,
@@ -60,8 +60,8 @@ def test_a_cell_whose_every_lr_diverged_is_named_for_the_table():
 
 
 def test_a_diverged_trial_is_diverged_in_the_live_view_and_in_status_not_stopped_early():
-    from search.progress import BudgetProgress
-    from search.trial_states import counts_text, state_of
+    from tunedepth.analysis.trial_states import counts_text, state_of
+    from tunedepth.hpo.progress import BudgetProgress
 
     progress = BudgetProgress("max", max_epochs=3, metric_name="auc")
     trials = [SimpleNamespace(trial_id=t, config={"budget": 1.0, "depth": "head", "lr": lr, "seed": 0})

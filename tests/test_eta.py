@@ -1,10 +1,10 @@
-"""The progress line's arithmetic (search.eta) as pure functions, and the live view printing it."""
+"""The progress line's arithmetic (tunedepth.hpo.eta) as pure functions, and the live view printing it."""
 import pickle
 from types import SimpleNamespace
 
 import pytest
 
-from search.eta import compute_progress, duration, progress_line
+from tunedepth.hpo.eta import compute_progress, duration, progress_line
 
 
 def test_planned_steps_shrink_when_the_scheduler_stops_a_trial():
@@ -40,7 +40,7 @@ def test_line_and_durations():
 
 
 def test_live_view_prints_the_line_and_a_resumed_copy_keeps_its_counts():
-    from search.progress import BudgetProgress
+    from tunedepth.hpo.progress import BudgetProgress
 
     view = BudgetProgress("max", max_epochs=2, metric_name="auc", planned_trials=3, steps_per_epoch=7)
     trial = SimpleNamespace(trial_id="t1", config={"budget": 1.0, "depth": "fc8", "lr": 0.01, "seed": 0})
@@ -53,7 +53,7 @@ def test_live_view_prints_the_line_and_a_resumed_copy_keeps_its_counts():
 
 
 def test_trials_that_ended_before_a_resume_count_as_ended():
-    from search.progress import BudgetProgress
+    from tunedepth.hpo.progress import BudgetProgress
 
     view = BudgetProgress("max", max_epochs=4, metric_name="auc", planned_trials=2, steps_per_epoch=1)
     config = {"budget": 1.0, "depth": "fc8", "lr": 0.01, "seed": 0}

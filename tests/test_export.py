@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from search.analysis.selecting import best_depths, select_cells
-from search.cli import main
-from search.export import choose_trial
 from tests.test_report import known_cells, write_run
+from tunedepth.analysis.selecting import best_depths, select_cells
+from tunedepth.cli.main import main
+from tunedepth.export import choose_trial
 
 # run in ``python -I`` (no PYTHONPATH, no cwd on sys.path): torch and numpy only; prints the probabilities
 PLAIN_LOAD = r"""
@@ -104,8 +104,8 @@ def stored_probs(run: Path, trial_id: str, samples) -> np.ndarray:
 
 @pytest.mark.slow
 def test_exported_models_reproduce_the_stored_test_predictions_without_tunedepth(ray_local, tmp_path, capsys):
-    from search.config import SearchConfig, smoke_config
-    from search.runner import run_search
+    from tunedepth.config import SearchConfig, smoke_config
+    from tunedepth.hpo.runner import run_search
 
     cfg = smoke_config(SearchConfig(name="tiny", backbone="tiny-alexnet", source="fractal", results_dir=str(tmp_path),
                                     depths=("fc8", "conv4-fc8", "scratch")))
@@ -151,8 +151,8 @@ def test_a_run_at_another_input_size_exports_at_that_size(ray_local, tmp_path):
     """``--input-size 32`` on resnet18 (its own: 224): the export rebuilds the trial at 32 px, as it trained
     (source scratch at depth fc: the frozen layers are the trial's own random ones, rebuilt from its seed), and
     reproduces the run's stored test predictions from 32 px inputs."""
-    from search.config import SearchConfig, smoke_config
-    from search.runner import run_search
+    from tunedepth.config import SearchConfig, smoke_config
+    from tunedepth.hpo.runner import run_search
 
     cfg = smoke_config(SearchConfig(name="sized", backbone="resnet18", source="scratch", input_size=32,
                                     results_dir=str(tmp_path), depths=("fc", "scratch")))

@@ -8,16 +8,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from search.analysis.build import build_report
-from search.analysis.simulate import simulate_run
-from search.cli import main
-from search.config import build_config
-from search.run_files import EXTENSIONS_FILE, trial_checkpoint_files, write_parquet
-from search.runner import run_search
-from trainables.apps import get_app
-from trainables.config import TrialConfig
-from trainables.errors import ConfigError
-from trainables.trial import TrialRun
+from tunedepth.analysis.build import build_report
+from tunedepth.analysis.simulate import simulate_run
+from tunedepth.apps import get_app
+from tunedepth.cli.main import main
+from tunedepth.config import build_config
+from tunedepth.errors import ConfigError
+from tunedepth.hpo.runner import run_search
+from tunedepth.run_files import EXTENSIONS_FILE, trial_checkpoint_files, write_parquet
+from tunedepth.settings import TrialConfig
+from tunedepth.training.trial import TrialRun
 
 # fc8 on random features and scratch, 2 lrs x 1 seed per (budget, depth); per-depth halving prunes one lr of
 # each depth after epoch 1, the other runs to the cap (patience off: no plateau ends it)
@@ -134,7 +134,7 @@ def test_a_failed_extension_changes_nothing(ray_local, tmp_path, capsys):
 
 
 def simulated(tmp_path, name: str, statuses: list[str]):
-    """A finished run folder without Ray or training (search.analysis.simulate), its trials ending as given."""
+    """A finished run folder without Ray or training (tunedepth.analysis.simulate), its trials ending as given."""
     run_dir = simulate_run(tmp_path / name, n_budgets=2, n_test=40, n_val=40)
     trials = pd.read_parquet(run_dir / "trials.parquet")
     trials["status"] = [statuses[i % len(statuses)] for i in range(len(trials))]

@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from trainables.apps import get_app
-from trainables.config import TrialConfig
-from trainables.features import FeatureStore, features_dir, plan_cache
-from trainables.models import get_backbone, list_backbones
-from trainables.trial import TrialRun
+from tunedepth.apps import get_app
+from tunedepth.models import get_backbone, list_backbones
+from tunedepth.settings import TrialConfig
+from tunedepth.training.features import FeatureStore, features_dir, plan_cache
+from tunedepth.training.trial import TrialRun
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_hflip_draws_both_views(data, weights):
 def test_features_are_computed_once_and_shared_through_the_disk(data, weights, monkeypatch, tmp_path):
     monkeypatch.setenv("TUNEDEPTH_CACHE", str(tmp_path))
     store = FeatureStore()
-    monkeypatch.setattr("trainables.trial.STORE", store)
+    monkeypatch.setattr("tunedepth.training.trial.STORE", store)
     for budget, lr in ((0.5, 1e-3), (1.0, 3e-3)):  # other budget, other lr: same prefix, same images
         TrialRun(_cfg(depth="fc6-fc8", budget=budget, lr=lr), data, weights).step()
     assert store.computed == 2  # the train and the validation split, once each
@@ -88,7 +88,7 @@ def test_features_are_computed_once_and_shared_through_the_disk(data, weights, m
     assert store.computed == 4  # another prefix
 
     other_process = FeatureStore()  # nothing in memory: reads the node's files
-    monkeypatch.setattr("trainables.trial.STORE", other_process)
+    monkeypatch.setattr("tunedepth.training.trial.STORE", other_process)
     TrialRun(_cfg(depth="fc6-fc8", budget=0.25), data, weights).step()
     assert other_process.computed == 0
     assert len(list(features_dir().glob("*.pt"))) == 4
@@ -97,12 +97,12 @@ def test_features_are_computed_once_and_shared_through_the_disk(data, weights, m
 def test_truncated_feature_file_is_recomputed(data, weights, monkeypatch, tmp_path):
     monkeypatch.setenv("TUNEDEPTH_CACHE", str(tmp_path))
     store = FeatureStore()
-    monkeypatch.setattr("trainables.trial.STORE", store)
+    monkeypatch.setattr("tunedepth.training.trial.STORE", store)
     a = TrialRun(_cfg(depth="fc8"), data, weights).step()
     for f in features_dir().glob("*.pt"):
         f.write_bytes(f.read_bytes()[:100])  # a writer killed mid-file
     fresh = FeatureStore()
-    monkeypatch.setattr("trainables.trial.STORE", fresh)
+    monkeypatch.setattr("tunedepth.training.trial.STORE", fresh)
     b = TrialRun(_cfg(depth="fc8"), data, weights).step()
     assert fresh.computed == 2
     assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-6)
@@ -142,7 +142,7 @@ def test_real_image_folder_needing_resize_runs_through_the_cache(monkeypatch, tm
     import numpy as np
     from PIL import Image
 
-    from trainables.apps import build_split_data
+    from tunedepth.apps import build_split_data
 
     rng = np.random.default_rng(0)
     for c, shift in (("a", 0), ("b", 60)):
@@ -154,7 +154,7 @@ def test_real_image_folder_needing_resize_runs_through_the_cache(monkeypatch, tm
     assert all(type(t) is torch.Tensor for t in (data.train_x, data.val_x, data.test_x))
     monkeypatch.setenv("TUNEDEPTH_CACHE", str(tmp_path / "cache"))
     store = FeatureStore()
-    monkeypatch.setattr("trainables.trial.STORE", store)
+    monkeypatch.setattr("tunedepth.training.trial.STORE", store)
     torch.manual_seed(7)
     w = {"fractal": get_backbone("tiny-alexnet").build(data.num_classes).state_dict()}
     out = TrialRun(_cfg(backbone="tiny-alexnet", depth="fc8", budget=1.0), data, w).step()
@@ -163,7 +163,7 @@ def test_real_image_folder_needing_resize_runs_through_the_cache(monkeypatch, tm
 
 
 def test_a_feature_file_unreadable_right_after_writing_is_a_clear_error(monkeypatch, tmp_path):
-    from trainables.errors import FeatureCacheError
+    from tunedepth.errors import FeatureCacheError
 
     store = FeatureStore()
     with pytest.raises(FeatureCacheError, match="does not load"):
@@ -172,8 +172,8 @@ def test_a_feature_file_unreadable_right_after_writing_is_a_clear_error(monkeypa
 
 @pytest.fixture(scope="module")
 def masks(tmp_path_factory):
-    from trainables.apps import build_split_data
-    from trainables.apps.generic import write_mask_folder
+    from tunedepth.apps import build_split_data
+    from tunedepth.apps.generic import write_mask_folder
 
     root = write_mask_folder(tmp_path_factory.mktemp("masks"), 24, 64, seed=0)
     return build_split_data(get_app("segmentation"), str(root), 64, seed=0)
@@ -183,7 +183,7 @@ def masks(tmp_path_factory):
 def test_unet_cached_encoder_prefix_gives_the_same_trajectory(masks, depth):
     """The UNet's frozen encoder stages run once: their skip levels are cached, the upper stages and the decoder
     train on them, with the same losses, Dice and weights step for step as the full network."""
-    from trainables.models.sources import get_source_weights
+    from tunedepth.models.sources import get_source_weights
 
     spec = get_backbone("unet-efficientnet-lite0")
     weights = {"imagenet": get_source_weights("imagenet", spec, log=lambda s: None)}

@@ -1,5 +1,5 @@
 """The generic classification app: its metrics against scikit-learn, the resize policies, the 8 views of
-flip-rotate, the per-run input size, the metric's direction from trainables.mode, and a search end to end on
+flip-rotate, the per-run input size, the metric's direction from tunedepth.metrics.mode, and a search end to end on
 a generated 3-class folder of PNGs."""
 import os
 import subprocess
@@ -13,21 +13,21 @@ import yaml
 from PIL import Image
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
-from trainables.apps import build_split_data, get_app
-from trainables.apps.generic import SHAPES, generate_shapes
-from trainables.apps.patches import fit_square
-from trainables.engine import AUGMENT_VIEWS, apply_views
-from trainables.errors import ConfigError
-from trainables.metrics import (
+from tunedepth.apps import build_split_data, get_app
+from tunedepth.apps.generic import SHAPES, generate_shapes
+from tunedepth.apps.patches import fit_square
+from tunedepth.errors import ConfigError
+from tunedepth.metrics import (
     compute_balanced_accuracy,
     compute_macro_f1,
     compute_mask_boundary_error,
     compute_mask_dice,
     label_metrics,
 )
-from trainables.mode import METRIC_MODES
-from trainables.models import get_backbone
-from trainables.models.backbones import sized
+from tunedepth.metrics.mode import METRIC_MODES
+from tunedepth.models import get_backbone
+from tunedepth.models.backbones import sized
+from tunedepth.models.engine import AUGMENT_VIEWS, apply_views
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from search.guard import RunLock, check_run_name
-from trainables.errors import ConfigError
+from tunedepth.errors import ConfigError
+from tunedepth.hpo.guard import RunLock, check_run_name
 
 
 @pytest.mark.parametrize("name", ["../x", "..", ".", "a/b", "/abs", ".hidden", ""])
@@ -23,7 +23,7 @@ def test_bad_run_names_are_refused_in_one_line(name):
 
 def test_a_run_name_has_one_owner_at_a_time(tmp_path):
     """A second process asking for the same run name is refused while the first holds it, and gets it after."""
-    code = ("import sys; from search.guard import RunLock\n"
+    code = ("import sys; from tunedepth.hpo.guard import RunLock\n"
             "try:\n    RunLock(sys.argv[1], 'r').__enter__()\nexcept Exception as e:\n    print(e); sys.exit(2)\n")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     with RunLock(tmp_path, "r"):
@@ -91,8 +91,8 @@ def test_interrupt_keeps_results_and_exits_with_the_signal(tmp_path, sig):
 def test_unreachable_address_fails_fast_before_any_folder(tmp_path):
     import socket
 
-    from search.config import SearchConfig
-    from search.runner import run_search
+    from tunedepth.config import SearchConfig
+    from tunedepth.hpo.runner import run_search
 
     with socket.socket() as s:  # a port that was free a moment ago: nobody listens on it
         s.bind(("127.0.0.1", 0))

@@ -1,4 +1,4 @@
-"""Successive halving per stratum (search.promotion.StratifiedHalving), fed synthetic results (no training).
+"""Successive halving per stratum (tunedepth.hpo.promotion.StratifiedHalving), fed synthetic results (no training).
 
 Each simulated run adds the trials in grid order, runs every runnable trial to its next rung (or its end),
 asks the scheduler to decide, and repeats: the order in which trials arrive must not decide who goes on.
@@ -10,8 +10,8 @@ import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
-from search.promotion import StratifiedHalving
-from search.schedulers import BudgetStratifiedASHA
+from tunedepth.hpo.promotion import StratifiedHalving
+from tunedepth.hpo.schedulers import BudgetStratifiedASHA
 
 DEPTHS = [f"d{i}" for i in range(9)]
 KW = dict(max_t=9, grace_period=1, reduction_factor=3)

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from search import jsonstate
-from search.searchers.guideline import GuidelineSearcher
+from tunedepth import jsonstate
+from tunedepth.hpo.searchers.guideline import GuidelineSearcher
 
 
 @jsonstate.stored

@@ -7,11 +7,11 @@ import pytest
 
 # (module, project packages it must not load)
 LAYERS = [
-    ("trainables.errors", ("trainables.config", "trainables.data", "trainables.loaders", "trainables.apps")),
-    ("trainables.metrics", ("trainables.data", "trainables.loaders", "trainables.apps", "trainables.models")),
-    ("trainables.data", ("trainables.loaders", "trainables.apps", "trainables.metrics", "trainables.models")),
-    ("trainables.loaders", ("trainables.apps", "trainables.models")),
-    ("trainables.apps", ("trainables.models", "ray")),
+    ("tunedepth.errors", ("tunedepth.settings", "tunedepth.data", "tunedepth.data.loaders", "tunedepth.apps")),
+    ("tunedepth.metrics", ("tunedepth.data", "tunedepth.data.loaders", "tunedepth.apps", "tunedepth.models")),
+    ("tunedepth.data", ("tunedepth.data.loaders", "tunedepth.apps", "tunedepth.metrics", "tunedepth.models")),
+    ("tunedepth.data.loaders", ("tunedepth.apps", "tunedepth.models")),
+    ("tunedepth.apps", ("tunedepth.models", "ray")),
 ]
 
 

@@ -8,14 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from trainables.apps import build_split_data, get_app
-from trainables.apps.colonoscopy import render_frames
-from trainables.config import TrialConfig
-from trainables.errors import ConfigError
-from trainables.loaders import detect_layout, load_units
-from trainables.loaders.files import read_image
-from trainables.loaders.segmentation import boundaries_from_mask
-from trainables.trial import TrialRun
+from tunedepth.apps import build_split_data, get_app
+from tunedepth.apps.colonoscopy import render_frames
+from tunedepth.data.loaders import detect_layout, load_units
+from tunedepth.data.loaders.files import read_image
+from tunedepth.data.loaders.segmentation import boundaries_from_mask
+from tunedepth.errors import ConfigError
+from tunedepth.settings import TrialConfig
+from tunedepth.training.trial import TrialRun
 
 MODES = ("RGB", "L", "RGBA", "P", "I;16", "LA", "CMYK", "1")
 
@@ -308,7 +308,7 @@ def test_detection_candidates_csv_on_3d_volumes(tmp_path):
 
 
 def test_demo_flags_reach_the_search_config():
-    from search.cli import build_parser
+    from tunedepth.cli.main import build_parser
 
     args = build_parser().parse_args(["demo", "--app", "pe-detection", "--data", "/x/c.csv", "--data-samples", "9",
                                       "--smoke"])
@@ -317,8 +317,8 @@ def test_demo_flags_reach_the_search_config():
 
 @pytest.mark.slow
 def test_search_on_real_files_writes_splits_parquet(ray_local, image_folder, tmp_path):
-    from search.config import SearchConfig
-    from search.runner import run_search
+    from tunedepth.config import SearchConfig
+    from tunedepth.hpo.runner import run_search
 
     cfg = SearchConfig(
         name="real",
@@ -358,9 +358,9 @@ LAYOUT_CASES = {  # layout: (app, write the files under tmp_path and return the 
 def test_every_loader_feeds_a_cached_tune_trial(ray_local, layout, tmp_path, monkeypatch):
     """Each loader's output goes through a real Tune trial at a frozen depth, i.e. through the feature cache
     (saved with ``weights_only`` and read back): the trial ends ``ok`` with a finite metric (issue 16.1)."""
-    from search.config import SearchConfig
-    from search.runner import run_search
-    from trainables.models import get_backbone
+    from tunedepth.config import SearchConfig
+    from tunedepth.hpo.runner import run_search
+    from tunedepth.models import get_backbone
 
     app, write = LAYOUT_CASES[layout]
     (tmp_path / "data").mkdir()

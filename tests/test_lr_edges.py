@@ -1,7 +1,7 @@
 """The answer says when a depth's chosen learning rate sits at an edge of its grid (the range may not bracket it)."""
 import pandas as pd
 
-from search.analysis.lr_edges import lr_edge_notes
+from tunedepth.analysis.lr_edges import lr_edge_notes
 
 CONFIG = {"searcher": "grid", "samples": 3, "lr_min": 3e-4, "lr_max": 3e-3, "scratch_lr_min": 3e-3,
           "scratch_lr_max": 3e-2, "budgets": [0.1, 1.0], "seeds": [0, 1]}

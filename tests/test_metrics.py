@@ -6,8 +6,8 @@ import torch
 from monai.metrics import DiceMetric
 from sklearn.metrics import roc_auc_score
 
-from trainables.errors import MetricError
-from trainables.metrics import (
+from tunedepth.errors import MetricError
+from tunedepth.metrics import (
     aggregate_mean,
     boundary_rows,
     classification_metrics,

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from search.config import SearchConfig
-from trainables.config import TrialConfig
-from trainables.errors import ConfigError, MetricError
-from trainables.metrics import compute_roc_auc
+from tunedepth.config import SearchConfig
+from tunedepth.errors import ConfigError, MetricError
+from tunedepth.metrics import compute_roc_auc
+from tunedepth.settings import TrialConfig
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from trainables.config import TrialConfig
-from trainables.errors import ConfigError
-from trainables.models import configure_depth, depth_names, get_backbone, trainable_groups
-from trainables.models.depth import set_train_mode
-from trainables.trial import build_lr_scheduler, build_optimizer
+from tunedepth.errors import ConfigError
+from tunedepth.models import configure_depth, depth_names, get_backbone, trainable_groups
+from tunedepth.models.depth import set_train_mode
+from tunedepth.settings import TrialConfig
+from tunedepth.training.trial import build_lr_scheduler, build_optimizer
 
 
 def test_alexnet_groups_and_depths_are_the_papers_table_ii():

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from bench.near_duplicates import ALTERATIONS, by_hashes, evaluate, lookalikes, make_copies
-from trainables.data import merge_groups, structure_pairs, unit_signatures
-from trainables.data.structure import pair_scores
+from tunedepth.data import merge_groups, structure_pairs, unit_signatures
+from tunedepth.data.structure import pair_scores
 
 GOAL = [a for a in ALTERATIONS if a != "unsharp r4 250%"]  # an extreme sharpening: measured, not promised
 

@@ -1,10 +1,10 @@
 """Depths never trained at a budget (an adaptive searcher never drew them) are named, never judged."""
 import pandas as pd
 
-from search.analysis import analyse, format_answer
-from search.analysis.render import render_markdown
-from search.analysis.simulate import DEPTHS, simulate_run
-from search.run_files import PREDICTIONS_FILE, TRIALS_FILE, read_config, write_config, write_parquet
+from tunedepth.analysis import analyse, format_answer
+from tunedepth.analysis.render import render_markdown
+from tunedepth.analysis.simulate import DEPTHS, simulate_run
+from tunedepth.run_files import PREDICTIONS_FILE, TRIALS_FILE, read_config, write_config, write_parquet
 
 SCRATCH_ONLY = ["scratch"]
 SOME = ["fc8", "conv3-fc8", "scratch"]

@@ -7,10 +7,10 @@ from collections import Counter
 import optuna
 from optuna.trial import TrialState
 
-from search.config import SearchConfig
-from search.run_files import OPTUNA_FILE, optuna_url, run_dir_of
-from search.searchers import enqueued_depths, make_plan
-from search.searchers.optuna_pruned import study_name
+from tunedepth.config import SearchConfig
+from tunedepth.hpo.searchers import enqueued_depths, make_plan
+from tunedepth.hpo.searchers.optuna_pruned import study_name
+from tunedepth.run_files import OPTUNA_FILE, optuna_url, run_dir_of
 
 DEPTHS = ["fc8", "fc7-fc8", "conv5-fc8", "conv1-fc8", "scratch"]
 BUDGETS = (0.05, 1.0)

@@ -11,9 +11,9 @@ import numpy as np
 from ray.tune.experiment import Trial
 from sklearn.metrics import roc_auc_score
 
-from search.promotion import StratifiedHalving
-from search.race_simulation import auc
-from trainables.metrics.noise import compute_halves, halves_se, paired_se
+from tunedepth.hpo.promotion import StratifiedHalving
+from tunedepth.hpo.race_simulation import auc
+from tunedepth.metrics.noise import compute_halves, halves_se, paired_se
 
 N_VAL = 210  # the demo's validation crops
 

@@ -8,12 +8,12 @@ import json
 import pytest
 import torch
 
-from search.source_check import source_check_note
-from trainables.apps import get_app
-from trainables.models import get_backbone
-from trainables.models.probe import check_source, penultimate_features
-from trainables.models.sources import get_source_weights
-from trainables.models.weights import SourceWeights
+from tunedepth.analysis.source_check import source_check_note
+from tunedepth.apps import get_app
+from tunedepth.models import get_backbone
+from tunedepth.models.sources import get_source_weights
+from tunedepth.models.weights import SourceWeights
+from tunedepth.training.probe import check_source, penultimate_features
 
 APP = get_app("colonoscopy-frames")
 

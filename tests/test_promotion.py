@@ -5,9 +5,9 @@ import pytest
 import ray.cloudpickle
 from ray import tune
 
-from search.config import SearchConfig
-from search.promotion import StratifiedHalving
-from trainables.errors import ConfigError
+from tunedepth.config import SearchConfig
+from tunedepth.errors import ConfigError
+from tunedepth.hpo.promotion import StratifiedHalving
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import a test module
 

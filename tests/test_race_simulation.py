@@ -1,13 +1,13 @@
 """Converged before judged: a learning rate that is behind at a rung but still climbing is not dropped.
 
-Known truth by simulation (``search.race_simulation``): cells whose candidates converge at different speeds
+Known truth by simulation (``tunedepth.hpo.race_simulation``): cells whose candidates converge at different speeds
 (smaller learning rates slower), each run by the default protocol and by the exhaustive converged grid.
 """
 import pytest
 from ray.tune.experiment import Trial
 
-from search.promotion import StratifiedHalving
-from search.race_simulation import Race, simulate
+from tunedepth.hpo.promotion import StratifiedHalving
+from tunedepth.hpo.race_simulation import Race, simulate
 
 FAST = {1: 0.70, 2: 0.80, 3: 0.80, 4: 0.80, 5: 0.80, 6: 0.80, 7: 0.80, 8: 0.80}  # plateaus at 0.80 by t = 2
 SLOW = {1: 0.58, 2: 0.66, 3: 0.72, 4: 0.77, 5: 0.81, 6: 0.84, 7: 0.86, 8: 0.87}  # behind at 2 and 4, ends ahead

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import ray
 
-from search import ray_compat
+from tunedepth.hpo import ray_compat
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,8 +22,8 @@ def test_another_ray_fails_in_one_line_naming_the_supported_version(tmp_path):
     """A Ray of another version on the path (a package named ray, version 9.9.9): the schedulers refuse to build."""
     (tmp_path / "ray").mkdir()
     (tmp_path / "ray" / "__init__.py").write_text('__version__ = "9.9.9"\n')
-    code = ("from search.ray_compat import check_ray\n"
-            "from trainables.errors import ConfigError\n"
+    code = ("from tunedepth.hpo.ray_compat import check_ray\n"
+            "from tunedepth.errors import ConfigError\n"
             "try:\n    check_ray()\nexcept ConfigError as e:\n    print(e); raise SystemExit(2)\n")
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)

@@ -11,13 +11,13 @@ import pytest
 import torch
 import yaml
 
-from search.analysis import analyse, build_report, format_answer
-from search.cli import main
-from search.compare import compare_runs
-from search.evaluate import KeptCheckpoint, choose_checkpoint, evaluate_selected
-from search.run_files import SUMMARY_COLUMNS, TRIAL_COLUMNS, prediction_rows, write_parquet
-from trainables.errors import ConfigError
-from trainables.metrics import compute_roc_auc
+from tunedepth.analysis import analyse, build_report, format_answer
+from tunedepth.analysis.compare import compare_runs
+from tunedepth.cli.main import main
+from tunedepth.errors import ConfigError
+from tunedepth.hpo.evaluate import KeptCheckpoint, choose_checkpoint, evaluate_selected
+from tunedepth.metrics import compute_roc_auc
+from tunedepth.run_files import SUMMARY_COLUMNS, TRIAL_COLUMNS, prediction_rows, write_parquet
 
 DEPTH_INDEX = {"fc8": 1, "conv4-fc8": 5, "conv1-fc8": 8, "scratch": 9}
 N_NEG, N_POS = 150, 90
@@ -79,7 +79,7 @@ def known_cells() -> dict:
 def test_a_capped_cell_is_a_lower_bound_never_worse(tmp_path):
     """The same known answer with every trial run to the cap (no plateau): the weak depths are behind, but their
     scores are lower bounds, so no verdict calls them worse; the table marks them and says how to continue."""
-    from search.analysis.render import format_answer
+    from tunedepth.analysis.render import format_answer
 
     a = analyse(write_run(tmp_path / "capped", known_cells(), status="ok"), n_boot=500, seed=0)
     small = a.answers[0]
@@ -96,7 +96,7 @@ def test_a_capped_cell_is_a_lower_bound_never_worse(tmp_path):
 
 def test_selection_races_lr_and_schedule_pairs():
     """Two schedules at one lr are two candidates: the better pair wins its cell, and carries its schedule."""
-    from search.analysis.selecting import select_cells
+    from tunedepth.analysis.selecting import select_cells
 
     rows = [{"trial_id": f"t{i}", "budget": 1.0, "depth": "fc8", "depth_index": 1, "lr": 1e-3, "schedule": sched,
              "seed": 0, "epoch": 1, "val_metric": v, "n_train": 10, "status": "early-stopped"}
@@ -182,7 +182,7 @@ def test_scratch_best_and_groups(tmp_path):
 def test_selection_judges_a_learning_rates_seeds_together_and_ignores_incomplete_trials(tmp_path):
     """Cell fc8 @ 100%: lr 1e-2 has one lucky seed (0.99) and one bad (0.70): mean 0.845; lr 1e-3 has 0.90 and
     0.88: mean 0.89 and wins; an lr 1e-1 trial stopped after epoch 1 at 0.995 cannot win against complete ones."""
-    from search.analysis.selecting import select_cells, select_replicates
+    from tunedepth.analysis.selecting import select_cells, select_replicates
 
     rows = []
     for tid, lr, seed, vals in (("a", 1e-2, 0, (0.9, 0.99)), ("b", 1e-2, 1, (0.6, 0.70)), ("c", 1e-3, 0, (0.8, 0.90)),
@@ -203,7 +203,7 @@ def test_selection_judges_a_learning_rates_seeds_together_and_ignores_incomplete
 def test_patience_stopped_trials_compete_and_a_diverged_seed_makes_its_lr_lose():
     """lr 1e-3 ended by validation patience after 2 of 3 epoch-equivalents (complete, not pruned) and wins; lr
     1e-2 has a 0.99 seed but its other seed diverged, so it loses; a scheduler-stopped trial never wins."""
-    from search.analysis.selecting import select_cells
+    from tunedepth.analysis.selecting import select_cells
 
     rows = []
     for tid, lr, seed, vals, status in (
@@ -237,7 +237,7 @@ def test_replicate_seeds_widen_the_interval(tmp_path):
 def test_extra_test_metrics_of_an_app_become_columns(tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from trainables.apps import APPS, get_app
+    from tunedepth.apps import APPS, get_app
 
     def metrics(labels, probs, meta):
         neg = np.sort(probs[labels == 0, 1])
@@ -398,10 +398,10 @@ def test_test_evaluation_of_real_checkpoints_with_a_missing_and_a_corrupt_one(tm
     (the best kept one is evaluated and recorded), another's file is corrupt (noted, the rest goes on)."""
     from ray import tune
 
-    from search.results import trials_frame
-    from trainables.apps import get_app
-    from trainables.config import TrialConfig
-    from trainables.trial import TrialRun
+    from tunedepth.apps import get_app
+    from tunedepth.hpo.results import trials_frame
+    from tunedepth.settings import TrialConfig
+    from tunedepth.training.trial import TrialRun
 
     data = get_app("colonoscopy-frames").build_data(200, 64, 0)
     results = []
@@ -445,7 +445,7 @@ def test_trials_frame_takes_the_rows_tunes_result_file_lost_from_the_driver_log(
     it); the driver's epochs.jsonl has every report, and the latest report of a re-reported epoch wins."""
     from ray import tune
 
-    from search.results import EpochLog, read_epochs, trials_frame
+    from tunedepth.hpo.results import EpochLog, read_epochs, trials_frame
 
     def row(epoch, val, **extra):
         return {"trial_id": "t0", "epoch": epoch, "source": "scratch", "depth_index": 9, "val_metric": val,
@@ -471,7 +471,7 @@ def test_trials_frame_takes_the_rows_tunes_result_file_lost_from_the_driver_log(
 def test_tunes_stale_copy_warning_is_dropped_once_the_driver_logs_epochs(tmp_path, caplog):
     import logging
 
-    from search.results import EpochLog
+    from tunedepth.hpo.results import EpochLog
 
     EpochLog(tmp_path).setup()
     tune_loggers = logging.getLogger("ray.tune.logger.logger")
@@ -484,8 +484,8 @@ def test_tunes_stale_copy_warning_is_dropped_once_the_driver_logs_epochs(tmp_pat
 # ------------------------------------------------------------------------------- a real tiny run
 @pytest.mark.slow
 def test_report_from_a_real_tiny_run_and_offline_rebuild(ray_local, tmp_path):
-    from search.config import SearchConfig, smoke_config
-    from search.runner import run_search
+    from tunedepth.config import SearchConfig, smoke_config
+    from tunedepth.hpo.runner import run_search
 
     out = run_search(smoke_config(SearchConfig(name="tiny", backbone="tiny-alexnet", source="fractal",
                                                  results_dir=str(tmp_path))), log=lambda s: None)
@@ -493,7 +493,7 @@ def test_report_from_a_real_tiny_run_and_offline_rebuild(ray_local, tmp_path):
     assert out.report is not None  # no note but, possibly, the source check's on the smoke fractal weights
     # no note but, possibly, the source check's, or (rarely, when a paused trial's pre-pause epoch was re-run
     # after its restore) that a cell's best epoch had no checkpoint left and the nearest kept one was scored
-    # and the smoke's 2-point lr grids put every choice at an edge of its range (search.analysis.lr_edges)
+    # and the smoke's 2-point lr grids put every choice at an edge of its range (tunedepth.analysis.lr_edges)
     fallback = [n for n in out.report.notes if "had no checkpoint left" in n]
     edges = [n for n in out.report.notes if n.startswith(("learning rate at the", "with 2 learning rates"))]
     assert edges and edges[-1].startswith("with 2 learning rates per depth every choice is at an edge")
@@ -535,7 +535,7 @@ def test_report_from_a_real_tiny_run_and_offline_rebuild(ray_local, tmp_path):
     (run / "report.md").unlink()
     shutil.rmtree(run / "plots")
     shutil.rmtree(run / "tune")  # no checkpoints needed
-    proc = subprocess.run([sys.executable, "-m", "search.cli", "report", str(run)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "tunedepth", "report", str(run)], capture_output=True, text=True,
                           timeout=180, cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "best tuning depth per data budget" in proc.stdout and "guideline:" in proc.stdout
@@ -548,9 +548,9 @@ def test_report_from_a_real_tiny_run_and_offline_rebuild(ray_local, tmp_path):
 def test_report_compare_and_status_import_neither_ray_nor_the_training_code(tmp_path):
     """One fresh interpreter runs the three commands; ``sys.modules`` is checked after each."""
     run = str(write_run(tmp_path / "known", known_cells()))
-    code = ("import sys\nfrom search.cli import main\n"
-            "banned = ('ray', 'timm', 'trainables.trial', 'trainables.engine', 'trainables.trainable', "
-            "'trainables.features', 'search.runner', 'search.evaluate')\n"
+    code = ("import sys\nfrom tunedepth.cli.main import main\n"
+            "banned = ('ray', 'timm', 'tunedepth.training', 'tunedepth.models.engine', 'tunedepth.hpo.trainable', "
+            "'tunedepth.hpo.runner', 'tunedepth.hpo.evaluate')\n"
             f"for args in (['report', {run!r}, '--bootstrap', '50', '--no-plots'], "
             f"['compare', {run!r}, {run!r}, '--bootstrap', '50'], ['status', {run!r}]):\n"
             "    rc = main(args)\n"
@@ -566,7 +566,7 @@ def test_report_compare_and_status_import_neither_ray_nor_the_training_code(tmp_
 def test_selection_prefers_the_candidate_run_on_every_seed_over_a_tied_one_run_on_one():
     """Replicates on demand: the race's leader (lr 1e-3) ran both seeds (0.90, 0.84: mean 0.87); a tied lr 3e-3
     ran only its first seed (0.88, higher than that mean). The cell is the leader's, with both replicates."""
-    from search.analysis.selecting import select_cells
+    from tunedepth.analysis.selecting import select_cells
 
     rows = []
     for tid, lr, seed, vals in (("a", 1e-3, 0, (0.8, 0.90)), ("b", 1e-3, 1, (0.8, 0.84)), ("c", 3e-3, 0, (0.8, 0.88))):

@@ -1,5 +1,5 @@
-"""One resolved trial (``trainables.resolved``): a config resolves once to the network ``TrialRun`` trains, and a
-trial's checkpoint file rebuilds that same network (size, seed, source), without Ray or the search package."""
+"""One resolved trial (``tunedepth.training.resolved``): a config resolves once to the network ``TrialRun`` trains,
+and a trial's checkpoint file rebuilds that same network (size, seed, source), without Ray or the search package."""
 import json
 import subprocess
 import sys
@@ -7,13 +7,13 @@ import sys
 import pytest
 import torch
 
-from trainables.apps import get_app
-from trainables.config import TrialConfig
-from trainables.engine import to_input
-from trainables.errors import ConfigError
-from trainables.models import get_backbone
-from trainables.resolved import CHECKPOINT_FILE, load_trained, resolve_trial
-from trainables.trial import TrialRun
+from tunedepth.apps import get_app
+from tunedepth.errors import ConfigError
+from tunedepth.models import get_backbone
+from tunedepth.models.engine import to_input
+from tunedepth.settings import TrialConfig
+from tunedepth.training.resolved import CHECKPOINT_FILE, load_trained, resolve_trial
+from tunedepth.training.trial import TrialRun
 
 SIZE = 32  # resnet18's own is 224: a run with --input-size 32
 
@@ -71,9 +71,10 @@ def test_a_trials_checkpoint_file_rebuilds_the_network_it_trained(data, tmp_path
     torch.testing.assert_close(got, expected.float(), atol=1e-4, rtol=1e-4)
 
 
-def test_the_training_core_imports_neither_ray_nor_search():
-    code = ("import sys, json, trainables.resolved, trainables.trial; "
-            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'search'))))")
+def test_the_training_core_imports_neither_ray_nor_the_search():
+    code = ("import sys, json, tunedepth.training.resolved, tunedepth.training.trial; "
+            "print(json.dumps(sorted(m for m in sys.modules "
+            "if m.split('.')[0] == 'ray' or m.startswith(('tunedepth.hpo', 'tunedepth.cli')))))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []

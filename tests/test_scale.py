@@ -203,8 +203,8 @@ def test_two_node_cluster_uses_both_nodes_and_survives_losing_one(tmp_path):
 
 @pytest.mark.slow
 def test_dashboard_starts_on_localhost_and_requires_the_token(tmp_path):
-    script = ("from search.config import SearchConfig\nfrom search.runner import connect_ray\nimport time\n"
-              "connect_ray(SearchConfig(dashboard=True), print)\ntime.sleep(120)\n")
+    script = ("from tunedepth.config import SearchConfig\nfrom tunedepth.hpo.runner import connect_ray\n"
+              "import time\nconnect_ray(SearchConfig(dashboard=True), print)\ntime.sleep(120)\n")
     proc = subprocess.Popen([sys.executable, "-c", script], env=_env(tmp_path), stdout=subprocess.PIPE, text=True)
     try:
         url = "http://127.0.0.1:8265/api/version"

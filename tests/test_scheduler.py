@@ -6,8 +6,8 @@ import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
-from search import jsonstate
-from search.schedulers import BudgetStratifiedASHA
+from tunedepth import jsonstate
+from tunedepth.hpo.schedulers import BudgetStratifiedASHA
 
 KW = dict(max_t=9, grace_period=1, reduction_factor=3)
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.optim import lr_scheduler as S
 
-from trainables.errors import ConfigError
-from trainables.schedules import SCHEDULES, WARMUP_START, check_schedule, lr_factor
+from tunedepth.errors import ConfigError
+from tunedepth.schedules import SCHEDULES, WARMUP_START, check_schedule, lr_factor
 
 BASE = 0.1
 

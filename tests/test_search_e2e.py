@@ -13,11 +13,11 @@ import ray
 import yaml
 from ray import tune
 
-from search.config import SearchConfig, smoke_config
-from search.runner import run_search
-from trainables.apps import get_app
-from trainables.errors import ConfigError
-from trainables.trainable import train_depth
+from tunedepth.apps import get_app
+from tunedepth.config import SearchConfig, smoke_config
+from tunedepth.errors import ConfigError
+from tunedepth.hpo.runner import run_search
+from tunedepth.hpo.trainable import train_depth
 
 # the crash-injecting trainable below lives in this test module, which Ray workers cannot import: ship it by value
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -1,9 +1,9 @@
 """``--search-seed`` does what its help says for every searcher (issue 27): the same value proposes the same
 trials, another value other ones; TPE's seed comes from the search seed and the budget, never the data seed.
 Driven through the plans and the searcher protocol Tune uses; no Ray run, no training."""
-from search.config import SearchConfig
-from search.run_files import run_dir_of
-from search.searchers import make_plan, make_space
+from tunedepth.config import SearchConfig
+from tunedepth.hpo.searchers import make_plan, make_space
+from tunedepth.run_files import run_dir_of
 
 DEPTHS = ["fc8", "fc7-fc8", "conv5-fc8", "scratch"]
 BUDGETS = (0.1, 1.0)

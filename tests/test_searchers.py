@@ -7,11 +7,11 @@ import ray
 from ray import tune
 from ray.tune.search import Searcher
 
-from search.config import SearchConfig, smoke_config
-from search.runner import run_search
-from search.searchers import make_plan
-from search.searchers.guideline import GuidelineSearcher
-from trainables.models import depth_names, get_backbone
+from tunedepth.config import SearchConfig, smoke_config
+from tunedepth.hpo.runner import run_search
+from tunedepth.hpo.searchers import make_plan
+from tunedepth.hpo.searchers.guideline import GuidelineSearcher
+from tunedepth.models import depth_names, get_backbone
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 

@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from search.run_files import prediction_rows, read_predictions, write_parquet
-from trainables.apps import build_split_data, get_app
-from trainables.apps.intima import mask_loss
-from trainables.config import TrialConfig
-from trainables.data.units import IGNORE
-from trainables.errors import ConfigError
-from trainables.loaders import load_units
-from trainables.loaders.files import read_nifti
-from trainables.metrics import mask_boundaries, mask_interface_batched, mask_interface_metrics
-from trainables.models import get_backbone
-from trainables.models.sources import get_source_weights
-from trainables.trial import TrialRun
+from tunedepth.apps import build_split_data, get_app
+from tunedepth.apps.intima import mask_loss
+from tunedepth.data.loaders import load_units
+from tunedepth.data.loaders.files import read_nifti
+from tunedepth.data.units import IGNORE
+from tunedepth.errors import ConfigError
+from tunedepth.metrics import mask_boundaries, mask_interface_batched, mask_interface_metrics
+from tunedepth.models import get_backbone
+from tunedepth.models.sources import get_source_weights
+from tunedepth.run_files import prediction_rows, read_predictions, write_parquet
+from tunedepth.settings import TrialConfig
+from tunedepth.training.trial import TrialRun
 
 APP = get_app("intima-media-seg")
 

@@ -7,18 +7,18 @@ import pytest
 import torch
 from PIL import Image
 
-from trainables.apps import get_app
-from trainables.apps.generic import write_mask_folder
-from trainables.config import TrialSettings
-from trainables.errors import ConfigError
-from trainables.loaders import load_units
-from trainables.metrics import label_map_metrics
-from trainables.models import configure_depth, depth_names, get_backbone, trainable_groups
-from trainables.models.depth import set_train_mode
-from trainables.models.seg_unet import LITE0_CHANNELS, LITE0_ENCODER, encoder_groups, encoder_info
-from trainables.models.sources import get_source_weights, usable_sources
-from trainables.models.timm_backbones import LITE0_ARCH
-from trainables.trial import build_model
+from tunedepth.apps import get_app
+from tunedepth.apps.generic import write_mask_folder
+from tunedepth.data.loaders import load_units
+from tunedepth.errors import ConfigError
+from tunedepth.metrics import label_map_metrics
+from tunedepth.models import configure_depth, depth_names, get_backbone, trainable_groups
+from tunedepth.models.depth import set_train_mode
+from tunedepth.models.seg_unet import LITE0_CHANNELS, LITE0_ENCODER, encoder_groups, encoder_info
+from tunedepth.models.sources import get_source_weights, usable_sources
+from tunedepth.models.timm_backbones import LITE0_ARCH
+from tunedepth.settings import TrialSettings
+from tunedepth.training.trial import build_model
 
 SPEC = get_backbone("unet-efficientnet-lite0")
 SEG = get_app("segmentation")
@@ -137,9 +137,9 @@ def test_dice_per_class_by_hand():
 
 
 def test_random_features_are_never_called_fine_tuning(tmp_path):
-    from search.analysis.answers import BudgetAnswer, as_random_features
-    from search.analysis.guideline import recommendation, scratch_sentence
-    from search.source_check import random_features_reason
+    from tunedepth.analysis.answers import BudgetAnswer, as_random_features
+    from tunedepth.analysis.guideline import recommendation, scratch_sentence
+    from tunedepth.analysis.source_check import random_features_reason
 
     def answer():
         return BudgetAnswer(1.0, 10, "enc1-decoder", (0.8, 0.7, 0.9), {"scratch": "worse"}, "enc1-decoder",

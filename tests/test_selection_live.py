@@ -1,7 +1,7 @@
 """Live progress and ``tunedepth status`` pick the best depth so far with the one selection rule."""
 from types import SimpleNamespace
 
-from search.status import best_so_far
+from tunedepth.analysis.status import best_so_far
 
 
 def _rows():
@@ -21,7 +21,7 @@ def test_status_best_so_far_judges_seeds_together():
 
 
 def test_live_progress_uses_the_same_rule():
-    from search.progress import BudgetProgress
+    from tunedepth.hpo.progress import BudgetProgress
 
     progress = BudgetProgress("max", max_epochs=2, metric_name="auc")
     for r in _rows():
@@ -35,7 +35,7 @@ def test_live_progress_uses_the_same_rule():
 def test_mode_says_which_way_is_better():
     import pytest
 
-    from trainables.mode import Mode
+    from tunedepth.metrics.mode import Mode
 
     up, down = Mode.of("max"), Mode.of(Mode("min"))
     assert up.better(0.9, 0.8) and not up.better(0.8, 0.8) and up.better(0.1, None)
@@ -47,8 +47,8 @@ def test_mode_says_which_way_is_better():
 
 def test_status_and_live_view_use_the_same_words_for_trial_states():
     """The same trials, as Tune's files list them and as the live view saw them: one line per budget, same words."""
-    from search.progress import BudgetProgress
-    from search.trial_states import STATES, counts_text, state_of
+    from tunedepth.analysis.trial_states import STATES, counts_text, state_of
+    from tunedepth.hpo.progress import BudgetProgress
 
     rows = _rows()
     rows[1]["epochs"], rows[1]["curve"] = 1, [(1, 0.5)]  # cut after one epoch: "stopped early", not "finished"

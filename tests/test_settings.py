@@ -4,11 +4,11 @@ import dataclasses
 
 import pytest
 
-from search.commands import run as run_cmd
-from search.config import SearchConfig
-from search.runner import fixed_trial_keys
-from trainables.config import TrialConfig, TrialSettings
-from trainables.errors import ConfigError
+from tunedepth.cli import run as run_cmd
+from tunedepth.config import SearchConfig
+from tunedepth.errors import ConfigError
+from tunedepth.hpo.runner import fixed_trial_keys
+from tunedepth.settings import TrialConfig, TrialSettings
 
 
 def _parse(*argv):

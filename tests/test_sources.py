@@ -11,17 +11,17 @@ import pytest
 import torch
 import torchvision
 
-from search.cli import main
-from trainables.errors import ConfigError
-from trainables.models import get_backbone
-from trainables.models.fractal import (
+from tunedepth.cli.main import main
+from tunedepth.errors import ConfigError
+from tunedepth.models import get_backbone
+from tunedepth.models.fractal import (
     FractalRecipe,
     fractal_cache_path,
     fractal_dataset,
     pretrain_fractal,
     random_resized_crop,
 )
-from trainables.models.sources import download, get_source_weights, imagenet_file, load_pretrained
+from tunedepth.models.sources import download, get_source_weights, imagenet_file, load_pretrained
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ def test_imagenet_file_in_torch_home_loads_without_network(tmp_path, monkeypatch
 def test_cli_imagenet_offline_exits_2_with_one_line(tmp_path):
     env = {**os.environ, "TORCH_HOME": str(tmp_path), "TUNEDEPTH_OFFLINE": "1"}
     exe = str(Path(sys.executable).with_name("tunedepth"))
-    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "search.cli"]
+    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "tunedepth.cli.main"]
     out = subprocess.run(cmd + ["pretrain", "--source", "imagenet", "--backbone", "resnet50"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 2

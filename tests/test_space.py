@@ -3,10 +3,10 @@ import math
 
 import numpy as np
 
-from search.config import SearchConfig
-from search.promotion import StratifiedHalving
-from search.searchers import make_plan, make_space
-from spaces import Space, spread
+from tunedepth.config import SearchConfig
+from tunedepth.hpo.promotion import StratifiedHalving
+from tunedepth.hpo.searchers import make_plan, make_space
+from tunedepth.space import Space, spread
 
 DEPTHS = ["head", "b4-head", "stem-head", "scratch"]
 

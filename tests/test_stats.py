@@ -1,9 +1,9 @@
-"""Bootstrap intervals and paired tests (search.analysis.resampling, .verdicts) on cases with a known answer."""
+"""Bootstrap intervals and paired tests (tunedepth.analysis.resampling, .verdicts) on cases with a known answer."""
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from search.analysis.resampling import (
+from tunedepth.analysis.resampling import (
     Delta,
     bootstrap_values,
     combine_seeds,
@@ -14,9 +14,9 @@ from search.analysis.resampling import (
     relabel,
     resampling_units,
 )
-from search.analysis.verdicts import holm, trend_test
-from trainables.apps import get_app, list_apps
-from trainables.metrics import compute_roc_auc, compute_roc_auc_weighted
+from tunedepth.analysis.verdicts import holm, trend_test
+from tunedepth.apps import get_app, list_apps
+from tunedepth.metrics import compute_roc_auc, compute_roc_auc_weighted
 
 
 def _auc(labels, probs, meta):

@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from trainables.apps import build_split_data, get_app
-from trainables.config import TrialConfig
-from trainables.data import splits_frame
-from trainables.features import FeatureStore, compute_features
-from trainables.models import get_backbone
-from trainables.stream import DiskImages, use_stream
-from trainables.trial import TrialRun
+from tunedepth.apps import build_split_data, get_app
+from tunedepth.data import splits_frame
+from tunedepth.data.stream import DiskImages, use_stream
+from tunedepth.models import get_backbone
+from tunedepth.settings import TrialConfig
+from tunedepth.training.features import FeatureStore, compute_features
+from tunedepth.training.trial import TrialRun
 
 SPLITS = ("train", "val", "test")
 
@@ -46,14 +46,14 @@ def test_stream_auto_switches_on_the_decoded_size():
 
 
 def test_stream_on_refuses_apps_that_cut_samples_across_units():
-    from trainables.errors import ConfigError
+    from tunedepth.errors import ConfigError
 
     with pytest.raises(ConfigError, match="polyp-detection .*--stream off"):
         build_split_data(get_app("polyp-detection"), "", 64, seed=0, smoke=True, stream="on")
 
 
 def test_an_unreadable_file_is_one_line_on_either_path(folder):
-    from trainables.errors import ConfigError
+    from tunedepth.errors import ConfigError
 
     (folder / "a" / "broken.png").write_bytes(b"not a png")
     for stream in ("off", "on"):
@@ -94,7 +94,7 @@ def test_streamed_data_equals_the_in_memory_data(folder, monkeypatch):
     torch.manual_seed(1)
     weights = {"fractal": spec.build(2).state_dict()}
     for depth, cache in (("conv1-fc8", False), ("fc8", True)):
-        monkeypatch.setattr("trainables.trial.STORE", FeatureStore())
+        monkeypatch.setattr("tunedepth.training.trial.STORE", FeatureStore())
         a = TrialRun(_trial(depth, feature_cache=cache), mem, weights).step()
         b = TrialRun(_trial(depth, feature_cache=cache), disk, weights).step()
         assert a["feature_cache"] == b["feature_cache"] == cache

@@ -5,12 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainables.engine import to_input
-from trainables.errors import ConfigError
-from trainables.models import configure_depth, depth_names, get_backbone, trainable_groups
-from trainables.models.sources import get_source_weights
-from trainables.models.timm_backbones import lite0_keys
-from trainables.models.weights import input_norm
+from tunedepth.errors import ConfigError
+from tunedepth.models import configure_depth, depth_names, get_backbone, trainable_groups
+from tunedepth.models.engine import to_input
+from tunedepth.models.sources import get_source_weights
+from tunedepth.models.timm_backbones import lite0_keys
+from tunedepth.models.weights import input_norm
 
 ESPRESSO = 967  # ImageNet class ids (the standard 1000-class index)
 CATS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat

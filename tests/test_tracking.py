@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from search.config import SearchConfig
-from search.runner import run_search
-from search.tracking import is_file_store, tensorboard_hint, tracking_callbacks, tracking_text
-from trainables.errors import ConfigError
+from tunedepth.config import SearchConfig
+from tunedepth.errors import ConfigError
+from tunedepth.hpo.runner import run_search
+from tunedepth.hpo.tracking import is_file_store, tensorboard_hint, tracking_callbacks, tracking_text
 
 
 def test_file_stores_and_the_tensorboard_command(tmp_path, monkeypatch):
@@ -45,7 +45,7 @@ def test_a_resume_marks_the_runs_the_dead_driver_left_running_killed(tmp_path, m
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
-    from search.tracking import close_interrupted_runs
+    from tunedepth.hpo.tracking import close_interrupted_runs
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     cfg = SearchConfig(name="r", mlflow=f"file://{tmp_path}/mlruns")

@@ -2,12 +2,12 @@
 import pytest
 import torch
 
-from trainables.apps import get_app
-from trainables.config import TrialConfig
-from trainables.errors import ConfigError
-from trainables.models import get_backbone
-from trainables.models.sources import get_source_weights
-from trainables.trial import TrialRun
+from tunedepth.apps import get_app
+from tunedepth.errors import ConfigError
+from tunedepth.models import get_backbone
+from tunedepth.models.sources import get_source_weights
+from tunedepth.settings import TrialConfig
+from tunedepth.training.trial import TrialRun
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_fractal_source_is_cached_and_deterministic(tmp_path, monkeypatch):
 
 def test_inputs_are_normalised_for_the_source():
     """ImageNet weights see ImageNet's per-channel statistics; other sources the fixed 0.5 / 0.25."""
-    from trainables.engine import IMAGENET_NORM, to_input
+    from tunedepth.models.engine import IMAGENET_NORM, to_input
 
     x = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
     assert torch.allclose(to_input(x), torch.full((1, 3, 2, 2), 2.0))

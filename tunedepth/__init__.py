@@ -7,8 +7,28 @@ does), ``load(run) -> Result`` reads a finished one back (no Ray, no training co
     result.summary, result.trials, result.plots, result.path
     tunedepth.load("/tmp/runs/scripted")   # the same Result, later, from the run folder
 """
-from search.config import SearchConfig  # noqa: F401
-from trainables.errors import ConfigError  # noqa: F401
-from tunedepth.api import Result, load, search  # noqa: F401
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use (PEP 562)
+    from tunedepth.api import Result, load, search
+    from tunedepth.config import SearchConfig
+    from tunedepth.errors import ConfigError
 
 __all__ = ["search", "load", "Result", "SearchConfig", "ConfigError"]
+
+_HOMES = {"search": "tunedepth.api", "load": "tunedepth.api", "Result": "tunedepth.api",
+          "SearchConfig": "tunedepth.config", "ConfigError": "tunedepth.errors"}
+
+
+def __getattr__(name: str):
+    """``tunedepth.search`` and the rest, imported when first used: importing a sub-package (the metrics, the
+    analysis) does not pull in the search's settings, Ray or torch through this facade."""
+    if name in _HOMES:
+        import importlib
+
+        value = getattr(importlib.import_module(_HOMES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tunedepth' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""``search`` and ``load``: one ``Result`` per run, built from its folder (``search.run_files`` owns the files)."""
+"""``search`` and ``load``: one ``Result`` per run, built from its folder (``tunedepth.run_files`` owns the files)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,9 +7,9 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from search.config import SearchConfig, build_config
-from search.run_files import REPORT_FILE, SUMMARY_FILE, TRIALS_FILE, read_config, read_parquet, resolve_run
-from trainables.errors import ConfigError
+from tunedepth.config import SearchConfig, build_config
+from tunedepth.errors import ConfigError
+from tunedepth.run_files import REPORT_FILE, SUMMARY_FILE, TRIALS_FILE, read_config, read_parquet, resolve_run
 
 ANSWER_COLUMNS = ("budget", "n_train", "best_depth", "val_metric", "test_metric", "test_metric_low",
                   "test_metric_high", "n_seeds", "equivalent_depths")
@@ -29,7 +29,7 @@ class Result:
     plots: list[Path]
     report: Path | None
     errors: list[str] = field(default_factory=list)  # trials that ended in error (a search's own Result only)
-    outcome: Any = field(default=None, repr=False)  # search.runner.Outcome of the search that made it, if any
+    outcome: Any = field(default=None, repr=False)  # tunedepth.hpo.runner.Outcome of the search that made it, if any
 
     @property
     def metric(self) -> str:
@@ -42,7 +42,7 @@ class Result:
 def answer_frame(summary: pd.DataFrame, trials: pd.DataFrame, mode: str) -> pd.DataFrame:
     """Per budget, the answer: from summary.parquet (scored on test), else from the validation curves alone."""
     if summary.empty or "is_best" not in summary:
-        from search.analysis.selecting import best_depth_table
+        from tunedepth.analysis.selecting import best_depth_table
 
         table = best_depth_table(trials, mode) if len(trials) else pd.DataFrame(columns=["budget"])
         return table.rename(columns={"best_val": "val_metric"}).reset_index(drop=True)
@@ -76,7 +76,7 @@ def search(config: SearchConfig | Mapping[str, Any] | None = None, /, *, log=pri
     YAML file); ``settings``: more keys, overriding it (``smoke=True`` sizes it like ``run --smoke``). The same
     call ``tunedepth run`` makes. A bad setting raises ``ConfigError`` before anything is built or written."""
     cfg = as_config(config, settings)
-    from search.runner import run_search
+    from tunedepth.hpo.runner import run_search
 
     outcome = run_search(cfg, log=log)
     result = load(outcome.run_dir)  # no trial reported: an empty answer, the errors in result.errors
