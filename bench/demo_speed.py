@@ -31,7 +31,7 @@ from tunedepth.config import SearchConfig
 from tunedepth.hpo.runner import Outcome, run_search
 from tunedepth.hpo.trainable import train_depth
 from tunedepth.models import get_backbone
-from tunedepth.models.backbones import sized
+from tunedepth.models.registry import sized
 from tunedepth.models.sources import get_source_weights
 
 

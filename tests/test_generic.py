@@ -26,8 +26,8 @@ from tunedepth.metrics import (
 )
 from tunedepth.metrics.mode import METRIC_MODES
 from tunedepth.models import get_backbone
-from tunedepth.models.backbones import sized
 from tunedepth.models.engine import AUGMENT_VIEWS, apply_views
+from tunedepth.models.registry import sized
 
 
 @pytest.mark.parametrize("seed", range(4))

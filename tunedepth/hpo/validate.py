@@ -18,7 +18,7 @@ from tunedepth.config import SearchConfig
 from tunedepth.errors import ConfigError
 from tunedepth.hpo.guard import check_address, check_run_name, cluster_address
 from tunedepth.models import SCRATCH, depth_names
-from tunedepth.models.backbones import BackboneSpec
+from tunedepth.models.registry import BackboneSpec
 from tunedepth.models.sources import check_source_name
 from tunedepth.settings import TrialConfig
 from tunedepth.training.resolved import resolve_network

@@ -21,7 +21,7 @@ from __future__ import annotations
 from torch import nn
 
 from tunedepth.errors import ConfigError
-from tunedepth.models.backbones import BackboneSpec
+from tunedepth.models.registry import BackboneSpec
 from tunedepth.settings import LR_PROTOCOLS
 from tunedepth.space import SCRATCH  # noqa: E402, F401  (the depth name, declared once in the space)
 

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 
 from tunedepth.cache import cache_dir
 from tunedepth.errors import ConfigError
-from tunedepth.models.backbones import BackboneSpec
 from tunedepth.models.engine import MEAN, STD, InputFn, train_one_epoch
+from tunedepth.models.registry import BackboneSpec
 from tunedepth.models.weights import SourceWeights, norm_from_meta
 
 MAX_MAPS = 4

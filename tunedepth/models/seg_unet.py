@@ -33,7 +33,8 @@ import torch
 from torch import nn
 
 from tunedepth.errors import ConfigError
-from tunedepth.models.backbones import BackboneSpec, register_backbone
+from tunedepth.models.registry import BackboneSpec, register, register_prefix
+from tunedepth.models.timm_backbones import LITE0_ARCH, lite0_imagenet, lite0_keys, parse_timm_name, timm_pretrained
 
 UNET_PREFIX = "unet-timm:"
 DEFAULT_NAME = "unet-efficientnet-lite0"
@@ -210,14 +211,10 @@ def unet_spec(name: str, arch: str, input_size: int, imagenet_weights: Callable[
 
 
 def _lite0_adapt(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    from tunedepth.models.timm_backbones import LITE0_ARCH, lite0_keys
-
     return encoder_keys(LITE0_ARCH, lite0_keys(state))
 
 
 def _lite0_weights(log: Log = print) -> tuple[dict, tuple]:
-    from tunedepth.models.timm_backbones import lite0_imagenet
-
     return lite0_imagenet(log)
 
 
@@ -238,21 +235,15 @@ LITE0_ENCODER = tuple(
 LITE0_CHANNELS = (16, 24, 40, 112, 320)
 
 
-def _register_default() -> None:
-    from tunedepth.models.timm_backbones import LITE0_ARCH
-
-    register_backbone(unet_spec(DEFAULT_NAME, LITE0_ARCH, 64, _lite0_weights, _lite0_adapt, LITE0_ENCODER,
-                                LITE0_CHANNELS))
-
-
-_register_default()
+register(unet_spec(DEFAULT_NAME, LITE0_ARCH, 64, _lite0_weights, _lite0_adapt, LITE0_ENCODER, LITE0_CHANNELS))
 
 
 @lru_cache(maxsize=None)
 def unet_timm_backbone(name: str) -> BackboneSpec:
     """The spec of ``unet-timm:NAME[@SIZE]`` (default size 64)."""
-    from tunedepth.models.timm_backbones import parse_timm_name, timm_pretrained
-
     arch, size = parse_timm_name("timm:" + name[len(UNET_PREFIX):])
     encoder_info(arch)  # a ConfigError for architectures the decoder cannot take
     return unet_spec(name, arch, size or 64, timm_pretrained(arch))
+
+
+register_prefix(UNET_PREFIX, unet_timm_backbone, "unet-timm:NAME[@SIZE] (a UNet on a timm encoder)")

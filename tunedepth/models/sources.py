@@ -32,9 +32,9 @@ import torch
 from torch import nn
 
 from tunedepth.errors import ConfigError
-from tunedepth.models.backbones import BACKBONES, BackboneSpec
 from tunedepth.models.engine import IMAGENET_NORM, Norm
 from tunedepth.models.fractal import FractalRecipe, fractal_weights
+from tunedepth.models.registry import BACKBONES, BackboneSpec
 from tunedepth.models.weights import SourceWeights, norm_from_meta
 
 SOURCES = ("imagenet", "file:PATH", "fractal", "scratch")

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tunedepth.errors import ConfigError
-from tunedepth.models.backbones import BackboneSpec, register_backbone
+from tunedepth.models.registry import BackboneSpec, register, register_prefix
 
 Log = Callable[[str], None]
 LITE0_ARCH = "tf_efficientnet_lite0"
@@ -100,7 +100,7 @@ def lite0_imagenet(log: Log = print) -> tuple[dict[str, torch.Tensor], tuple]:
     return state, LITE0_NORM
 
 
-register_backbone(
+register(
     BackboneSpec(
         name="efficientnet-lite0",
         groups=(("stem", ("conv_stem", "bn1")),
@@ -228,3 +228,6 @@ def timm_backbone(name: str) -> BackboneSpec:
         description=f"timm {arch}, groups {', '.join(g for g, _ in groups)}",
         imagenet_weights=timm_pretrained(arch),
     )
+
+
+register_prefix(TIMM_PREFIX, timm_backbone, "timm:NAME[@SIZE] (any timm architecture)")

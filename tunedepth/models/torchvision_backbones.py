@@ -11,7 +11,7 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
-from tunedepth.models.backbones import BackboneSpec, register_backbone
+from tunedepth.models.registry import BackboneSpec, register
 
 
 def _torchvision(arch: str) -> Callable[[int], nn.Module]:
@@ -28,7 +28,7 @@ def _torchvision(arch: str) -> Callable[[int], nn.Module]:
 
 def _register(arch: str, **spec) -> None:
     """Register torchvision's ``arch`` at 224x224: its name, builder and rebuild call follow from ``arch``."""
-    register_backbone(BackboneSpec(name=arch, input_size=224, build=_torchvision(arch),
+    register(BackboneSpec(name=arch, input_size=224, build=_torchvision(arch),
                                    rebuild=f"torchvision.models.{arch}(weights=None, num_classes={{num_classes}})",
                                    **spec))
 

@@ -38,8 +38,8 @@ import torch
 from torch import nn
 
 from tunedepth.errors import FeatureCacheError
-from tunedepth.models.backbones import BackboneSpec
 from tunedepth.models.engine import AUGMENT_VIEWS, InputFn, Norm, apply_views, autocast, to_input
+from tunedepth.models.registry import BackboneSpec
 
 DEFAULT_LIMIT_MB = 4096
 MEMORY_ENTRIES = 16  # feature tensors kept in this process (LRU); the disk copy stays memory-mapped

@@ -29,8 +29,8 @@ from tunedepth.apps import App
 from tunedepth.data import SplitData
 from tunedepth.errors import ConfigError
 from tunedepth.metrics.mode import Mode
-from tunedepth.models.backbones import BackboneSpec
 from tunedepth.models.engine import Norm, to_input
+from tunedepth.models.registry import BackboneSpec
 from tunedepth.models.sources import load_pretrained
 from tunedepth.models.weights import input_norm
 

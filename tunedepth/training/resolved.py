@@ -26,7 +26,7 @@ import torch
 from tunedepth.apps import APPS, App, get_app
 from tunedepth.errors import ConfigError
 from tunedepth.models import SCRATCH, depth_index, get_backbone, trainable_groups
-from tunedepth.models.backbones import BACKBONES, BackboneSpec, sized
+from tunedepth.models.registry import BACKBONES, BackboneSpec, sized
 from tunedepth.models.sources import get_source_weights, load_pretrained
 from tunedepth.models.weights import Norm, input_norm
 from tunedepth.schedules import check_schedule
