@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo smoke test test-fast lint clean
+.PHONY: setup demo smoke test test-fast lint typecheck clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ test-fast: $(STAMP)
 # lint and import order (ruff, configured in pyproject.toml); .ci/run runs it before the tests
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# type check of the public API's modules (mypy, configured in pyproject.toml: [tool.mypy] files); .ci/run runs it
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -22,7 +22,7 @@ _HOMES = {"search": "tunedepth.api", "load": "tunedepth.api", "Result": "tunedep
           "SearchConfig": "tunedepth.config", "ConfigError": "tunedepth.errors"}
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     """``tunedepth.search`` and the rest, imported when first used: importing a sub-package (the metrics, the
     analysis) does not pull in the search's settings, Ray or torch through this facade."""
     if name in _HOMES:

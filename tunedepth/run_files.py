@@ -18,6 +18,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Protocol
 
 import numpy as np
 import pandas as pd
@@ -74,7 +75,7 @@ class DiskFull(ConfigError):
     """A run file could not be written for lack of space (ENOSPC, or a quota: EDQUOT): one line, exit 2."""
 
 
-def _atomic(path: Path, write) -> None:
+def _atomic(path: Path, write: Callable[[str], object]) -> None:
     """``write(tmp)`` then rename over ``path``. The file gets the mode a plain ``open`` would (0644 under the
     usual umask 022), not mkstemp's private 0600: colleagues on shared storage can read a run. A full disk
     leaves ``path`` as it was (absent, or the previous complete file) and no temp file, and raises ``DiskFull``."""
@@ -122,15 +123,17 @@ def write_json(data: dict, path: Path) -> None:
     write_text(json.dumps(data, indent=2, default=_plain_json) + "\n", path)
 
 
-def _plain_json(value):
+def _plain_json(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value.tolist() if isinstance(value, np.ndarray) \
         else str(value)
 
 
-def write_npz(path: Path, **arrays) -> None:
+def write_npz(path: Path, **arrays: np.ndarray) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            # numpy's stub types **arrays against its keyword allow_pickle: bool (numpy>=2.1); not named here, as
+            # numpy 2.0 would store it as an array
+            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
     _atomic(path, write)
 
 
@@ -187,7 +190,7 @@ def resolve_run(name_or_path: str, results_dir: str = "results") -> Path:
                       f"holds a {TRIALS_FILE}; give a run folder or a name under --results-dir")
 
 
-def prediction_rows(run_info: dict, labels, probs: np.ndarray, meta: dict) -> pd.DataFrame:
+def prediction_rows(run_info: dict, labels: np.ndarray, probs: np.ndarray, meta: dict) -> pd.DataFrame:
     """One (budget, depth, seed) block of predictions.parquet: run-level columns, sample, label, prob_<c>,
     meta_<key>."""
     n = probs.shape[0]
@@ -278,12 +281,26 @@ def load_run(run_dir: Path) -> RunFiles:
 
 
 # ------------------------------------------------------------------------------ a search's folders
-def run_dir_of(cfg) -> Path:
+class RunLocation(Protocol):
+    """Where a search's folders are: what these functions read of a ``tunedepth.config.SearchConfig`` (which this
+    leaf module cannot import)."""
+
+    @property
+    def results_dir(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def storage(self) -> str: ...
+
+
+def run_dir_of(cfg: RunLocation) -> Path:
     """``<results_dir>/<name>`` of a ``SearchConfig``."""
     return Path(cfg.results_dir).resolve() / cfg.name
 
 
-def storage_of(cfg, run_dir: Path) -> tuple[str, str]:
+def storage_of(cfg: RunLocation, run_dir: Path) -> tuple[str, str]:
     """(storage_path, experiment name) for Tune: results/<name>/tune by default, else <storage>/<name>."""
     if cfg.storage:
         return (cfg.storage if "://" in cfg.storage else str(Path(cfg.storage).resolve())), cfg.name
@@ -295,12 +312,12 @@ def optuna_url(run_dir: Path) -> str:
     return f"sqlite:///{Path(run_dir).resolve() / OPTUNA_FILE}"
 
 
-def experiment_path(cfg, run_dir: Path) -> str:
+def experiment_path(cfg: RunLocation, run_dir: Path) -> str:
     storage, name = storage_of(cfg, run_dir)
     return f"{storage.rstrip('/')}/{name}"
 
 
-def extension_experiment(cfg, run_dir: Path, epochs: int, stamp: str) -> tuple[str, str]:
+def extension_experiment(cfg: RunLocation, run_dir: Path, epochs: int, stamp: str) -> tuple[str, str]:
     """(storage_path, experiment name) of one ``tunedepth extend`` to cap ``epochs``: beside the run's own
     experiment, ``tune-extend<N>-<stamp>`` (or ``<name>-extend<N>-<stamp>`` under ``storage``); the stamp keeps
     an interrupted attempt's folder apart from the next one."""
