@@ -22,7 +22,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import tunedepth
     from tunedepth.cli.run import print_outcome
     from tunedepth.config import SearchConfig
 
@@ -33,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
         default_name = f"{default_name}-seed{args.seed}"
     cfg = demo_config(SearchConfig(name=args.name or default_name, app=args.app, data=args.data,
                                    data_samples=args.data_samples, results_dir=args.results_dir), args.smoke, args.seed)
-    return print_outcome(tunedepth.search(cfg).outcome, cfg)
+    from tunedepth.hpo.runner import run_search
+
+    return print_outcome(run_search(cfg), cfg)
 
 
 # The demo: a documented subset of the full protocol (the defaults of `tunedepth run`: every depth x 5 budgets x

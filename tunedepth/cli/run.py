@@ -166,14 +166,14 @@ def print_outcome(outcome, cfg) -> int:
         print(f"tunedepth: error: {len(outcome.errors)} trial(s) ended in error (listed above, after one retry each); "
               f"fix the cause, then `tunedepth resume {outcome.run_dir.name}` reruns them", file=sys.stderr)
         return 1
-    return 1 if outcome.table.empty else 0
+    return 1 if outcome.validation.empty else 0
 
 
 def run(args: argparse.Namespace) -> int:
-    import tunedepth
-
     cfg = config_from_args(args)
-    return print_outcome(tunedepth.search(cfg).outcome, cfg)
+    from tunedepth.hpo.runner import run_search
+
+    return print_outcome(run_search(cfg), cfg)
 
 
 def resume(args: argparse.Namespace) -> int:
