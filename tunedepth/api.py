@@ -11,7 +11,15 @@ from tunedepth.analysis.answers import answer_frame, run_answers
 from tunedepth.analysis.selecting import validation_table
 from tunedepth.config import SearchConfig, build_config
 from tunedepth.errors import ConfigError
-from tunedepth.run_files import REPORT_FILE, SUMMARY_FILE, TRIALS_FILE, read_config, read_parquet, resolve_run
+from tunedepth.run_files import (
+    REPORT_FILE,
+    RESULTS_DIR,
+    SUMMARY_FILE,
+    TRIALS_FILE,
+    read_config,
+    read_parquet,
+    resolve_run,
+)
 
 
 @dataclass
@@ -51,7 +59,7 @@ class Result:
         return f"tunedepth run {self.path} ({self.metric})\n{self.answer.to_string(index=False)}"
 
 
-def load(run: str | Path, results_dir: str | Path = "results") -> Result:
+def load(run: str | Path, results_dir: str | Path = RESULTS_DIR) -> Result:
     """The Result of an existing run. Reads files only: needs neither Ray nor the training code.
 
     Args:

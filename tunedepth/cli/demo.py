@@ -3,21 +3,22 @@ from __future__ import annotations
 
 import argparse
 
+from tunedepth.cli.flags import setting_flag
+
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="depth x budget search on an app's embedded data (default colonoscopy-frames) "
                                     "or on real data (--data)")
     p.add_argument("--smoke", action="store_true", help="tiny version (under a minute)")
-    p.add_argument("--app", default="colonoscopy-frames", help="application (`tunedepth apps` lists them)")
-    p.add_argument("--data", default="", help="real data: a folder, CSV, .npz or datalist JSON (see README, "
-                                              "'Applications and your own data'); default: the app's generator")
-    p.add_argument("--data-samples", type=int, default=0,
-                   help="units (frames/images/volumes) to generate, or at most to use from --data (0 = default)")
+    setting_flag(p, "app")
+    setting_flag(p, "data", help="real data: a folder, CSV, .npz or datalist JSON (see README, 'Applications and "
+                                 "your own data'); default: the app's generator")
+    setting_flag(p, "data_samples")
     p.add_argument("--seed", type=int, default=0,
                    help="shift every trial seed by N and permute the lr grid's order (data and splits stay fixed): "
                         "rerun with another N to check the answer is repeatable")
     p.add_argument("--name", default=None, help="run name under results/ (default demo / demo-smoke)")
-    p.add_argument("--results-dir", default="results", help="folder of the runs")
+    setting_flag(p, "results_dir")
     p.set_defaults(func=run)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from tunedepth.cli.flags import run_argument
 from tunedepth.errors import ConfigError
 
 _SPECIAL = ("smoke", "dashboard")  # store_true flags
@@ -44,13 +45,11 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
     r = sub.add_parser("resume", help="continue an interrupted run (Tuner.restore)")
-    r.add_argument("run", help="run name under --results-dir, or a run folder")
-    r.add_argument("--results-dir", default="results", help="where run names are looked up")
+    run_argument(r)
     r.set_defaults(func=resume)
 
     s = sub.add_parser("status", help="progress of a run, read from disk")
-    s.add_argument("run", help="run name under --results-dir, or a run folder")
-    s.add_argument("--results-dir", default="results", help="where run names are looked up")
+    run_argument(s)
     s.set_defaults(func=status)
 
 

@@ -34,6 +34,7 @@ from tunedepth.models.backbones import BackboneSpec
 from tunedepth.models.sources import get_source_weights
 from tunedepth.run_files import (  # noqa: F401
     PROMOTION_FILE,
+    RESULTS_DIR,
     SPLITS_FILE,
     TRIALS_FILE,
     experiment_path,
@@ -307,7 +308,7 @@ def stop_if_interrupted(watch: InterruptWatch, results, prep: Prepared, run_dir:
     watch.check(name)
 
 
-def resume_search(run: str, results_dir: str = "results", log: Log = print) -> Outcome:
+def resume_search(run: str, results_dir: str = RESULTS_DIR, log: Log = print) -> Outcome:
     """Continue an interrupted run: unfinished and errored trials resume from their last checkpoint."""
     cfg = load_config(run, results_dir)
     with RunLock(cfg.results_dir, cfg.name):
