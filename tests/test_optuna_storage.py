@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 
 from tunedepth.config import SearchConfig
 from tunedepth.hpo.searchers import enqueued_depths, make_plan
-from tunedepth.hpo.searchers.optuna_pruned import study_name
+from tunedepth.hpo.searchers.optuna_study import study_name
 from tunedepth.run_files import OPTUNA_FILE, optuna_url, run_dir_of
 
 DEPTHS = ["fc8", "fc7-fc8", "conv5-fc8", "conv1-fc8", "scratch"]
