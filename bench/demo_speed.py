@@ -108,7 +108,7 @@ def main() -> None:
     n, equal, differ = same_numbers(naive.trials, fast.trials)
     print(f"same numbers: {equal} of the {n} trial-epochs both runs computed agree within 1e-4"
           + (f"; the others come from {'; '.join(differ)}" if differ else ""))
-    answers = {k: v.table.set_index("budget")["best_depth"].to_dict() for k, v in runs.items()}
+    answers = {k: v.validation.set_index("budget")["best_depth"].to_dict() for k, v in runs.items()}
     print("\nbest depth per budget (validation):")
     print(f"{'budget':>7} {'naive':>11} {'optimised':>11}  same?")
     for b in sorted(answers["naive"]):

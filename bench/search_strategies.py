@@ -49,7 +49,7 @@ def main() -> None:
         cfg = base.replace(name=name, **kw, samples=args.optuna_samples if kw["searcher"] == "optuna" else 1)
         t0 = time.time()
         out = run_search(cfg, log=lambda s: None)
-        table = out.table.set_index("budget")
+        table = out.validation.set_index("budget")
         answers[name] = table["best_depth"].to_dict()
         rows.append((name, out.trials["trial_id"].nunique(), len(out.trials), time.time() - t0))
         if name == "guideline":

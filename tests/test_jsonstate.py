@@ -62,20 +62,3 @@ def test_guideline_searcher_state_round_trips(tmp_path):
     r.restore(str(tmp_path / "g.json"))
     assert r.state == s.state and r.trial_info == s.trial_info and first is not None
     assert r.suggest("t2") == s.suggest("t2")
-
-
-def test_signed_pickle_loads_only_with_this_machines_key(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUNEDEPTH_CACHE", str(tmp_path / "cache"))
-    jsonstate.dump_signed({"a": {1, 2}}, str(tmp_path / "s.pkl"))
-    assert jsonstate.load_signed(str(tmp_path / "s.pkl")) == {"a": {1, 2}}
-    assert (tmp_path / "cache" / "state.key").stat().st_mode & 0o077 == 0  # private to the user
-    raw = (tmp_path / "s.pkl").read_bytes()
-    (tmp_path / "t.pkl").write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))  # one bit flipped in the pickle
-    with pytest.raises(ValueError, match="refusing to unpickle"):
-        jsonstate.load_signed(str(tmp_path / "t.pkl"))
-    (tmp_path / "u.pkl").write_bytes(pickle.dumps({"a": 1}))  # a plain pickle from anywhere
-    with pytest.raises(ValueError, match="not resume state signed on this machine"):
-        jsonstate.load_signed(str(tmp_path / "u.pkl"))
-    monkeypatch.setenv("TUNEDEPTH_CACHE", str(tmp_path / "other"))  # another machine's key
-    with pytest.raises(ValueError, match="refusing to unpickle"):
-        jsonstate.load_signed(str(tmp_path / "s.pkl"))

@@ -333,7 +333,7 @@ def test_search_on_real_files_writes_splits_parquet(ray_local, image_folder, tmp
         results_dir=str(tmp_path),
     )
     out = run_search(cfg, log=lambda s: None)
-    assert not out.errors and len(out.table) == 2
+    assert not out.errors and len(out.validation) == 2
     splits = pd.read_parquet(tmp_path / "real" / "splits.parquet")
     assert len(splits) == 3 * 40 and set(splits["split"]) == {"train", "val", "test"}
     assert splits["unit"].str.contains("informative/|blurry/").all()  # the user's file names

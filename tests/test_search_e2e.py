@@ -179,7 +179,7 @@ def test_replicates_run_only_for_the_surviving_learning_rate(ray_local, tmp_path
     assert len(winner) == 1 and ran[(winner[0], 0)] == 3 and ran[(winner[0], 1)] == 3
     assert sorted(ran.xs(0, level="seed").drop(winner).tolist()) == [1, 1]  # pruned after one epoch
     assert out.trials["trial_id"].nunique() == 4  # 2 replicates never started
-    assert out.table["best_lr"].tolist() == winner
+    assert out.validation["best_lr"].tolist() == winner
     # trials that paused at a rung and resumed keep every epoch (from the driver's epochs.jsonl)
     for _, g in out.trials.groupby("trial_id"):
         assert g["epoch"].tolist() == list(range(1, g["epoch"].max() + 1))

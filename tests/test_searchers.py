@@ -141,7 +141,7 @@ def test_optuna_search_end_to_end(ray_local, tmp_path, capsys):
     assert out.trials.loc[~scratch, "lr"].between(cfg.lr_min, cfg.lr_max).all()
     assert out.trials.loc[scratch, "lr"].between(cfg.scratch_lr_min, cfg.scratch_lr_max).all()
     assert set(out.trials["depth"]) <= {"fc8", "conv4-fc8", "conv1-fc8", "scratch"}
-    assert np.isfinite(out.table["best_val"]).all()
+    assert np.isfinite(out.validation["best_val"]).all()
     import optuna
     for budget, group in out.trials.groupby("budget"):  # the stored study of each budget, as optuna-dashboard opens it
         study = optuna.load_study(study_name=f"budget-{budget:g}", storage=f"sqlite:///{tmp_path}/optuna/optuna.db")

@@ -43,6 +43,38 @@ def test_spread_and_unit_lr():
     assert math.isclose(s.lr_from_unit("scratch", 1.0), 3e-2) and math.isclose(s.lr_from_unit("head", 0.0), 3e-4)
 
 
+def test_the_optuna_form_draws_each_depths_own_lr_range(tmp_path):
+    """``Space.optuna_point`` through a real study (SQLite): every lr inside its depth's range, scratch's range
+    reached above the fine-tuning one, the schedule a categorical only when several are raced."""
+    import optuna
+
+    for schedules in (("paper",), ("paper", "cosine")):
+        s = _space(schedules=schedules)
+        study = optuna.create_study(storage=f"sqlite:///{tmp_path}/{len(schedules)}.db", direction="maximize",
+                                    sampler=optuna.samplers.RandomSampler(seed=0))
+        drawn = []
+        for _ in range(40):
+            trial = study.ask()
+            point = s.optuna_point(trial)
+            study.tell(trial, 0.5)
+            drawn.append(point)
+        for point, t in zip(drawn, study.get_trials()):  # what the study stores is what the trial got
+            assert t.params["depth"] == point["depth"] and math.isclose(t.user_attrs["lr"], point["lr"])
+            assert math.isclose(point["lr"], s.lr_from_unit(point["depth"], t.params["lr_unit"]))
+            low, high = s.range_of(point["depth"])
+            assert low <= point["lr"] <= high * (1 + 1e-12)
+        scratch = [p["lr"] for p in drawn if p["depth"] == "scratch"]
+        tuned = [p["lr"] for p in drawn if p["depth"] != "scratch"]
+        assert scratch and tuned and max(scratch) > 3e-3 >= max(tuned)  # scratch draws in its own, higher range
+        assert {p["depth"] for p in drawn} == set(DEPTHS)
+        if len(schedules) == 1:
+            assert all("schedule" not in t.params for t in study.get_trials())
+            assert {p["schedule"] for p in drawn} == {"paper"}
+        else:
+            assert {t.params["schedule"] for t in study.get_trials()} == set(schedules)
+            assert all(t.params["schedule"] == p["schedule"] for p, t in zip(drawn, study.get_trials()))
+
+
 def test_the_plan_proposes_exactly_the_space():
     cfg = SearchConfig(budgets=(1.0,), samples=2, seeds=(0,), schedules=("paper", "warmup-cosine"))
     plan = make_plan(cfg, DEPTHS, {"app": "x"}, "val_metric", "max")

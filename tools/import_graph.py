@@ -2,6 +2,7 @@
 
     python tools/import_graph.py                 # this checkout's tunedepth/ package
     python tools/import_graph.py ROOT PKG [PKG]  # another checkout, e.g. an old one with several top-level packages
+    python tools/import_graph.py --depth 2 ROOT PKG [PKG]  # its sub-packages (search.analysis, trainables.models)
 
 Prints the edges between sub-packages (``tunedepth.models -> tunedepth.settings``: how many imports, and how many
 of them are late, inside a function), then every import cycle: between sub-packages, and between modules.
@@ -93,31 +94,33 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 
 def main(argv: list[str]) -> int:
+    depth = None
+    if argv[:1] == ["--depth"]:
+        depth, argv = int(argv[1]), argv[2:]
     root = Path(argv[0]) if argv else Path(__file__).resolve().parents[1]
     packages = argv[1:] or ["tunedepth"]
     mods = modules(root, packages)
     known = set(mods)
-    depth = 1 if len(packages) > 1 else 2  # several top-level packages: their graph; one: its sub-packages'
+    if depth is None:  # several top-level packages: their graph; one: its sub-packages'
+        depth = 1 if len(packages) > 1 else 2
     pkg_edges: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     mod_edges: dict[str, set[str]] = defaultdict(set)
     for name, path in mods.items():
         for target, late in imports_of(path, name, known):
             mod_edges[name].add(target)
             a, b = group(name, depth), group(target, depth)
-            if a != b and not b == group(b, 1):  # an import of the bare top package (its facade) counts too
-                pass
             if a != b:
                 pkg_edges[(a, b)][0] += 1
                 pkg_edges[(a, b)][1] += late
-    print(f"{len(mods)} modules in {', '.join(packages)}; edges between {'packages' if depth == 1 else 'sub-packages'}"
-          " (imports, of which late):")
+    level = "packages" if depth == 1 else "sub-packages"
+    print(f"{len(mods)} modules in {', '.join(packages)}; edges between {level} (imports, of which late):")
     for (a, b), (n, late) in sorted(pkg_edges.items()):
         print(f"  {a} -> {b}: {n}" + (f" ({late} late)" if late else ""))
     graph: dict[str, set[str]] = defaultdict(set)
     for a, b in pkg_edges:
         graph[a].add(b)
     pkg_cycles, mod_cycles = cycles(graph), cycles(mod_edges)
-    print(f"cycles between {'packages' if depth == 1 else 'sub-packages'}: {len(pkg_cycles)}")
+    print(f"cycles between {level}: {len(pkg_cycles)}")
     for c in pkg_cycles:
         print("  " + " <-> ".join(c))
     print(f"cycles between modules: {len(mod_cycles)}")

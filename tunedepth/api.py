@@ -7,19 +7,39 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from tunedepth.analysis.answers import answer_frame, run_answers
+from tunedepth.analysis.selecting import validation_table
 from tunedepth.config import SearchConfig, build_config
 from tunedepth.errors import ConfigError
-from tunedepth.run_files import REPORT_FILE, SUMMARY_FILE, TRIALS_FILE, read_config, read_parquet, resolve_run
-
-ANSWER_COLUMNS = ("budget", "n_train", "best_depth", "val_metric", "test_metric", "test_metric_low",
-                  "test_metric_high", "n_seeds", "equivalent_depths")
+from tunedepth.run_files import (
+    REPORT_FILE,
+    RESULTS_DIR,
+    SUMMARY_FILE,
+    TRIALS_FILE,
+    read_config,
+    read_parquet,
+    resolve_run,
+)
 
 
 @dataclass
 class Result:
-    """A run, as its files hold it. ``answer``: one row per data budget (the depth chosen by validation, its
-    test metric with the interval, the depths indistinguishable from it); ``summary``: one row per budget x
-    depth (summary.parquet); ``trials``: every reported epoch of every trial (trials.parquet)."""
+    """A run, as its files hold it (``tunedepth.load`` reads it back; ``tunedepth.search`` returns it).
+
+    Attributes:
+        path: the run folder, ``<results_dir>/<name>``.
+        config: config.yaml as a dict (the resolved settings of the run, with its app's metric and mode).
+        answer: one row per data budget, one per ``tunedepth.analysis.answers.BudgetAnswer``: ``best_depth`` (the
+            depth chosen by validation), ``val_metric``, ``test_metric`` with ``test_metric_low`` /
+            ``test_metric_high`` (the interval), ``n_seeds``, ``equivalent_depths`` (indistinguishable from it on
+            test). A run not scored on test (interrupted) has the per-budget leader by validation instead.
+        summary: one row per budget x depth with its verdict against the choice (summary.parquet).
+        trials: every reported epoch of every trial (trials.parquet).
+        plots: the report's figures (``plots/*.png``).
+        report: report.md, or None when the run has none yet.
+        errors: trials that ended in error (a search's own Result only).
+        outcome: the runner's ``Outcome`` of the search that made it (a search's own Result only).
+    """
 
     path: Path
     config: dict
@@ -39,42 +59,42 @@ class Result:
         return f"tunedepth run {self.path} ({self.metric})\n{self.answer.to_string(index=False)}"
 
 
-def answer_frame(summary: pd.DataFrame, trials: pd.DataFrame, mode: str) -> pd.DataFrame:
-    """Per budget, the answer: from summary.parquet (scored on test), else from the validation curves alone."""
-    if summary.empty or "is_best" not in summary:
-        from tunedepth.analysis.selecting import best_depth_table
+def load(run: str | Path, results_dir: str | Path = RESULTS_DIR) -> Result:
+    """The Result of an existing run. Reads files only: needs neither Ray nor the training code.
 
-        table = best_depth_table(trials, mode) if len(trials) else pd.DataFrame(columns=["budget"])
-        return table.rename(columns={"best_val": "val_metric"}).reset_index(drop=True)
-    rows = []
-    for budget, g in summary.groupby("budget", sort=True):
-        best = g[g["is_best"].astype(bool)].iloc[0]
-        same = g[g["indistinguishable_from_best"].astype(bool) & ~g["is_best"].astype(bool)]["depth"] \
-            if "indistinguishable_from_best" in g else []
-        rows.append({"budget": float(budget), "n_train": int(best["n_train"]), "best_depth": str(best["depth"]),
-                     "val_metric": float(best["val_metric"]), "test_metric": float(best["test_metric"]),
-                     "test_metric_low": float(best["test_metric_low"]),
-                     "test_metric_high": float(best["test_metric_high"]), "n_seeds": int(best["n_seeds"]),
-                     "equivalent_depths": sorted(map(str, same))})
-    return pd.DataFrame(rows, columns=list(ANSWER_COLUMNS))
+    Args:
+        run: a run folder, or a run name under ``results_dir``.
+        results_dir: where run names are looked up (the ``--results-dir`` of the run).
 
-
-def load(run: str | Path, results_dir: str | Path = "results") -> Result:
-    """The Result of an existing run: a run folder, or a run name under ``results_dir``. Reads files only."""
+    Raises:
+        ConfigError: no run there (the message names the folder and how to list the runs).
+    """
     path = resolve_run(str(run), str(results_dir))
     config = read_config(path)
     trials = read_parquet(path / TRIALS_FILE)
     summary = read_parquet(path / SUMMARY_FILE) if (path / SUMMARY_FILE).exists() else pd.DataFrame()
     plots = sorted((path / "plots").glob("*.png"))
     report = path / REPORT_FILE if (path / REPORT_FILE).exists() else None
-    return Result(path, config, answer_frame(summary, trials, config.get("mode", "max")), summary, trials, plots,
-                  report)
+    answers = run_answers(config, summary, trials)
+    if answers:
+        answer = answer_frame(answers)
+    else:  # nothing scored on test (an interrupted run): the per-budget leader by validation, not an answer yet
+        answer = validation_table(trials, config.get("mode", "max")).rename(columns={"best_val": "val_metric"})
+    return Result(path, config, answer, summary, trials, plots, report)
 
 
 def search(config: SearchConfig | Mapping[str, Any] | None = None, /, *, log=print, **settings: Any) -> Result:
-    """Run a search and return its Result. ``config``: a SearchConfig, or a dict of its keys (as in a --config
-    YAML file); ``settings``: more keys, overriding it (``smoke=True`` sizes it like ``run --smoke``). The same
-    call ``tunedepth run`` makes. A bad setting raises ``ConfigError`` before anything is built or written."""
+    """Run a depth x budget search (what ``tunedepth run`` does) and return its Result.
+
+    Args:
+        config: a ``SearchConfig``, or a dict of its keys (as in a ``--config`` YAML file); None: the defaults.
+        log: where progress lines go (``print``; pass ``lambda s: None`` for silence).
+        **settings: more ``SearchConfig`` keys, overriding ``config`` (``smoke=True`` sizes it like
+            ``run --smoke``; ``name``, ``results_dir``, ``app``, ``budgets``, ``depths``, ...).
+
+    Raises:
+        ConfigError: a bad setting, before anything is built or written (one line naming it and the fix).
+    """
     cfg = as_config(config, settings)
     from tunedepth.hpo.runner import run_search
 

@@ -16,7 +16,7 @@ import yaml
 
 from tunedepth.data.stream import DEFAULT_STREAM_BYTES, STREAM_MODES
 from tunedepth.errors import ConfigError
-from tunedepth.run_files import CONFIG_FILE
+from tunedepth.run_files import CONFIG_FILE, RESULTS_DIR
 from tunedepth.schedules import check_schedule
 from tunedepth.settings import MASK_MODES, TrialSettings, from_mapping, setting
 
@@ -111,7 +111,7 @@ class SearchConfig(TrialSettings):
                           "in memory (off), or on above stream_bytes (auto)", choices=STREAM_MODES)
     stream_bytes: int = setting(DEFAULT_STREAM_BYTES, "with stream auto: stream above this many bytes of decoded "
                                 "uint8 samples (units x 3 x size x size)", at_least=0)
-    results_dir: str = setting("results", "folder of the runs")
+    results_dir: str = setting(RESULTS_DIR, "folder of the runs")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -210,7 +210,7 @@ def build_config(values: Mapping[str, Any]) -> SearchConfig:
     return cfg
 
 
-def load_config(run: str, results_dir: str = "results") -> SearchConfig:
+def load_config(run: str, results_dir: str = RESULTS_DIR) -> SearchConfig:
     """The SearchConfig saved with run ``run`` (a name under results_dir, or a run folder path)."""
     path = Path(run) if Path(run).is_dir() else Path(results_dir) / run
     cfg_file = path / CONFIG_FILE

@@ -32,6 +32,7 @@ from tunedepth.config import load_config
 from tunedepth.errors import ConfigError
 from tunedepth.run_files import (
     EXPORT_FORMATS,
+    RESULTS_DIR,
     ExportPaths,
     export_paths,
     load_run,
@@ -208,7 +209,7 @@ class Exported:
     n_examples: int
 
 
-def export_run(run: str, results_dir: str = "results", budget: float | None = None, depth: str | None = None,
+def export_run(run: str, results_dir: str = RESULTS_DIR, budget: float | None = None, depth: str | None = None,
                fmt: str = "torchscript", out: str | None = None, n_examples: int = 16, log: Log = print) -> Exported:
     """Export one cell's trained model of run ``run`` (a name under ``results_dir`` or a run folder)."""
     from tunedepth.training.resolved import resolve_app

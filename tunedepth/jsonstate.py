@@ -3,22 +3,16 @@
 What our schedulers and searchers keep survives a round trip: tuples (also as dict keys), sets, dicts with
 non-string keys, inf/nan, numpy scalars, and dataclasses registered with ``@stored`` (only those are rebuilt
 on load; anything else is refused when saving, with its type named). Ray's own experiment state (``tuner.pkl``,
-``experiment_state-*.json``) stays Ray's business: resume only run folders you trust.
-
-State that only pickles (the Optuna searcher's Ray ``OptunaSearch`` objects) is written signed instead
-(``dump_signed``): an HMAC-SHA256 with a key kept outside the run folder (``$TUNEDEPTH_CACHE/state.key``, mode
-0600, made on first use), checked before anything is unpickled, so a folder from elsewhere is refused in one line.
+``experiment_state-*.json``) stays Ray's business: resume only run folders you trust. Every searcher and
+scheduler of tunedepth writes this JSON (the Optuna searcher: its trial numbers; its studies are in
+``optuna.db``), so nothing of tunedepth's own state is a pickle.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import json
 import math
 import os
-import pickle
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -101,47 +95,3 @@ def load(path: str) -> Any:
         raise ValueError(f"{path} is not JSON resume state (written by an older tunedepth, or not by tunedepth); "
                          "start the run again under a new --name") from None
 
-
-SIGNED_MAGIC = b"tunedepth-signed-pickle-1\n"
-
-
-def _key() -> bytes:
-    path = Path(os.environ.get("TUNEDEPTH_CACHE", Path.home() / ".cache" / "tunedepth")) / "state.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it just now
-            pass
-        else:
-            with os.fdopen(fd, "wb") as f:
-                f.write(os.urandom(32).hex().encode())
-    return path.read_bytes().strip()
-
-
-def dump_signed(state: Any, path: str) -> None:
-    """Pickle ``state`` to ``path`` with an HMAC of the bytes (atomic)."""
-    body = pickle.dumps(state)
-    tag = hmac.new(_key(), body, hashlib.sha256).hexdigest().encode()
-    tmp = f"{path}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(SIGNED_MAGIC + tag + b"\n" + body)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def load_signed(path: str) -> Any:
-    """Unpickle what ``dump_signed`` wrote, only if its HMAC checks out with this machine's key."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    head, _, rest = raw.partition(b"\n")
-    tag, _, body = rest.partition(b"\n")
-    ok = head + b"\n" == SIGNED_MAGIC and hmac.compare_digest(tag, hmac.new(_key(), body, hashlib.sha256)
-                                                               .hexdigest().encode())
-    if not ok:
-        raise ValueError(f"{path} is not resume state signed on this machine (key $TUNEDEPTH_CACHE/state.key); "
-                         "refusing to unpickle it: resume the run where it was started, or start it again")
-    return pickle.loads(body)

@@ -28,6 +28,8 @@ import yaml
 
 from tunedepth.errors import ConfigError
 
+RESULTS_DIR = "results"  # the default folder of the runs (--results-dir), declared once
+
 CONFIG_FILE, TRIALS_FILE, PREDICTIONS_FILE = "config.yaml", "trials.parquet", "predictions.parquet"
 SUMMARY_FILE, REPORT_FILE, SPLITS_FILE = "summary.parquet", "report.md", "splits.parquet"
 EPOCHS_FILE = "epochs.jsonl"  # every result the driver received, one JSON line each (tunedepth.hpo.results.EpochLog)
@@ -181,7 +183,7 @@ def read_config(run_dir: Path) -> dict:
     return config
 
 
-def resolve_run(name_or_path: str, results_dir: str = "results") -> Path:
+def resolve_run(name_or_path: str, results_dir: str = RESULTS_DIR) -> Path:
     """A run folder given as a path, or as a name under ``results_dir``."""
     for candidate in (Path(name_or_path), Path(results_dir) / name_or_path):
         if candidate.is_dir() and (candidate / TRIALS_FILE).exists():

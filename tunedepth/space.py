@@ -10,8 +10,11 @@ searcher takes its form from it:
   it has reported, so the order decides only when a decision can be made, not what it is.
 - ``random_points()``: per budget and seed, ``samples`` draws of depth, lr (log-uniform in the depth's range)
   and schedule, from a generator seeded by ``search_seed``.
-- ``lr_from_unit``/``schedules``: what the Optuna form samples (a unit interval mapped log-evenly onto the
-  drawn depth's range, and a categorical schedule), so one study spans depths with different ranges.
+- ``optuna_point(trial)``: the Optuna form, one trial's config drawn through ``optuna.Trial``'s public
+  ``suggest_*`` calls: depth (categorical), ``lr_unit`` (uniform on [0, 1], mapped log-evenly onto the drawn
+  depth's own range by ``lr_from_unit``, so the lr is log-uniform in that range and one TPE dimension spans depths
+  with different ranges) and, when several are raced, the schedule (categorical). The only place an Optuna
+  distribution is built.
 - ``trial_count(searcher)`` and ``spread(depths, k)``: the planned trials, and k depths spread evenly.
 """
 from __future__ import annotations
@@ -84,6 +87,19 @@ class Space:
         return float(low * (high / low) ** min(max(float(u), 0.0), 1.0))
 
     # -- the forms ------------------------------------------------------------------------------------
+    def optuna_point(self, trial: Any) -> dict[str, Any]:
+        """One trial's ``depth``, ``lr`` and ``schedule``, drawn from ``trial`` (an ``optuna.Trial``).
+
+        The order and the distributions are those the study has always been asked with (depth, then ``lr_unit``,
+        then the schedule), so a study seed proposes what it proposed before. The lr itself is kept as the
+        trial's user attribute ``lr`` (what optuna-dashboard shows beside ``lr_unit``)."""
+        depth = trial.suggest_categorical("depth", list(self.depths))
+        lr = self.lr_from_unit(depth, trial.suggest_float("lr_unit", 0.0, 1.0))
+        schedule = (trial.suggest_categorical("schedule", list(self.schedules)) if len(self.schedules) > 1
+                    else self.schedules[0])
+        trial.set_user_attr("lr", lr)
+        return {"depth": depth, "lr": lr, "schedule": schedule}
+
     def placeholder(self) -> dict[str, Any]:
         """The param space the points fill in: the fixed keys plus every varying key (Tune needs them present)."""
         return {**self.fixed, "budget": None, "depth": None, "lr": None, "schedule": None, "seed": None}

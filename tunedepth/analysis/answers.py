@@ -1,5 +1,7 @@
-"""The answer objects: per budget, the depth chosen by validation, how each other depth compares with it,
-and scratch against the best fine-tuned depth; ``Analysis`` holds everything a report is written from."""
+"""The answer: per budget, one ``BudgetAnswer`` (the depth chosen by validation, how each other depth compares
+with it, scratch against the best fine-tuned depth). It is the one answer type: the report, the printed table
+and ``tunedepth.Result.answer`` (``answer_frame``: one row per ``BudgetAnswer``) are all made from it.
+``Analysis`` holds everything a report is written from."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,6 +26,9 @@ class BudgetAnswer:
     scratch_vs_finetune: tuple[float, float, float] | None  # metric(scratch) - metric(best fine-tune), interval
     scratch_verdict: str  # "fine-tuning better" | "scratch better" | "equivalent" | "inconclusive" | "n/a"
     not_trained: list[str] = field(default_factory=list)  # planned depths with no reported result: never judged
+    val_metric: float = float("nan")  # the chosen cell's validation metric (what chose it)
+    n_seeds: int = 0  # seeds the chosen cell was trained with
+    tied: list[str] = field(default_factory=list)  # depths indistinguishable from the choice on test (sorted)
 
     def having(self, *words: str) -> list[str]:
         return [d for d, v in self.verdicts.items() if v in words]
@@ -151,5 +156,33 @@ def budget_answers(summary: pd.DataFrame, mode, planned: list[str] = ()) -> list
             budget=float(budget), n_train=int(best["n_train"]), best_depth=str(best["depth"]),
             best=(float(best["test_metric"]), float(best["test_metric_low"]), float(best["test_metric_high"])),
             verdicts=verdicts, best_finetune=best_ft, scratch_vs_finetune=delta, scratch_verdict=sv,
-            not_trained=not_trained(summary, list(planned), budget)))
+            not_trained=not_trained(summary, list(planned), budget), val_metric=float(best["val_metric"]),
+            n_seeds=int(best["n_seeds"]), tied=tied_with_best(g)))
     return answers
+
+
+def tied_with_best(g: pd.DataFrame) -> list[str]:
+    """Of one budget's summary rows, the depths indistinguishable from the choice on test, sorted."""
+    if "indistinguishable_from_best" not in g:
+        return []
+    return sorted(map(str, g[g["indistinguishable_from_best"].astype(bool) & ~g["is_best"].astype(bool)]["depth"]))
+
+
+ANSWER_COLUMNS = ("budget", "n_train", "best_depth", "val_metric", "test_metric", "test_metric_low",
+                  "test_metric_high", "n_seeds", "equivalent_depths")
+
+
+def answer_frame(answers: list[BudgetAnswer]) -> pd.DataFrame:
+    """``tunedepth.Result.answer``: one row per budget's ``BudgetAnswer`` (``equivalent_depths``: its ``tied``)."""
+    rows = [{"budget": a.budget, "n_train": a.n_train, "best_depth": a.best_depth, "val_metric": a.val_metric,
+             "test_metric": a.best[0], "test_metric_low": a.best[1], "test_metric_high": a.best[2],
+             "n_seeds": a.n_seeds, "equivalent_depths": list(a.tied)} for a in sorted(answers, key=lambda a: a.budget)]
+    return pd.DataFrame(rows, columns=list(ANSWER_COLUMNS))
+
+
+def run_answers(config: dict, summary: pd.DataFrame, trials: pd.DataFrame) -> list[BudgetAnswer]:
+    """The answers of a run from its files (summary.parquet, trials.parquet, config.yaml): what ``analyse``
+    computed when it wrote them. Empty when no cell was scored on test."""
+    if summary.empty or "is_best" not in summary:
+        return []
+    return budget_answers(summary, config.get("mode", "max"), planned_depths(config, trials))

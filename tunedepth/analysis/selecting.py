@@ -107,8 +107,14 @@ def best_depths(cells: pd.DataFrame, mode) -> pd.DataFrame:
     return pd.concat(firsts, ignore_index=True)
 
 
-def best_depth_table(trials: pd.DataFrame, mode) -> pd.DataFrame:
-    """Per budget: the best depth by validation, its metric, scratch's metric, trials and epochs spent."""
+VALIDATION_COLUMNS = ("budget", "n_train", "best_depth", "best_val", "best_lr", "scratch_val", "trials", "epochs")
+
+
+def validation_table(trials: pd.DataFrame, mode) -> pd.DataFrame:
+    """Per budget: the leader by validation, its metric, scratch's metric, trials and epochs spent. Not the answer
+    (that is scored on test: ``tunedepth.analysis.answers``): what a run shows before or without test scoring."""
+    if trials.empty:
+        return pd.DataFrame(columns=list(VALIDATION_COLUMNS))
     cells = select_cells(trials, mode)
     rows = []
     for top in best_depths(cells, mode).itertuples(index=False):
@@ -121,7 +127,7 @@ def best_depth_table(trials: pd.DataFrame, mode) -> pd.DataFrame:
             "trials": int(trials[trials["budget"] == top.budget]["trial_id"].nunique()),
             "epochs": int((trials["budget"] == top.budget).sum()),
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(VALIDATION_COLUMNS))
 
 
 def format_table(table: pd.DataFrame, metric_name: str) -> str:

@@ -11,6 +11,7 @@ from tunedepth.analysis.trial_states import counts_text, state_of
 from tunedepth.config import load_config
 from tunedepth.run_files import (
     EPOCHS_FILE,
+    RESULTS_DIR,
     experiment_path,
     finished_trials,
     read_config,
@@ -74,7 +75,7 @@ def best_so_far(rows: list[dict], mode: str) -> pd.DataFrame:
     return best_depths(select_cells(frame, mode), mode) if len(frame) else frame
 
 
-def run_status(run: str, results_dir: str = "results") -> str:
+def run_status(run: str, results_dir: str = RESULTS_DIR) -> str:
     cfg = load_config(run, results_dir)
     run_dir = run_dir_of(cfg)
     saved = read_config(run_dir)

@@ -3,26 +3,26 @@ from __future__ import annotations
 
 import argparse
 
+from tunedepth.cli.flags import setting_flag
+
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="depth x budget search on an app's embedded data (default colonoscopy-frames) "
                                     "or on real data (--data)")
     p.add_argument("--smoke", action="store_true", help="tiny version (under a minute)")
-    p.add_argument("--app", default="colonoscopy-frames", help="application (`tunedepth apps` lists them)")
-    p.add_argument("--data", default="", help="real data: a folder, CSV, .npz or datalist JSON (see README, "
-                                              "'Applications and your own data'); default: the app's generator")
-    p.add_argument("--data-samples", type=int, default=0,
-                   help="units (frames/images/volumes) to generate, or at most to use from --data (0 = default)")
+    setting_flag(p, "app")
+    setting_flag(p, "data", help="real data: a folder, CSV, .npz or datalist JSON (see README, 'Applications and "
+                                 "your own data'); default: the app's generator")
+    setting_flag(p, "data_samples")
     p.add_argument("--seed", type=int, default=0,
                    help="shift every trial seed by N and permute the lr grid's order (data and splits stay fixed): "
                         "rerun with another N to check the answer is repeatable")
     p.add_argument("--name", default=None, help="run name under results/ (default demo / demo-smoke)")
-    p.add_argument("--results-dir", default="results", help="folder of the runs")
+    setting_flag(p, "results_dir")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import tunedepth
     from tunedepth.cli.run import print_outcome
     from tunedepth.config import SearchConfig
 
@@ -33,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
         default_name = f"{default_name}-seed{args.seed}"
     cfg = demo_config(SearchConfig(name=args.name or default_name, app=args.app, data=args.data,
                                    data_samples=args.data_samples, results_dir=args.results_dir), args.smoke, args.seed)
-    return print_outcome(tunedepth.search(cfg).outcome, cfg)
+    from tunedepth.hpo.runner import run_search
+
+    return print_outcome(run_search(cfg), cfg)
 
 
 # The demo: a documented subset of the full protocol (the defaults of `tunedepth run`: every depth x 5 budgets x

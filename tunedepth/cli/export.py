@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import argparse
 
+from tunedepth.cli.flags import run_argument
+
 
 def register(sub) -> None:
     from tunedepth.run_files import EXPORT_FORMATS
 
     p = sub.add_parser("export", help="write one cell's full trained model (frozen part included), its "
                                       "preprocessing and config, loadable without tunedepth")
-    p.add_argument("run", metavar="NAME|PATH", help="a run folder, or a run name under --results-dir")
-    p.add_argument("--results-dir", default="results", help="where run names are looked up (default results)")
+    run_argument(p)
     p.add_argument("--budget", type=float, default=None, help="data budget of the cell (default the largest)")
     p.add_argument("--depth", default=None, help="depth of the cell (default the recommended depth at that budget)")
     p.add_argument("--format", dest="fmt", choices=tuple(EXPORT_FORMATS), default="torchscript",

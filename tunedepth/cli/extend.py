@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from tunedepth.cli.flags import run_argument
+
 
 def register(sub) -> None:
     p = sub.add_parser("extend", help="continue a finished run's capped trials (ran to the cap without a plateau) "
                                       "to a higher cap, then re-evaluate on test and rebuild the report")
-    p.add_argument("run", help="run name under --results-dir, or a run folder")
+    run_argument(p)
     p.add_argument("--epochs", type=int, required=True,
                    help="the new cap in epoch-equivalents; must exceed the run's (config.yaml epochs)")
-    p.add_argument("--results-dir", default="results", help="where run names are looked up")
     p.set_defaults(func=run)
 
 

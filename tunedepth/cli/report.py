@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 
+from tunedepth.cli.flags import setting_flag
+
 
 def add_stats_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--results-dir", default="results", help="where run names are looked up")
+    setting_flag(p, "results_dir", help="where run names are looked up (default %(default)s)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--level", type=float, default=0.95,

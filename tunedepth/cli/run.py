@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from tunedepth.cli.flags import run_argument
 from tunedepth.errors import ConfigError
 
 _SPECIAL = ("smoke", "dashboard")  # store_true flags
@@ -44,13 +45,11 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
     r = sub.add_parser("resume", help="continue an interrupted run (Tuner.restore)")
-    r.add_argument("run", help="run name under --results-dir, or a run folder")
-    r.add_argument("--results-dir", default="results", help="where run names are looked up")
+    run_argument(r)
     r.set_defaults(func=resume)
 
     s = sub.add_parser("status", help="progress of a run, read from disk")
-    s.add_argument("run", help="run name under --results-dir, or a run folder")
-    s.add_argument("--results-dir", default="results", help="where run names are looked up")
+    run_argument(s)
     s.set_defaults(func=status)
 
 
@@ -166,14 +165,14 @@ def print_outcome(outcome, cfg) -> int:
         print(f"tunedepth: error: {len(outcome.errors)} trial(s) ended in error (listed above, after one retry each); "
               f"fix the cause, then `tunedepth resume {outcome.run_dir.name}` reruns them", file=sys.stderr)
         return 1
-    return 1 if outcome.table.empty else 0
+    return 1 if outcome.validation.empty else 0
 
 
 def run(args: argparse.Namespace) -> int:
-    import tunedepth
-
     cfg = config_from_args(args)
-    return print_outcome(tunedepth.search(cfg).outcome, cfg)
+    from tunedepth.hpo.runner import run_search
+
+    return print_outcome(run_search(cfg), cfg)
 
 
 def resume(args: argparse.Namespace) -> int:

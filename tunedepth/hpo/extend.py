@@ -41,6 +41,7 @@ from tunedepth.hpo.results import TUNE_TRIAL_ID, EpochLog, read_epochs, trial_st
 from tunedepth.hpo.runner import Prepared, _dirname, make_run_config, prepare, steps_per_epoch
 from tunedepth.hpo.trainable import CONTINUES, train_depth
 from tunedepth.run_files import (
+    RESULTS_DIR,
     TRIAL_COLUMNS,
     TRIALS_FILE,
     experiment_paths,
@@ -242,7 +243,7 @@ def trial_errors(results: list[TrialResult]) -> list[str]:
 
 
 # -- 5. the whole extension --------------------------------------------------------------------------------------
-def extend_run(run: str, epochs: int, results_dir: str = "results", log: Log = print) -> Extension:
+def extend_run(run: str, epochs: int, results_dir: str = RESULTS_DIR, log: Log = print) -> Extension:
     """Continue run ``run``'s capped trials to ``epochs``, re-evaluate on test and rebuild the report."""
     cfg, run_dir, config, trials = load_finished(run, results_dir)
     old_cap = int(config["epochs"])

@@ -13,7 +13,8 @@ upgrade fails in one line naming the supported version instead of deep inside a 
 - Ray's generated gRPC stubs: the GCS's ``GetClusterId``, the cheapest question a head answers
   (``tunedepth.hpo.guard``).
 
-The Optuna searcher's own private uses live with it (``tunedepth.hpo.searchers.optuna_pruned``).
+The searchers use none: the Optuna searcher (``tunedepth.hpo.searchers.optuna_study``) is Tune's public ``Searcher``
+API over Optuna's public ask/tell API.
 Importing this module imports nothing of Ray (``tunedepth.hpo.guard`` is imported before Ray is).
 """
 from __future__ import annotations

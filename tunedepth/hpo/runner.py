@@ -11,7 +11,7 @@ import pandas as pd
 from ray import tune
 
 from tunedepth.analysis.answers import Analysis
-from tunedepth.analysis.selecting import best_depth_table, format_table
+from tunedepth.analysis.selecting import format_table, validation_table
 from tunedepth.analysis.source_check import describe, write_source_check
 from tunedepth.apps import App, build_split_data
 from tunedepth.config import SearchConfig, load_config
@@ -34,6 +34,7 @@ from tunedepth.models.backbones import BackboneSpec
 from tunedepth.models.sources import get_source_weights
 from tunedepth.run_files import (  # noqa: F401
     PROMOTION_FILE,
+    RESULTS_DIR,
     SPLITS_FILE,
     TRIALS_FILE,
     experiment_path,
@@ -64,7 +65,7 @@ class Prepared:
 class Outcome:
     run_dir: Path
     trials: pd.DataFrame
-    table: pd.DataFrame
+    validation: pd.DataFrame  # per budget, the leader by validation (analysis.selecting.validation_table)
     errors: list[str]
     wall_s: float
     report: "Analysis | None" = None  # test-set answer (tunedepth.analysis), None if no trial reported
@@ -223,7 +224,7 @@ def collect(results, prep: Prepared, run_dir: Path, t0: float, plan: SearchPlan 
     if plan is not None and plan.guideline is not None:
         summary = {str(b): v for b, v in plan.guideline.summary().items()}
         write_text(json.dumps(summary, indent=2), run_dir / "guideline.json")
-    table = best_depth_table(trials, prep.app.mode) if len(trials) else pd.DataFrame()
+    table = validation_table(trials, prep.app.mode)
     report = report_after_run(run_dir, trials, results, prep.data, prep.weights, prep.app.mode, log)
     return Outcome(run_dir, trials, table, errors, time.time() - t0, report, tune_s)
 
@@ -307,7 +308,7 @@ def stop_if_interrupted(watch: InterruptWatch, results, prep: Prepared, run_dir:
     watch.check(name)
 
 
-def resume_search(run: str, results_dir: str = "results", log: Log = print) -> Outcome:
+def resume_search(run: str, results_dir: str = RESULTS_DIR, log: Log = print) -> Outcome:
     """Continue an interrupted run: unfinished and errored trials resume from their last checkpoint."""
     cfg = load_config(run, results_dir)
     with RunLock(cfg.results_dir, cfg.name):
@@ -331,6 +332,6 @@ def _resume_search(cfg: SearchConfig, log: Log) -> Outcome:
 
 
 def answer_text(outcome: Outcome) -> str:
-    if outcome.table.empty:
+    if outcome.validation.empty:
         return "no trial reported a result"
-    return format_table(outcome.table, str(outcome.trials["metric"].iloc[0]))
+    return format_table(outcome.validation, str(outcome.trials["metric"].iloc[0]))

@@ -7,11 +7,12 @@ the schedules raced in each cell, the seeds.
   depth's range (its order permuted by ``search_seed``): the paper's protocol over data budgets.
 - ``random``: per budget and seed, ``samples`` trials with depth, lr (in the depth's range) and schedule drawn
   at random (seeded by ``search_seed``).
-- ``optuna``: per budget, an independent Optuna TPE study over depth x lr x schedule (``PerBudgetSearcher``;
-  the lr is drawn on a unit interval mapped onto the drawn depth's range; TPE seeded by ``search_seed`` and the
-  budget, ``tunedepth.space.searcher_seed``: never by the data seed), behind a
-  ``ConcurrencyLimiter``, stored in ``results/<name>/optuna.db`` as study ``budget-<b>``; the depths are enqueued
-  once before TPE takes over; trials stopped early by ASHA are told to Optuna as pruned.
+- ``optuna``: per budget, an independent Optuna TPE study over depth x lr x schedule (``PerBudgetSearcher`` of
+  ``OptunaStudySearcher``s, Optuna's public ask/tell API; the trial's config is drawn by ``Space.optuna_point``: the
+  lr on a unit interval mapped onto the drawn depth's range; TPE seeded by ``search_seed`` and the budget,
+  ``tunedepth.space.searcher_seed``: never by the data seed), behind a ``ConcurrencyLimiter``, stored in
+  ``results/<name>/optuna.db`` as study ``budget-<b>``; the depths are enqueued once before TPE takes over;
+  trials stopped early by ASHA are told to Optuna as pruned; resume state is JSON.
 - ``guideline``: the paper's rule, per budget: head only, then one group deeper at a time until no gain (each
   level's lrs launched in the grid's order, permuted by ``search_seed``; nothing is drawn).
 """
@@ -79,20 +80,6 @@ def make_plan(cfg: SearchConfig, depths: list[str], fixed: dict[str, Any], metri
     return SearchPlan({**fixed, "schedule": space.schedules[0]}, trials, guideline, guideline, trials=trials)
 
 
-@dataclass(frozen=True)
-class UnitLr:
-    """Optuna's draw as trial keys: its unit lr mapped onto the drawn depth's own range (picklable: Tune saves
-    the searcher)."""
-
-    space: Space
-
-    def __call__(self, config: dict) -> dict:
-        out = {k: v for k, v in config.items() if k != "lr_unit"}
-        out["lr"] = self.space.lr_from_unit(out["depth"], config.get("lr_unit", 0.5))
-        out.setdefault("schedule", self.space.schedules[0])
-        return out
-
-
 def enqueued_depths(depths: list[str], trials: int) -> list[str]:
     """The depths enqueued in every budget's Optuna study: all of them, or, when a budget affords fewer
     ``trials``, that many spread evenly from head-only to the deepest (scratch last)."""
@@ -100,26 +87,17 @@ def enqueued_depths(depths: list[str], trials: int) -> list[str]:
 
 
 def _optuna_plan(cfg: SearchConfig, space: Space, metric: str, mode: str) -> SearchPlan:
-    import optuna
-
-    from tunedepth.hpo.searchers.optuna_pruned import PrunedAwareOptunaSearch, study_name
+    from tunedepth.hpo.searchers.optuna_study import OptunaStudySearcher, study_name
 
     url = optuna_url(run_dir_of(cfg))
-    depths = list(space.depths)
+    enqueue = enqueued_depths(list(space.depths), cfg.samples)
 
     def make(budget: float) -> Searcher:
-        dists = {"depth": optuna.distributions.CategoricalDistribution(depths),
-                 "lr_unit": optuna.distributions.FloatDistribution(0.0, 1.0)}
-        if len(space.schedules) > 1:
-            dists["schedule"] = optuna.distributions.CategoricalDistribution(list(space.schedules))
-        sampler = optuna.samplers.TPESampler(seed=searcher_seed(cfg.search_seed, budget),
-                                             n_startup_trials=min(5, cfg.samples))
-        return PrunedAwareOptunaSearch(dists, metric=metric, mode=mode, sampler=sampler, max_t=cfg.epochs,
-                                       study_name=study_name(budget), storage_url=url,
-                                       enqueue=enqueued_depths(depths, cfg.samples))
+        return OptunaStudySearcher(space, study_name=study_name(budget), seed=searcher_seed(cfg.search_seed, budget),
+                                   n_startup_trials=min(5, cfg.samples), max_t=cfg.epochs, storage_url=url,
+                                   enqueue=enqueue, metric=metric, mode=mode)
 
-    inner = PerBudgetSearcher(make, list(cfg.budgets), cfg.samples, metric=metric, mode=mode,
-                              resolve=UnitLr(space))
+    inner = PerBudgetSearcher(make, list(cfg.budgets), cfg.samples, metric=metric, mode=mode)
     n = cfg.samples * len(cfg.budgets)
     return SearchPlan({**space.fixed, "seed": int(cfg.seeds[0])}, n, ConcurrencyLimiter(inner, cfg.max_concurrent or 2),
                       trials=n)

@@ -4,6 +4,9 @@
 TPE) must not pool results across budgets: a 100%-budget trial says nothing about the 10% landscape.
 ``PerBudgetSearcher`` keeps one sub-searcher per budget, hands out suggestions round-robin (the budget
 with the fewest suggestions first) and routes every result back to the sub-searcher that made it.
+
+Its resume state is JSON (``tunedepth.jsonstate``): its counts, which budget each trial went to, and each
+sub-searcher's own ``get_state()`` (``OptunaStudySearcher``: Tune trial id -> Optuna trial number).
 """
 from __future__ import annotations
 
@@ -11,10 +14,10 @@ from typing import Callable
 
 from ray.tune.search import Searcher
 
-from tunedepth.hpo.searchers.state import SignedPickleSearcher
+from tunedepth.hpo.searchers.state import JsonStateSearcher
 
 
-class PerBudgetSearcher(SignedPickleSearcher):  # Ray's OptunaSearch only pickles: signed
+class PerBudgetSearcher(JsonStateSearcher):
     def __init__(
         self,
         make_searcher: Callable[[float], Searcher],
@@ -22,7 +25,6 @@ class PerBudgetSearcher(SignedPickleSearcher):  # Ray's OptunaSearch only pickle
         trials_per_budget: int,
         metric: str | None = None,
         mode: str | None = None,
-        resolve: Callable[[dict], dict] | None = None,
     ):
         super().__init__(metric=metric, mode=mode)
         self.budgets = [float(b) for b in budgets]
@@ -30,7 +32,6 @@ class PerBudgetSearcher(SignedPickleSearcher):  # Ray's OptunaSearch only pickle
         self.searchers = {b: make_searcher(b) for b in self.budgets}
         self.suggested = {b: 0 for b in self.budgets}
         self.budget_of: dict[str, float] = {}
-        self.resolve = resolve  # a sub-searcher's draw -> trial keys (e.g. a unit lr onto the depth's range)
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         ok = super().set_search_properties(metric, mode, config, **spec)
@@ -38,11 +39,17 @@ class PerBudgetSearcher(SignedPickleSearcher):  # Ray's OptunaSearch only pickle
             s.set_search_properties(metric, mode, {}, **spec)
         return ok
 
+    def get_state(self) -> dict:
+        return {"suggested": dict(self.suggested), "budget_of": dict(self.budget_of),
+                "searchers": {b: s.get_state() for b, s in self.searchers.items()}}
+
     def set_state(self, state: dict) -> None:
-        super().set_state(state)
-        for s in self.searchers.values():  # e.g. an Optuna study reconciled with its database
-            if hasattr(s, "after_restore"):
-                s.after_restore()
+        if set(state["searchers"]) != set(self.searchers):
+            raise ValueError(f"searcher state is for budgets {sorted(state['searchers'])}, this run's are "
+                             f"{sorted(self.searchers)}; resume with the run's own settings")
+        self.suggested, self.budget_of = dict(state["suggested"]), dict(state["budget_of"])
+        for b, s in self.searchers.items():  # e.g. an Optuna study reconciled with its database
+            s.set_state(state["searchers"][b])
 
     def suggest(self, trial_id: str):
         open_budgets = [b for b in self.budgets if self.suggested[b] < self.trials_per_budget]
@@ -54,7 +61,7 @@ class PerBudgetSearcher(SignedPickleSearcher):  # Ray's OptunaSearch only pickle
                 continue
             self.suggested[b] += 1
             self.budget_of[trial_id] = b
-            return {**(self.resolve(config) if self.resolve else config), "budget": b}
+            return {**config, "budget": b}
         return None
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -65,4 +72,3 @@ class PerBudgetSearcher(SignedPickleSearcher):  # Ray's OptunaSearch only pickle
         b = self.budget_of.get(trial_id)
         if b is not None:
             self.searchers[b].on_trial_complete(trial_id, result=result, error=error)
-

@@ -1,4 +1,5 @@
-"""Searchers whose whole state is their attributes, saved for ``Tuner.restore`` as JSON (``tunedepth.jsonstate``).
+"""Searchers whose state is saved for ``Tuner.restore`` as JSON (``tunedepth.jsonstate``): by default their whole
+``__dict__``; a searcher holding objects that are not data (an Optuna study) overrides ``get_state``/``set_state``.
 
 Tune calls ``save``/``restore`` with a file in the experiment folder; loading it rebuilds plain values and
 registered dataclasses only, so a resumed run executes no code from the folder it is given.
@@ -23,13 +24,3 @@ class JsonStateSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         self.set_state(jsonstate.load(checkpoint_path))
 
-
-class SignedPickleSearcher(JsonStateSearcher):
-    """For a searcher that holds Ray searchers (whose state only pickles): pickled, signed with a local key and
-    checked before loading (``tunedepth.jsonstate.dump_signed``)."""
-
-    def save(self, checkpoint_path: str) -> None:
-        jsonstate.dump_signed(self.get_state(), checkpoint_path)
-
-    def restore(self, checkpoint_path: str) -> None:
-        self.set_state(jsonstate.load_signed(checkpoint_path))
