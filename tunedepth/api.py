@@ -83,7 +83,8 @@ def load(run: str | Path, results_dir: str | Path = RESULTS_DIR) -> Result:
     return Result(path, config, answer, summary, trials, plots, report)
 
 
-def search(config: SearchConfig | Mapping[str, Any] | None = None, /, *, log: Callable[[str], None] = print, **settings: Any) -> Result:
+def search(config: SearchConfig | Mapping[str, Any] | None = None, /, *, log: Callable[[str], None] = print,
+           **settings: Any) -> Result:
     """Run a depth x budget search (what ``tunedepth run`` does) and return its Result.
 
     Args:
