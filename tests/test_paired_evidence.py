@@ -8,6 +8,7 @@ then drop a truly worse candidate that the unpaired rule keeps, while it still r
 import math
 
 import numpy as np
+import pytest
 from ray.tune.experiment import Trial
 from sklearn.metrics import roc_auc_score
 
@@ -113,3 +114,27 @@ def test_without_halves_the_rule_falls_back_to_unpaired_errors():
               (3e-3,): np.full(24, 0.86) + np.linspace(-0.02, 0.02, 24) + np.tile([0.002, -0.002], 12)}
     keep, rule = sched.winners({(1e-3,): 0.90, (3e-3,): 0.86}, noise, halves)
     assert keep == {(1e-3,)}  # paired: the difference is 0.04 on every half, give or take 0.004
+
+
+@pytest.mark.parametrize("app_name", ["segmentation", "intima-media-seg"])
+def test_a_mask_apps_halves_from_its_summary_equal_those_from_the_per_pixel_output(app_name):
+    """TrialRun scores a mask app's validation halves from the per-image summary (computed once), not from the
+    per-pixel output 24 times: the two must agree, half by half."""
+    import torch
+
+    from tunedepth.apps import build_split_data, get_app
+    from tunedepth.training.trial import summarised
+
+    app = get_app(app_name)
+    data = build_split_data(app, "", 64, seed=0, smoke=True)
+    labels = data.targets("val").numpy()
+    meta = {k: v.numpy() for k, v in data.val_meta.items()}
+    logits = torch.randn((len(labels), app.num_classes, *labels.shape[1:]), generator=torch.Generator().manual_seed(0))
+    probs = torch.softmax(2 * logits + 3 * torch.nn.functional.one_hot(torch.as_tensor(labels).clamp(0, None).long(),
+                                                                       app.num_classes).permute(0, 3, 1, 2), 1).numpy()
+    s_probs, s_meta = summarised(app, labels, probs, meta)
+    assert s_probs.ndim == 2  # the summary, one row per image
+    full = compute_halves(app.compute_metric, labels, probs, meta, seed=0)
+    fast = compute_halves(app.compute_metric, labels, s_probs, s_meta, seed=0)
+    assert np.isfinite(full).sum() >= 4 and np.std(full[np.isfinite(full)]) > 0  # halves that can differ
+    np.testing.assert_allclose(fast, full, rtol=1e-12, atol=1e-12, equal_nan=True)

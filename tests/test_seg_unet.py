@@ -183,3 +183,23 @@ def test_search_with_the_new_default_on_a_generated_multi_class_folder(tmp_path)
     assert set(summary["depth"]) == {"decoder", "scratch"}
     for c in ("test_dice_class1", "test_dice_class2"):  # the disc and the square, each scored
         assert summary[c].between(0, 1).all(), c
+
+
+def test_the_segmentation_apps_validation_dice_alone_equals_its_dice_among_all_metrics():
+    """The validation metric a trial scores 31 times per epoch (label_map_dice: Dice only, no surface distances)
+    is the ``dice`` of the full metric set, from the per-pixel output and from its summary."""
+    from tunedepth.apps import get_app
+    from tunedepth.metrics.segmentation import label_map_dice, label_map_summary
+
+    app = get_app("segmentation")
+    assert app.compute_metric is label_map_dice and app.configured("boundary-error").compute_metric is not None
+    rng = np.random.default_rng(0)
+    true = rng.integers(0, 3, (6, 16, 16))
+    true[0] = 0  # an image without foreground: left out of the mean by both
+    probs = rng.dirichlet(np.ones(3), (6, 16, 16)).transpose(0, 3, 1, 2)
+    probs[:, 1] += (true == 1) * 0.5
+    summary = label_map_summary(true, probs, {})
+    for p, meta in ((probs, {}), summary):
+        assert label_map_dice(true, p, meta) == label_map_metrics(true, p, meta)["dice"]
+    assert app.configured("boundary-error").compute_metric(true, probs, {}) == \
+        label_map_metrics(true, probs, {})["boundary-error"]

@@ -76,12 +76,18 @@ class App:
     # segmentation: the masks mark the intima-media region (interfaces per column; pixel spacing required), as
     # the paper's intima apps read them; False: label maps of any classes, spacing optional
     interfaces: bool = True
+    # metric name -> a function computing that metric alone (cheaper than ``compute_metrics``, equal to its key);
+    # ``compute_metric`` is taken from here when the app's (or a run's --metric) metric is in it
+    metric_fns: Mapping[str, Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], float]] = \
+        field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.compute_metric is None:
             if self.compute_metrics is None:
                 raise ValueError(f"app {self.name!r}: give compute_metric or compute_metrics")
-            object.__setattr__(self, "compute_metric", partial(picked_metric, self.compute_metrics, self.metric))
+            alone = self.metric_fns.get(self.metric)
+            object.__setattr__(self, "compute_metric",
+                               alone or partial(picked_metric, self.compute_metrics, self.metric))
         declared = metric_mode(self.metric).name if self.metric in METRIC_MODES else self.mode
         if not self.mode:
             object.__setattr__(self, "mode", declared)

@@ -29,6 +29,7 @@ from tunedepth.metrics.segmentation import (  # noqa: F401
     compute_mask_boundary_error,
     compute_mask_dice,
     interface_metrics,
+    label_map_dice,
     label_map_metrics,
     label_map_summary,
     mask_boundaries,

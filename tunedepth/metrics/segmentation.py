@@ -288,6 +288,24 @@ def label_map_summary(masks, probs, meta) -> tuple[np.ndarray, dict]:
     return probs.mean(axis=(2, 3)), out
 
 
+def label_map_dice(labels, probs, meta) -> float:
+    """``label_map_metrics(...)["dice"]`` alone: from the network's output, only Dice is computed (no surface
+    distances), the validation metric a trial scores 31 times per epoch; from a summary, its ``dice``."""
+    if np.asarray(probs).ndim == 4:
+        probs = np.asarray(probs, dtype=np.float64)
+        _finite(probs)
+        with warnings.catch_warnings():  # an image without foreground: all-NaN row, NaN mean
+            warnings.simplefilter("ignore", RuntimeWarning)
+            dice = np.nanmean(mask_dice_per_class(probs.argmax(axis=1), labels, probs.shape[1]), axis=1)
+    else:
+        dice = meta["dice"]
+    dice = np.asarray(dice, dtype=np.float64)  # as label_map_metrics: float32 per image, the mean in float64
+    ok = np.isfinite(dice)
+    if not ok.any():
+        raise MetricError("Dice needs at least one image with a foreground region in the evaluated split")
+    return float(dice[ok].mean())
+
+
 DICE_CLASS = "dice_class"  # per-class Dice keys: dice_class1 ... dice_class{C-1} (class ids as the masks code them)
 
 

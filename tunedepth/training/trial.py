@@ -243,8 +243,9 @@ class TrialRun:
         trials), its standard error and its chance level."""
         if not math.isfinite(float(val["metric"])):
             return None, math.nan, math.nan
-        halves = compute_halves(self.app.compute_metric, val["labels"], val["probs"], val["meta"], seed=0)
-        chance = compute_chance(self.app.compute_metric, val["labels"], val["probs"], val["meta"], seed=self.epoch)
+        labels, probs, meta = val["labels"], val["probs"], val["meta"]
+        halves = compute_halves(self.app.compute_metric, labels, *summarised(self.app, labels, probs, meta), seed=0)
+        chance = compute_chance(self.app.compute_metric, labels, probs, meta, seed=self.epoch)  # shuffles: per pixel
         return [float(v) for v in halves], halves_se(halves), chance
 
     def _track_best(self, value: float, se: float = float("nan"), halves: list[float] | None = None) -> None:
@@ -290,3 +291,13 @@ class TrialRun:
         self.elapsed = float(state["elapsed"])
         if "best" in state:
             self.best = state["best"]
+
+
+def summarised(app, labels, probs, meta) -> tuple:
+    """``(probs, meta)`` to score subsets of a split's images from: a mask app's per-image summary
+    (``app.summarize``, what predictions.parquet keeps), computed once, else the output as it is. A summary row
+    depends on its own image only, so any subset scores exactly as it does from the per-pixel output, without
+    recomputing every image's Dice and surface distances for each of the halves."""
+    if app.summarize is None or getattr(probs, "ndim", 0) != 4:
+        return probs, meta
+    return app.summarize(labels, probs, meta)
