@@ -79,7 +79,7 @@ class App:
     # metric name -> a function computing that metric alone (cheaper than ``compute_metrics``, equal to its key);
     # ``compute_metric`` is taken from here when the app's (or a run's --metric) metric is in it
     metric_fns: Mapping[str, Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], float]] = \
-        field(default_factory=dict)
+        field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.compute_metric is None:
