@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from tunedepth.data.budgets import BUDGET_RANGE
 from tunedepth.data.stream import DEFAULT_STREAM_BYTES, STREAM_MODES
 from tunedepth.errors import ConfigError
 from tunedepth.run_files import CONFIG_FILE, RESULTS_DIR
@@ -45,7 +46,8 @@ class SearchConfig(TrialSettings):
     depths: tuple[str, ...] = setting((), "depths to try; empty = every depth of the backbone, plus scratch",
                                       item=str)
     budgets: tuple[float, ...] = setting((0.05, 0.1, 0.25, 0.5, 1.0), "data budgets: fractions of the training "
-                                         "split", item=float, above=0, at_most=1)
+                                         "split", item=float, above=BUDGET_RANGE["above"],
+                                         at_most=BUDGET_RANGE["at_most"])
     lr_min: float = setting(3e-4, "smallest learning rate (alpha) of the grid / range", above=0)
     lr_max: float = setting(3e-3, "largest learning rate (alpha) of the grid / range", above=0)
     scratch_lr_min: float = setting(3e-3, "depth scratch: smallest learning rate of its own grid / range (every "
@@ -117,9 +119,6 @@ class SearchConfig(TrialSettings):
         super().__post_init__()
         if not self.budgets:
             raise ConfigError("budgets is empty; give at least one fraction in (0, 1], e.g. --budgets 0.1,1.0")
-        bad = [b for b in self.budgets if not 0.0 < b <= 1.0]
-        if bad:
-            raise ConfigError(f"budgets must be fractions in (0, 1] of the training split, got {bad}")
         for low, high, what in ((self.lr_min, self.lr_max, "lr"), (self.scratch_lr_min, self.scratch_lr_max,
                                                                      "scratch_lr")):
             if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):

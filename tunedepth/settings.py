@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, TypeVar
 
+from tunedepth.data.budgets import check_budget
 from tunedepth.errors import ConfigError
 
 T = TypeVar("T")
@@ -224,8 +225,7 @@ class TrialConfig(TrialSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 < self.budget <= 1.0:
-            raise ConfigError(f"budget must be in (0, 1] (a fraction of the training split), got {self.budget}")
+        check_budget(self.budget)
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be a finite number > 0, got {self.lr}")
 

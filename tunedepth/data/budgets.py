@@ -14,6 +14,15 @@ import torch
 
 from tunedepth.errors import ConfigError
 
+# a data budget: a fraction of the training split, in (0, 1]. Declared once: SearchConfig's ``budgets`` setting
+# takes it as its range, TrialConfig and the subsets check against it (``check_budget``)
+BUDGET_RANGE = {"above": 0.0, "at_most": 1.0}
+
+
+def check_budget(budget: float) -> None:
+    if not BUDGET_RANGE["above"] < budget <= BUDGET_RANGE["at_most"]:
+        raise ConfigError(f"budget must be in (0, 1] (a fraction of the training split), got {budget}")
+
 MIN_PER_CLASS = 2
 
 
@@ -55,8 +64,7 @@ def budget_indices(labels, ranks, budget: float, names: tuple[str, ...] = ()) ->
     """
     labels = torch.as_tensor(labels)
     ranks = torch.as_tensor(ranks)
-    if not 0.0 < budget <= 1.0:
-        raise ConfigError(f"budget must be in (0, 1], got {budget}")
+    check_budget(budget)
     keep = torch.nonzero(ranks < budget).flatten()
     classes = torch.unique(labels).tolist()
     kept_units, all_units, need = [], [], 0.0
