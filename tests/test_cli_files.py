@@ -97,3 +97,16 @@ def test_a_run_with_errored_trials_or_no_answer_is_not_finished(tmp_path):
     (interrupted / SUMMARY_FILE).unlink()  # an interrupt keeps trials.parquet but writes no answer
     assert finished_trials(interrupted) is None
     assert finished_trials(_finished_run(tmp_path, "ok")) == 2
+
+
+def test_a_reader_that_goes_away_ends_the_listing_quietly():
+    """`tunedepth backbones | head -1`: the pipe closes before the listing is written; no traceback, exit 141."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "tunedepth", "backbones"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first write
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141, err.decode()[-2000:]
+    assert b"Traceback" not in err and b"Error" not in err, err.decode()[-2000:]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from tunedepth.cli import compare, demo, export, extend, listing, pretrain, report, run
@@ -67,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tunedepth: interrupted; finished trials are kept under results/", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`tunedepth backbones | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141
 
 
 if __name__ == "__main__":
