@@ -11,7 +11,10 @@ upgrade fails in one line naming the supported version instead of deep inside a 
 - ``TuneController._set_trial_status``: put a requeued trial back to PAUSED on resume (``tunedepth.hpo.promotion``);
 - ``ray._raylet.Config.initialize``: have an already imported Ray re-read ``RAY_AUTH_MODE`` (``tunedepth.hpo.guard``);
 - Ray's generated gRPC stubs: the GCS's ``GetClusterId``, the cheapest question a head answers
-  (``tunedepth.hpo.guard``).
+  (``tunedepth.hpo.guard``);
+- the logger of ``ray._private.authentication.authentication_token_setup``: its notice that a fresh local
+  cluster has token auth on, which would be a second stderr line after a run's one error line; the runner
+  says it in its own ``ray: local`` line instead (``quiet_token_notice``, ``tunedepth.hpo.cluster``).
 
 The searchers use none: the Optuna searcher (``tunedepth.hpo.searchers.optuna_study``) is Tune's public ``Searcher``
 API over Optuna's public ask/tell API.
@@ -19,9 +22,11 @@ Importing this module imports nothing of Ray (``tunedepth.hpo.guard`` is importe
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 from tunedepth.errors import ConfigError
 
@@ -39,6 +44,24 @@ def check_ray() -> str:
             f"this is ray {ray.__version__}: pip install 'ray[tune]=={SUPPORTED_RAY}'"
         )
     return ray.__version__
+
+
+# ------------------------------------------------------------------------------- starting Ray
+TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+@contextlib.contextmanager
+def quiet_token_notice() -> Iterator[None]:
+    """Within the block, Ray's WARNING that a local cluster enabled token auth by default is not printed
+    (errors from that module still are)."""
+    check_ray()
+    logger = logging.getLogger(TOKEN_NOTICE_LOGGER)
+    before = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 # ------------------------------------------------------------------------------- ASHA (schedulers)
