@@ -105,8 +105,10 @@ def test_a_run_whose_every_fine_tuned_trial_diverges_records_and_shows_it(tmp_pa
         str(res),
     )
     assert run.returncode == 2, run.stderr[-2000:]
-    ours = [line for line in run.stderr.splitlines() if line.startswith("tunedepth:")]  # (Ray warns of its token)
-    assert len(ours) == 1 and "diverged" in ours[0] and "lower the lr range" in ours[0]
+    ours = [line for line in run.stderr.splitlines() if line.strip()]  # one line: Ray's token notice is not one
+    assert len(ours) == 1 and ours[0].startswith("tunedepth: error:"), run.stderr[-2000:]
+    assert "diverged" in ours[0] and "lower the lr range" in ours[0]
+    assert "token auth on" in run.stdout  # said on stdout instead
     assert "Traceback" not in run.stderr
     trials = pd.read_parquet(res / "div" / "trials.parquet")
     last = trials.sort_values("epoch").groupby("trial_id").tail(1)

@@ -283,13 +283,3 @@ def test_yaml_config_flags_override_and_storage_elsewhere(tmp_path):
                             text=True, env=_env(tmp_path), check=True)
     assert "y: finished (random search, 4 trials known" in status.stdout
 
-
-@pytest.mark.slow
-def test_a_fresh_local_ray_says_its_token_auth_on_stdout_not_as_a_second_stderr_line(tmp_path):
-    script = ("import ray\nfrom tunedepth.config import SearchConfig\nfrom tunedepth.hpo.runner import connect_ray\n"
-              "connect_ray(SearchConfig(), print)\nray.shutdown()\n")
-    proc = subprocess.run([sys.executable, "-c", script], env=_env(tmp_path), capture_output=True, text=True,
-                          timeout=180)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "ray: local" in proc.stdout and "token auth on" in proc.stdout, proc.stdout
-    assert "Token authentication is enabled" not in proc.stderr, proc.stderr[-2000:]
