@@ -37,7 +37,7 @@ mean = torch.tensor(pre["mean"]).view(1, -1, 1, 1)
 std = torch.tensor(pre["std"]).view(1, -1, 1, 1)
 with torch.no_grad():
     probs = torch.softmax(model((torch.from_numpy(ex["x"]).float() / 255 - mean) / std).double(), dim=1)
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("search", "trainables", "spaces"))
+loaded = sorted(m for m in sys.modules if m.split(".")[0] == "tunedepth")
 print(json.dumps({"probs": probs.tolist(), "sample": ex["sample"].tolist(), "tunedepth_modules": loaded}))
 """
 

@@ -1,4 +1,4 @@
-"""The one search space (spaces.Space) and the evidence rule of the halving scheduler, with known truths."""
+"""The one search space (tunedepth.space.Space) and the evidence rule of the halving scheduler, with known truths."""
 import math
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The only module of ``trainables`` that talks to Ray Tune: a function trainable around ``TrialRun``.
+"""The Tune adapter, the one place ``TrialRun`` meets Ray Tune: a function trainable around ``TrialRun``.
 
 It reads ``config`` (a flat ``TrialConfig``), resumes from ``tune.get_checkpoint()`` if there is one (else, for
 a trial continuing another, from that trial's checkpoint given in ``start``), and

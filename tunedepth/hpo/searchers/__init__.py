@@ -1,6 +1,6 @@
 """Search strategies: how trials are proposed. ``make_plan`` turns a ``SearchConfig`` into what Tune needs.
 
-Every form comes from the run's one ``spaces.Space`` (``make_space``): per-depth lr ranges (scratch its own),
+Every form comes from the run's one ``tunedepth.space.Space`` (``make_space``): per-depth lr ranges (scratch its own),
 the schedules raced in each cell, the seeds.
 
 - ``grid``: every depth x budget x (lr, schedule) x seed, with ``samples`` learning rates log-spaced over the
