@@ -16,7 +16,7 @@ import ray
 
 from tunedepth.config import SearchConfig
 from tunedepth.errors import ConfigError
-from tunedepth.hpo.guard import TOKEN_FIX, cluster_address, use_token_auth
+from tunedepth.hpo.guard import TOKEN_FIX, auth_disabled, cluster_address, use_token_auth
 from tunedepth.hpo.ray_compat import quiet_token_notice
 
 Log = Callable[[str], None]
@@ -48,9 +48,8 @@ def connect_ray(cfg: SearchConfig, log: Log) -> None:
     with quiet_token_notice():  # said in the line below, on stdout: stderr keeps one line for a run's error
         ray.init(address="local", include_dashboard=cfg.dashboard, dashboard_host=DASHBOARD_HOST,
                  dashboard_port=DASHBOARD_PORT, **common)
-    auth = os.environ.get("RAY_AUTH_MODE", "").lower() != "disabled"
     log(f"ray: local, {int(ray.cluster_resources().get('CPU', 0))} CPUs"
-        + (" (token auth on: `ray get-auth-token`; RAY_AUTH_MODE=disabled opts out)" if auth else ""))
+        + ("" if auth_disabled() else " (token auth on: `ray get-auth-token`; RAY_AUTH_MODE=disabled opts out)"))
     if cfg.dashboard:
         log(f"ray dashboard: http://{DASHBOARD_HOST}:{DASHBOARD_PORT}  (token auth: `ray get-auth-token` prints "
             "the token the page asks for)")

@@ -97,12 +97,17 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
         check_authentication(host, port, 2 * timeout_s)
 
 
+def auth_disabled() -> bool:
+    """$RAY_AUTH_MODE opts this process out of token auth."""
+    return os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled"
+
+
 def check_authentication(host: str, port: int, timeout_s: float = 10.0) -> None:
     """Ask the Ray head at ``host:port`` one cheap question with the token the client will send (none when
     RAY_AUTH_MODE is not token and no token exists); its refusal becomes one line naming the fix."""
     import grpc
 
-    found = None if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled" else find_token()
+    found = None if auth_disabled() else find_token()
     metadata = [("authorization", f"Bearer {found[0]}")] if found else []
     with grpc.insecure_channel(f"{host}:{port}") as channel:
         try:
@@ -114,7 +119,7 @@ def check_authentication(host: str, port: int, timeout_s: float = 10.0) -> None:
                     f"give the port `ray start --head --port` was started with (default 6379), or "
                     f"retry if the head is overloaded"
                 ) from None
-            if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+            if auth_disabled():
                 why = "RAY_AUTH_MODE=disabled is set here"
                 fix = "unset it (a token in $RAY_AUTH_TOKEN or ~/.ray/auth_token is then used)"
             elif found:

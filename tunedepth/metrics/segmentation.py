@@ -294,12 +294,13 @@ def label_map_dice(labels, probs, meta) -> float:
     if np.asarray(probs).ndim == 4:
         probs = np.asarray(probs, dtype=np.float64)
         _finite(probs)
-        with warnings.catch_warnings():  # an image without foreground: all-NaN row, NaN mean
-            warnings.simplefilter("ignore", RuntimeWarning)
-            dice = np.nanmean(mask_dice_per_class(probs.argmax(axis=1), labels, probs.shape[1]), axis=1)
-    else:
-        dice = meta["dice"]
-    dice = np.asarray(dice, dtype=np.float64)  # as label_map_metrics: float32 per image, the mean in float64
+        return _mean_image_dice(compute_mask_dice(probs.argmax(axis=1), labels, probs.shape[1]))
+    return _mean_image_dice(meta["dice"])
+
+
+def _mean_image_dice(dice) -> float:
+    """The mean of per-image Dice (float32 per image, the mean in float64) over images with foreground."""
+    dice = np.asarray(dice, dtype=np.float64)
     ok = np.isfinite(dice)
     if not ok.any():
         raise MetricError("Dice needs at least one image with a foreground region in the evaluated split")
@@ -315,12 +316,9 @@ def label_map_metrics(labels, probs, meta) -> dict[str, float]:
     (``labels`` masks (N, H, W), ``probs`` (N, C, H, W)) or its per-image summary."""
     if np.asarray(probs).ndim == 4:
         probs, meta = label_map_summary(labels, probs, meta)
-    dice, bd = np.asarray(meta["dice"], dtype=np.float64), np.asarray(meta["boundary_px"], dtype=np.float64)
-    ok = np.isfinite(dice)
-    if not ok.any():
-        raise MetricError("Dice needs at least one image with a foreground region in the evaluated split")
-    out = {"dice": float(dice[ok].mean()), "boundary-error": float(np.nanmean(bd[np.isfinite(bd)])),
-           "n_units": float(ok.sum())}
+    bd = np.asarray(meta["boundary_px"], dtype=np.float64)
+    out = {"dice": _mean_image_dice(meta["dice"]), "boundary-error": float(np.nanmean(bd[np.isfinite(bd)])),
+           "n_units": float(np.isfinite(np.asarray(meta["dice"], dtype=np.float64)).sum())}
     for key in sorted((k for k in meta if str(k).startswith(DICE_CLASS)), key=lambda k: int(k[len(DICE_CLASS):])):
         d = np.asarray(meta[key], dtype=np.float64)
         out[key] = float(d[np.isfinite(d)].mean()) if np.isfinite(d).any() else float("nan")
