@@ -66,11 +66,10 @@ def demo_config(base, smoke: bool = False, seed: int = 0):
 
 
 def demo_depths(backbone: str, n_tuned: int = DEMO_TUNED_DEPTHS) -> tuple[str, ...]:
-    """``n_tuned`` fine-tuning depths spread from the head to the whole network, plus scratch."""
-    import numpy as np
-
-    from tunedepth.models import SCRATCH, depth_names, get_backbone
+    """``n_tuned`` fine-tuning depths spread from the head to the whole network (``tunedepth.space.spread``),
+    plus scratch."""
+    from tunedepth.models import depth_names, get_backbone
+    from tunedepth.space import SCRATCH, spread
 
     tuned = [d for d in depth_names(get_backbone(backbone)) if d != SCRATCH]
-    picks = sorted({int(round(i)) for i in np.linspace(0, len(tuned) - 1, min(n_tuned, len(tuned)))})
-    return tuple(tuned[i] for i in picks) + (SCRATCH,)
+    return tuple(spread(tuned, n_tuned)) + (SCRATCH,)
