@@ -3,6 +3,7 @@ imports tunedepth, reproduces the run's stored test predictions from the stored 
 preprocessing."""
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -103,14 +104,9 @@ def stored_probs(run: Path, trial_id: str, samples) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_exported_models_reproduce_the_stored_test_predictions_without_tunedepth(ray_local, tmp_path, capsys):
-    from tunedepth.config import SearchConfig, smoke_config
-    from tunedepth.hpo.runner import run_search
-
-    cfg = smoke_config(SearchConfig(name="tiny", backbone="tiny-alexnet", source="fractal", results_dir=str(tmp_path),
-                                    depths=("fc8", "conv4-fc8", "scratch")))
-    run_search(cfg, log=lambda s: None)
-    run = tmp_path / "tiny"
+def test_exported_models_reproduce_the_stored_test_predictions_without_tunedepth(tiny_smoke_run, tmp_path, capsys):
+    run = tmp_path / "tiny"  # the session's one smoke search (tests/conftest.py; fc8, conv4-fc8, conv1-fc8,
+    shutil.copytree(tiny_smoke_run[1], run)  # scratch), shared with test_report; export writes into a copy
     summary = pd.read_parquet(run / "summary.parquet")
 
     # default: the recommended depth at the largest budget, its best replicate, as torchscript

@@ -483,13 +483,10 @@ def test_tunes_stale_copy_warning_is_dropped_once_the_driver_logs_epochs(tmp_pat
 
 # ------------------------------------------------------------------------------- a real tiny run
 @pytest.mark.slow
-def test_report_from_a_real_tiny_run_and_offline_rebuild(ray_local, tmp_path):
-    from tunedepth.config import SearchConfig, smoke_config
-    from tunedepth.hpo.runner import run_search
-
-    out = run_search(smoke_config(SearchConfig(name="tiny", backbone="tiny-alexnet", source="fractal",
-                                                 results_dir=str(tmp_path))), log=lambda s: None)
+def test_report_from_a_real_tiny_run_and_offline_rebuild(tiny_smoke_run, tmp_path):
+    out, shared = tiny_smoke_run  # the session's one smoke search (tests/conftest.py), shared with test_export
     run = tmp_path / "tiny"
+    shutil.copytree(shared, run)  # the offline rebuild below deletes files: on a copy
     assert out.report is not None  # no note but, possibly, the source check's on the smoke fractal weights
     # no note but, possibly, the source check's, or (rarely, when a paused trial's pre-pause epoch was re-run
     # after its restore) that a cell's best epoch had no checkpoint left and the nearest kept one was scored

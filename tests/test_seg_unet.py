@@ -158,7 +158,8 @@ def test_random_features_are_never_called_fine_tuning(tmp_path):
 @pytest.mark.slow
 def test_search_with_the_new_default_on_a_generated_multi_class_folder(tmp_path):
     """A real ``tunedepth run`` (local Ray) at smoke size on generated 3-class masks with the mask app's defaults
-    (unet-efficientnet-lite0, source imagenet): it completes, its answer table names depths, Dice per class."""
+    (unet-efficientnet-lite0, source imagenet): it completes, its answer table names depths, Dice per class.
+    One budget and one lr per depth (2 trials, not the smoke's 8): what is asserted is per depth, not a race."""
     import os
     import subprocess
     import sys
@@ -170,13 +171,14 @@ def test_search_with_the_new_default_on_a_generated_multi_class_folder(tmp_path)
     env = {**os.environ, "TUNEDEPTH_CACHE": str(tmp_path / "cache")}
     exe = str(Path(sys.executable).with_name("tunedepth"))
     cmd = [exe, "run", "--app", "segmentation", "--data", str(folder), "--smoke", "--depths", "decoder,scratch",
-           "--epochs", "2", "--name", "seg", "--results-dir", str(tmp_path / "results")]
+           "--budgets", "1.0", "--samples", "1", "--epochs", "2", "--name", "seg",
+           "--results-dir", str(tmp_path / "results")]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]
     print(run.stdout)  # the answer table, for the log
     config = (tmp_path / "results" / "seg" / "config.yaml").read_text()
     assert "unet-efficientnet-lite0" in config and "imagenet" in config
-    table = [line for line in run.stdout.splitlines() if line.startswith(("25%", "100%"))]
+    table = [line for line in run.stdout.splitlines() if line.startswith("100%")]
     assert table and all(("decoder" in line) or ("scratch" in line) for line in table)
     assert "test dice" in run.stdout
     summary = pd.read_parquet(tmp_path / "results" / "seg" / "summary.parquet")
