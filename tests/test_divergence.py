@@ -95,6 +95,8 @@ def test_a_run_whose_every_fine_tuned_trial_diverges_records_and_shows_it(tmp_pa
         "head,scratch",
         "--budgets",
         "1.0",
+        "--epochs",
+        "1",  # head diverges in its first epoch; scratch needs no second one to show it did not
         "--lr-min",
         "1e6",
         "--lr-max",
