@@ -4,7 +4,6 @@ A real 256 KiB tmpfs where the test may mount one (root), else skipped; the CLI 
 own run-files writer (the parquet write of ``summary.parquet``), on a real run folder."""
 import errno
 import hashlib
-import os
 import subprocess
 from pathlib import Path
 
@@ -72,48 +71,3 @@ def test_a_run_into_a_full_disk_is_refused_in_one_line_before_any_data(tiny_disk
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "MB free" in lines[0] and "--results-dir" in lines[0] and "Traceback" not in run.stderr
     assert list(tiny_disk.iterdir()) == []  # nothing written
-
-
-def test_the_epoch_log_on_a_full_disk_is_one_line_and_keeps_its_complete_lines(tiny_disk):
-    """``epochs.jsonl`` (appended by the driver's Tune callback as results arrive): when the disk fills, the log
-    is cut back to its last complete line, and the error is ``DiskFull``'s one line, not a bare OSError."""
-    log = tiny_disk / "epochs.jsonl"
-    run_files.append_json_line({"trial_id": "a", "epoch": 1}, log)
-    before = log.read_bytes()
-    with pytest.raises(DiskFull) as e:
-        run_files.append_json_line({"trial_id": "a", "epoch": 2, "pad": "x" * 400_000}, log)  # > the 256 KiB disk
-    assert "\n" not in str(e.value) and "epochs.jsonl" in str(e.value) and "--results-dir" in str(e.value)
-    assert log.read_bytes() == before  # no half line left behind
-    assert run_files.read_json_lines(log) == [{"trial_id": "a", "epoch": 1}]
-
-
-def test_a_disk_that_fills_while_tune_runs_is_disk_fulls_one_line(ray_local, tiny_disk, tmp_path):
-    """A real Tune run whose driver callback (``EpochLog``) appends to ``epochs.jsonl`` on the tmpfs, filled up
-    but for a few bytes: Tune wraps the callback's error in a ``TuneError`` (a traceback as text);
-    ``results.fit`` turns it back into ``DiskFull``'s one line, and the log keeps only complete lines."""
-    from ray import tune
-
-    from tunedepth.hpo.results import EpochLog, fit
-
-    def trainable(config):
-        for epoch in range(1, 201):  # ~14 KB of log lines, more than the one free page
-            tune.report({"epoch": epoch, "val_metric": 0.5, "train_loss": 1.0})
-
-    filler = tiny_disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:  # fill the disk, then give back one page: the first line or two of the log fit, then ENOSPC
-        while os.write(fd, b"\0" * 4096):
-            pass
-    except OSError as full:
-        assert full.errno == errno.ENOSPC
-    os.ftruncate(fd, os.fstat(fd).st_size - 4096)
-    os.close(fd)
-    tuner = tune.Tuner(trainable, run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0,
-                                                            callbacks=[EpochLog(tiny_disk)]))
-    with pytest.raises(DiskFull) as e:
-        fit(tuner)
-    assert "\n" not in str(e.value) and "epochs.jsonl" in str(e.value) and "Traceback" not in str(e.value)
-    for row in run_files.read_json_lines(tiny_disk / "epochs.jsonl"):
-        assert row["val_metric"] == 0.5
-    log = (tiny_disk / "epochs.jsonl").read_bytes()
-    assert log == b"" or log.endswith(b"\n")  # complete lines only

@@ -82,7 +82,7 @@ def test_a_diverged_trial_is_diverged_in_the_live_view_and_in_status_not_stopped
 def test_a_run_whose_every_fine_tuned_trial_diverges_records_and_shows_it(tmp_path):
     """A real smoke run with an absurd fine-tuning lr (scratch keeps its own, sane range): exit 2 with one line;
     trials.parquet records ``diverged``; ``status`` counts them as diverged; the report names them."""
-    env = {**os.environ, "TUNEDEPTH_CACHE": str(tmp_path / "cache")}
+    env = dict(os.environ)  # the session's source cache (conftest)
     res = tmp_path / "results"
 
     def cli(*args):
@@ -91,12 +91,16 @@ def test_a_run_whose_every_fine_tuned_trial_diverges_records_and_shows_it(tmp_pa
     run = cli(
         "run",
         "--smoke",
+        "--backbone",
+        "tiny-alexnet",  # a cheap network: divergence is the same at any size
+        "--source",
+        "fractal",
         "--depths",
-        "head,scratch",
+        "fc8,scratch",
         "--budgets",
         "1.0",
         "--epochs",
-        "1",  # head diverges in its first epoch; scratch needs no second one to show it did not
+        "1",  # fc8 diverges in its first epoch; scratch needs no second one to show it did not
         "--lr-min",
         "1e6",
         "--lr-max",
@@ -114,11 +118,11 @@ def test_a_run_whose_every_fine_tuned_trial_diverges_records_and_shows_it(tmp_pa
     assert "Traceback" not in run.stderr
     trials = pd.read_parquet(res / "div" / "trials.parquet")
     last = trials.sort_values("epoch").groupby("trial_id").tail(1)
-    assert set(last.loc[last["depth"] == "head", "status"]) == {"diverged"}
+    assert set(last.loc[last["depth"] == "fc8", "status"]) == {"diverged"}
     assert "diverged" not in set(last.loc[last["depth"] == "scratch", "status"])
     status = cli("status", "div", "--results-dir", str(res))
     assert status.returncode == 0, status.stderr
-    heads = last[last["depth"] == "head"].groupby("budget").size()
+    heads = last[last["depth"] == "fc8"].groupby("budget").size()
     for budget, n in heads.items():
         line = next(s for s in status.stdout.splitlines() if s.strip().startswith(f"budget {budget:g} "))
         assert f"stopped early 0, diverged {n}" in line, status.stdout

@@ -163,7 +163,7 @@ def shape_folder(root: Path, n: int = 90) -> Path:
 @pytest.mark.slow
 def test_search_on_a_generated_three_class_folder_with_macro_f1(tmp_path):
     folder = shape_folder(tmp_path / "shapes")
-    env = {**os.environ, "TUNEDEPTH_CACHE": str(tmp_path / "cache")}
+    env = dict(os.environ)  # the session's source cache (conftest)
     exe = str(Path(sys.executable).with_name("tunedepth"))
     cmd = [exe, "run", "--app", "classification", "--data", str(folder), "--metric", "macro-f1", "--smoke",
            "--backbone", "tiny-alexnet", "--depths", "scratch", "--resize", "pad", "--augment", "flip-rotate",

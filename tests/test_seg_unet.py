@@ -168,7 +168,7 @@ def test_search_with_the_new_default_on_a_generated_multi_class_folder(tmp_path)
     import pandas as pd
 
     folder = write_mask_folder(tmp_path / "masks", 24, 64, seed=0)
-    env = {**os.environ, "TUNEDEPTH_CACHE": str(tmp_path / "cache")}
+    env = dict(os.environ)  # the session's source cache (conftest)
     exe = str(Path(sys.executable).with_name("tunedepth"))
     cmd = [exe, "run", "--app", "segmentation", "--data", str(folder), "--smoke", "--depths", "decoder,scratch",
            "--budgets", "1.0", "--samples", "1", "--epochs", "2", "--name", "seg",

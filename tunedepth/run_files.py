@@ -140,21 +140,9 @@ def write_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 def append_json_line(row: dict, path: Path) -> None:
-    """One JSON line appended and flushed: an append-only log that a killed driver leaves readable. On a full
-    disk the log is cut back to its last complete line and ``DiskFull`` is raised (one line)."""
-    line = memoryview((json.dumps(row, default=_plain_json) + "\n").encode())
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        try:
-            while line:  # unbuffered: a short write goes on, an error leaves nothing queued to flush later
-                line = line[os.write(fd, line):]
-        except OSError as e:
-            os.ftruncate(fd, size)
-            _raise_if_full(e, path)
-            raise
-    finally:
-        os.close(fd)
+    """One JSON line appended and flushed: an append-only log that a killed driver leaves readable."""
+    with open(path, "a") as f:
+        f.write(json.dumps(row, default=_plain_json) + "\n")
 
 
 def write_config(config: dict, run_dir: Path) -> None:

@@ -37,7 +37,7 @@ from tunedepth.hpo.evaluate import evaluate_selected
 from tunedepth.hpo.guard import RunLock
 from tunedepth.hpo.interrupts import InterruptWatch
 from tunedepth.hpo.progress import BudgetProgress
-from tunedepth.hpo.results import TUNE_TRIAL_ID, EpochLog, fit, read_epochs, trial_status, trials_frame
+from tunedepth.hpo.results import TUNE_TRIAL_ID, EpochLog, read_epochs, trial_status, trials_frame
 from tunedepth.hpo.runner import Prepared, _dirname, make_run_config, prepare, steps_per_epoch
 from tunedepth.hpo.trainable import CONTINUES, train_depth
 from tunedepth.run_files import (
@@ -211,7 +211,7 @@ def continue_trials(cfg: SearchConfig, prep: Prepared, run_dir: Path, capped: li
                                     trial_dirname_creator=_dirname),
         run_config=make_run_config(cfg, prep, run_dir, [progress, watch, EpochLog(run_dir)], experiment),
     )
-    results = list(fit(tuner))
+    results = list(tuner.fit())
     watch.check(cfg.name)
     return f"{experiment[0].rstrip('/')}/{experiment[1]}", results
 

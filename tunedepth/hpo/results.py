@@ -15,7 +15,7 @@ import pandas as pd
 from ray import tune
 
 from tunedepth.hpo.trainable import CONTINUES
-from tunedepth.run_files import EPOCHS_FILE, TRIAL_COLUMNS, DiskFull, append_json_line, read_json_lines
+from tunedepth.run_files import EPOCHS_FILE, TRIAL_COLUMNS, append_json_line, read_json_lines
 
 # the keys of a trial's result that trials.parquet keeps (besides the trial's config)
 REPORTED = ("trial_id", "epoch", "source", "depth_index", "val_metric", "val_loss", "train_loss", "time_s",
@@ -48,22 +48,6 @@ class EpochLog(tune.Callback):
         if CONTINUES in config:  # tunedepth extend: logged under the id of the trial it continues
             row = {**row, "trial_id": str(config[CONTINUES]), TUNE_TRIAL_ID: result.get("trial_id")}
         append_json_line(row, Path(self.path))
-
-
-def fit(tuner: tune.Tuner) -> tune.ResultGrid:
-    """``tuner.fit()``, with a full disk met by the driver's callbacks (``EpochLog``'s ``epochs.jsonl``) as
-    ``DiskFull``'s one line: Tune wraps a callback's exception in a ``TuneError`` whose text is the traceback."""
-    try:
-        return tuner.fit()
-    except tune.TuneError as e:
-        text = str(e)
-        for line in reversed(text.splitlines()):
-            if "DiskFull: " in line:
-                raise DiskFull(line.split("DiskFull: ", 1)[1].strip()) from None
-        if "[Errno 28]" in text:  # ENOSPC in another callback (TensorBoard, MLflow files)
-            raise DiskFull("no space left on the results disk while the search ran: free space there, or give "
-                           "--results-dir on another disk, and run again") from None
-        raise
 
 
 def read_epochs(run_dir: Path) -> pd.DataFrame:

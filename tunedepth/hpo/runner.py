@@ -23,7 +23,7 @@ from tunedepth.hpo.guard import RunLock
 from tunedepth.hpo.interrupts import InterruptWatch
 from tunedepth.hpo.progress import BudgetProgress
 from tunedepth.hpo.promotion import StratifiedHalving
-from tunedepth.hpo.results import EpochLog, fit, read_epochs, trials_frame
+from tunedepth.hpo.results import EpochLog, read_epochs, trials_frame
 from tunedepth.hpo.schedulers import BudgetStratifiedASHA
 from tunedepth.hpo.searchers import SearchPlan, make_plan, make_space
 from tunedepth.hpo.tracking import close_interrupted_runs, tracking_callbacks, tracking_text
@@ -296,7 +296,7 @@ def _run_search(cfg: SearchConfig, log: Log, trainable, checked: Checked) -> Out
     t_tune = time.time()
     watch = InterruptWatch(run_dir).install()
     callbacks = [progress_callback(cfg, prep, plan), watch, EpochLog(run_dir), *tracking]
-    results = fit(make_tuner(cfg, prep, run_dir, plan, callbacks, trainable))
+    results = make_tuner(cfg, prep, run_dir, plan, callbacks, trainable).fit()
     stop_if_interrupted(watch, results, prep, run_dir, cfg.name)
     return collect(results, prep, run_dir, t0, plan, log, time.time() - t_tune)
 
@@ -328,7 +328,7 @@ def _resume_search(cfg: SearchConfig, log: Log) -> Outcome:
     log(f"resuming {cfg.name} from {path}")
     if close_interrupted_runs(cfg):
         log("mlflow: the interrupted trials' runs are marked KILLED; resumed trials log into new runs")
-    return collect(fit(tuner), prep, run_dir, t0, log=log)
+    return collect(tuner.fit(), prep, run_dir, t0, log=log)
 
 
 def answer_text(outcome: Outcome) -> str:
