@@ -5,8 +5,8 @@ multi-class mask folder (``write_mask_folder``: a disc and a square, 3 classes, 
 app). Drives ``TrialRun`` directly (no Ray): for every dataset x budget x depth x lr one trial, trained until its
 validation Dice has not improved for ``--patience-steps`` optimizer steps (a plateau), or to the cap of ``--epochs``
 epoch-equivalents of ``--epoch-steps`` steps each (equal at every budget). Its best epoch is the app's own
-selection (validation metric), and that checkpoint's mean foreground Dice is taken on validation
-and on test. Per budget the ImageNet depth and scratch lr with the best validation Dice are compared on test Dice
+selection (validation metric), and that checkpoint's mean foreground Dice is taken on validation and on test.
+Per budget the ImageNet depth and scratch lr with the best validation Dice are compared on test Dice
 (ImageNet - scratch), each marked with how its trial ended (a capped score is a lower bound).
 
     PYTHONPATH=$PWD python bench/seg_transfer.py           # converged: every trial to its plateau
